@@ -1,0 +1,235 @@
+"""The ``compsearch`` command: a thin layer over ``compsearch.Retriever``.
+
+    compsearch index ./docs              # build or update ./.compsearch
+    compsearch query "how do I ..." -k 5
+    compsearch info
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+import click
+
+from .errors import CompsearchError
+
+DEFAULT_INDEX = os.environ.get("COMPSEARCH_INDEX", ".compsearch")
+INDEX_TYPES = ["auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw"]
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def friendly_errors(fn):
+    """Bad input and known failures end with one line on stderr and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CompsearchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted: the index was left as it was before this run", err=True)
+            sys.exit(130)
+        except OSError as exc:
+            click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _setup_logging(verbose: bool) -> None:
+    import logging
+
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="compsearch")
+def main():
+    """Search your documents with an LLM2Comp text encoder."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True,
+              help="Index directory (created if missing).")
+@click.option("--model", default=None,
+              help="Encoder for a new index: 'default', a saved encoder folder, a local HF "
+                   "model folder or a hub id. An existing index keeps the encoder it was built with.")
+@click.option("--type", "index_type", type=click.Choice(INDEX_TYPES), default=None,
+              help="FAISS index type (default: keep the index's, or 'auto' by size).")
+@click.option("--chunk-tokens", type=int, default=None, help="Token budget per chunk (default 256).")
+@click.option("--overlap", type=int, default=None, help="Tokens of overlap between chunks (default 32).")
+@click.option("--hidden", is_flag=True, help="Also index hidden files and folders.")
+@click.option("--no-gitignore", is_flag=True, help="Ignore .gitignore rules.")
+@click.option("--max-file-mb", type=float, default=10.0, show_default=True,
+              help="Skip files larger than this.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="List every skipped file.")
+@friendly_errors
+def index(paths, index_dir, model, index_type, chunk_tokens, overlap, hidden, no_gitignore,
+          max_file_mb, as_json, verbose):
+    """Index files and folders (incremental: only changed files are re-encoded)."""
+    from .chunking import ChunkingConfig
+    from .retriever import Retriever
+
+    _setup_logging(False)
+    retriever = Retriever.open(index_dir, model)
+    chunking = None
+    if chunk_tokens is not None or overlap is not None:
+        base = ChunkingConfig.from_dict(retriever.manifest["chunking"]) \
+            if retriever.exists and retriever.manifest.get("chunking") else ChunkingConfig()
+        try:
+            chunking = ChunkingConfig(max_tokens=chunk_tokens or base.max_tokens,
+                                      overlap_tokens=base.overlap_tokens if overlap is None else overlap)
+        except ValueError as exc:
+            raise CompsearchError(str(exc)) from None
+    err = _console(stderr=True)
+    if not as_json:
+        err.print(f"[dim]loading encoder…[/dim]")
+    retriever.encoder  # load (and convert the bundled model on first use) before the bar starts
+    with _progress(err, disable=as_json) as bar:
+        task = bar.add_task("indexing files", total=None)
+
+        def on_progress(phase, done, total):
+            bar.update(task, completed=done, total=total)
+
+        report = retriever.index(paths, chunking=chunking, index_type=index_type,
+                                 include_hidden=hidden, respect_gitignore=not no_gitignore,
+                                 max_file_bytes=int(max_file_mb * 1_000_000), progress=on_progress)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    _print_report(_console(), report, index_dir, verbose)
+
+
+def _progress(console, disable: bool):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                    disable=disable, transient=True)
+
+
+def _print_report(console, report, index_dir, verbose):
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_row("files indexed (new or changed)", str(report.files_indexed))
+    t.add_row("files unchanged", str(report.files_unchanged))
+    t.add_row("files removed", str(report.files_removed))
+    t.add_row("files skipped", str(len(report.skipped)))
+    t.add_row("chunks added / removed", f"{report.chunks_added} / {report.chunks_removed}")
+    t.add_row("chunks truncated", str(report.truncated))
+    t.add_row("index", f"{report.chunks_total} chunks from {report.files_total} files, "
+                       f"{report.index_type}{' (rebuilt)' if report.rebuilt else ''}")
+    t.add_row("time", f"{report.seconds:.1f} s")
+    console.print(f"[bold]indexed into {index_dir}[/bold]")
+    console.print(t)
+    if report.skipped:
+        reasons = ", ".join(f"{n} {r}" for r, n in report.skipped_by_reason().items())
+        console.print(f"skipped: {reasons}")
+        shown = report.skipped if verbose else [s for s in report.skipped
+                                                if s[1] not in ("hidden", "ignored by .gitignore")][:10]
+        for path, reason in shown:
+            console.print(f"  [dim]{path}[/dim]: {reason}")
+        if not verbose and len(report.skipped) > len(shown):
+            console.print("  [dim](-v lists every skipped file)[/dim]")
+
+
+def _parse_where(items) -> dict | None:
+    where: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise CompsearchError(f"--where takes key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        where.setdefault(key.strip(), []).append(value)
+    return where or None
+
+
+@main.command()
+@click.argument("text")
+@click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True)
+@click.option("-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Number of results.")
+@click.option("--rerank", type=click.Choice(["auto", "exact", "hybrid", "none"]), default="auto",
+              show_default=True, help="auto: exact re-scoring when the index is approximate.")
+@click.option("--where", multiple=True, metavar="KEY=VALUE",
+              help="Filter: source=GLOB, section=..., or a metadata key (e.g. kind=markdown).")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@friendly_errors
+def query(text, index_dir, k, rerank, where, as_json):
+    """Search the index for TEXT."""
+    from .retriever import Retriever
+
+    _setup_logging(False)
+    if not text.strip():
+        raise CompsearchError("the query is empty")
+    retriever = Retriever.open(index_dir, must_exist=True)
+    hits = retriever.search(text, k=k, where=_parse_where(where),
+                            rerank=None if rerank == "none" else rerank)
+    if as_json:
+        click.echo(json.dumps({"query": text, "results": [h.to_dict() for h in hits]}, indent=2))
+        return
+    print_results(_console(), text, hits)
+
+
+def print_results(console, text, hits) -> None:
+    from rich.markup import escape
+
+    console.print(f"[bold]{escape(text)}[/bold]")
+    if not hits:
+        console.print("  no results")
+    for rank, h in enumerate(hits, 1):
+        where = h.source + (f":{h.start_line}-{h.end_line}" if h.span else "")
+        section = f"  [dim]§ {escape(h.section)}[/dim]" if h.section else ""
+        snippet = " ".join(h.text.split())
+        snippet = snippet[:200] + ("…" if len(snippet) > 200 else "")
+        console.print(f"{rank:>2}. [cyan]{h.score:.3f}[/cyan]  [green]{escape(where)}[/green]{section}")
+        console.print(f"    {escape(snippet)}")
+
+
+@main.command()
+@click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def info(index_dir, as_json):
+    """What an index holds and which encoder made it."""
+    from .retriever import Retriever
+
+    data = Retriever.open(index_dir, must_exist=True).info()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    from rich.table import Table
+
+    enc, idx = data["encoder"], data["index"]
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_row("index", data["path"])
+    t.add_row("chunks / files / sources",
+              f"{data['counts']['chunks']} / {data['counts']['files']} / {data['sources']}")
+    t.add_row("vector index", f"{idx['spec']['kind']} ({idx['factory']}), {idx['ntotal']} vectors")
+    t.add_row("encoder", f"{enc['name']}")
+    t.add_row("encoder source", str(enc["source"]))
+    t.add_row("encoder fingerprint", enc["fingerprint"])
+    t.add_row("dim / dtype", f"{enc['dim']} / {enc['dtype']}")
+    t.add_row("chunking", json.dumps(data.get("chunking")))
+    t.add_row("roots", "\n".join(data.get("roots", [])))
+    t.add_row("created / updated", f"{data.get('created_at')} / {data.get('updated_at')}")
+    t.add_row("format", f"{data['format']} v{data['format_version']}, generation {data['generation']}")
+    _console().print(t)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,412 @@
+"""The LLM2Comp text encoder: a causal LM made bidirectional, read out through k memory tokens.
+
+Input to the transformer is ``[text tokens..., m_1..m_k, pad...]`` (right padded). The memory
+tokens are k learned input vectors (a small parameter of their own, not vocabulary rows), and the
+embedding is the mean of the final-layer hidden states at those k positions, L2-normalised.
+Attention is made bidirectional with transformers' supported ``config.is_causal = False``.
+
+A saved encoder is a small folder (see ``EncoderConfig``): the base model is referenced by name and
+fingerprint, never copied, so a trained encoder is a few MB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .errors import CompsearchError
+from .models import BUNDLED, base_fingerprint, resolve_base
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "compsearch_encoder.json"
+MEMORY_FILE = "memory.safetensors"
+ADAPTER_DIR = "adapter"
+DEFAULT_QUERY_PROMPT = "Given a search query, retrieve passages that answer it"
+# Where the trained default encoder lives once the training recipe has produced one.
+PACKAGED_DEFAULT = Path(__file__).parent / "default_model"
+
+
+@dataclass
+class EncoderConfig:
+    """Everything that defines an encoder besides weights; saved as compsearch_encoder.json."""
+
+    base_model: str = BUNDLED          # "bundled:...", a local folder, or a hub id
+    base_fingerprint: str | None = None
+    num_memory_tokens: int = 8
+    max_length: int = 512              # text tokens; the memory tokens come on top
+    query_prompt: str | None = DEFAULT_QUERY_PROMPT  # queries become "{prompt}: {query}\n"
+    document_prompt: str | None = None
+    pooling: str = "memory-mean"
+    normalize: bool = True
+    training: dict = field(default_factory=dict)  # provenance written by training/: recipe, data, steps
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EncoderConfig":
+        version = d.get("format_version", 0)
+        if version > FORMAT_VERSION:
+            raise CompsearchError(f"encoder format {version} is newer than this compsearch "
+                                  f"understands ({FORMAT_VERSION}); upgrade compsearch")
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise CompsearchError(f"unknown encoder config fields: {sorted(unknown)}")
+        cfg = cls(**d)
+        if cfg.num_memory_tokens < 1 or cfg.max_length < 1:
+            raise CompsearchError("num_memory_tokens and max_length must be positive")
+        if cfg.pooling != "memory-mean":
+            raise CompsearchError(f"unsupported pooling {cfg.pooling!r}")
+        return cfg
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
+    """bf16 where the hardware runs it natively (GPUs, CPUs with AMX/AVX512-BF16), else fp32."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in (None, "auto"):
+        try:
+            return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32,
+                    "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16}[dtype]
+        except KeyError:
+            raise CompsearchError(f"unknown dtype {dtype!r}; use bfloat16 or float32") from None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    cpu = getattr(torch, "cpu", None)
+    native = False
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        try:
+            native = native or bool(getattr(cpu, probe)())
+        except Exception:
+            pass
+    return torch.bfloat16 if native else torch.float32
+
+
+def memory_inputs(embed: torch.nn.Module, memory: torch.Tensor, token_ids: Sequence[Sequence[int]],
+                  pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Build ``inputs_embeds`` for ``[text, m_1..m_k]`` rows, right padded.
+
+    Returns (inputs_embeds, attention_mask, memory_mask). Differentiable in ``memory`` and in the
+    embedding table, so training uses the same function as inference.
+    """
+    k = memory.shape[0]
+    device = memory.device
+    lengths = torch.tensor([len(t) for t in token_ids], device=device)
+    width = int(lengths.max()) + k
+    ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
+    for i, t in enumerate(token_ids):
+        ids[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
+    ids = ids.to(device)
+    pos = torch.arange(width, device=device).unsqueeze(0)
+    offset = pos - lengths.unsqueeze(1)                      # 0..k-1 at the memory slots
+    memory_mask = (offset >= 0) & (offset < k)
+    attention_mask = (pos < (lengths + k).unsqueeze(1)).long()
+    tok = embed(ids)
+    mem = memory.to(tok.dtype)[offset.clamp(0, k - 1)]      # (batch, width, hidden)
+    inputs = torch.where(memory_mask.unsqueeze(-1), mem, tok)
+    return inputs, attention_mask, memory_mask
+
+
+def pool_memory(hidden: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the hidden states at the memory positions (each row has exactly k of them)."""
+    m = memory_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1)
+
+
+class Encoder:
+    """Encode texts into L2-normalised vectors, in the style of sentence-transformers.
+
+    >>> enc = Encoder.load()            # the default encoder
+    >>> vecs = enc.encode(["some passage"], kind="document")
+    """
+
+    def __init__(self, model, tokenizer, memory: torch.Tensor, config: EncoderConfig, *,
+                 adapter: tuple[dict, dict] | None = None, source: str | None = None,
+                 base_path: Path | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.memory = memory
+        self.config = config
+        self.adapter = adapter          # (peft adapter config dict, {name: tensor}) or None
+        self.source = source            # how to load this encoder again: "default", a folder, a base spec
+        self.base_path = base_path
+        self.truncated_total = 0        # texts cut at max_length since this encoder was loaded
+        self.last_truncated: list[int] = []   # indices of texts cut in the last encode() call
+        self._fingerprint: str | None = None
+
+    # ---------------------------------------------------------------- loading and saving
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike | None = None, *, device: str | None = None,
+             dtype: str | torch.dtype | None = None) -> "Encoder":
+        """Load an encoder.
+
+        ``None`` or ``"default"``: compsearch's default encoder. A folder with
+        ``compsearch_encoder.json``: a saved (e.g. trained) encoder. Anything else is taken as a base
+        causal LM (``"bundled"``, a local Hugging Face folder, or a hub id) with fresh memory tokens.
+        """
+        if name_or_path in (None, "default"):
+            if (PACKAGED_DEFAULT / CONFIG_FILE).is_file():
+                enc = cls._load_folder(PACKAGED_DEFAULT, device, dtype)
+            else:
+                enc = cls.from_base(BUNDLED, device=device, dtype=dtype)
+            enc.source = "default"
+            return enc
+        path = Path(name_or_path).expanduser()
+        if (path / CONFIG_FILE).is_file():
+            return cls._load_folder(path, device, dtype)
+        return cls.from_base(str(name_or_path), device=device, dtype=dtype)
+
+    @classmethod
+    def from_base(cls, base_model: str = BUNDLED, *, num_memory_tokens: int = 8,
+                  max_length: int = 512, query_prompt: str | None = DEFAULT_QUERY_PROMPT,
+                  seed: int = 0, device: str | None = None,
+                  dtype: str | torch.dtype | None = None) -> "Encoder":
+        """A base causal LM with freshly initialised (untrained) memory tokens.
+
+        The memory vectors are drawn deterministically (``seed``) from a normal distribution with
+        the per-dimension mean and std of the token embedding table, like a random vocabulary row.
+        """
+        folder = resolve_base(base_model)
+        model, tokenizer = _load_backbone(folder, device, dtype)
+        table = model.get_input_embeddings().weight.detach().float().cpu()
+        gen = torch.Generator().manual_seed(seed)
+        noise = torch.randn(num_memory_tokens, table.shape[1], generator=gen)
+        memory = table.mean(0) + noise * table.std(0)
+        if Path(base_model).expanduser().is_dir():
+            base_model = str(folder)  # absolute, so a saved encoder finds its base from anywhere
+        config = EncoderConfig(base_model=base_model, base_fingerprint=base_fingerprint(folder),
+                               num_memory_tokens=num_memory_tokens, max_length=max_length,
+                               query_prompt=query_prompt)
+        return cls(model, tokenizer, memory.to(model.device), config, source=str(base_model),
+                   base_path=folder)
+
+    @classmethod
+    def _load_folder(cls, path: Path, device, dtype) -> "Encoder":
+        from safetensors.torch import load_file
+
+        path = Path(path).resolve()
+        try:
+            config = EncoderConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
+        except (ValueError, TypeError) as exc:
+            raise CompsearchError(f"{path / CONFIG_FILE} is not a valid encoder config: {exc}") from None
+        folder = resolve_base(config.base_model)
+        actual = base_fingerprint(folder)
+        if config.base_fingerprint and actual != config.base_fingerprint:
+            raise CompsearchError(
+                f"the encoder in {path} was trained on base model {config.base_model} with "
+                f"fingerprint {config.base_fingerprint[:12]}, but that model now has {actual[:12]}")
+        model, tokenizer = _load_backbone(folder, device, dtype)
+        memory = load_file(str(path / MEMORY_FILE))["memory"]
+        if memory.shape != (config.num_memory_tokens, model.config.hidden_size):
+            raise CompsearchError(f"{path / MEMORY_FILE} has shape {tuple(memory.shape)}, expected "
+                                  f"({config.num_memory_tokens}, {model.config.hidden_size})")
+        adapter = None
+        if (path / ADAPTER_DIR).is_dir():
+            adapter = _read_adapter(path / ADAPTER_DIR)
+            model = _merge_adapter(model, path / ADAPTER_DIR)
+        return cls(model, tokenizer, memory.float().to(model.device), config, adapter=adapter,
+                   source=str(path), base_path=folder)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the encoder folder atomically (config JSON, memory tokens, LoRA adapter)."""
+        from safetensors.torch import save_file
+
+        path = Path(path).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        try:
+            (tmp / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+            save_file({"memory": self.memory.detach().float().cpu().contiguous()},
+                      str(tmp / MEMORY_FILE))
+            if self.adapter is not None:
+                adapter_config, tensors = self.adapter
+                (tmp / ADAPTER_DIR).mkdir()
+                (tmp / ADAPTER_DIR / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
+                save_file({k: v.contiguous() for k, v in tensors.items()},
+                          str(tmp / ADAPTER_DIR / "adapter_model.safetensors"))
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    # ---------------------------------------------------------------- identity
+    @property
+    def dim(self) -> int:
+        return int(self.memory.shape[1])
+
+    @property
+    def name(self) -> str:
+        trained = "trained" if self.config.training else "untrained memory tokens"
+        return f"{self.config.base_model} (k={self.config.num_memory_tokens}, {trained})"
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 over the config, the base model's fingerprint and every learned tensor."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            cfg = self.config.to_dict()
+            cfg.pop("training", None)  # provenance, not behaviour
+            h.update(json.dumps(cfg, sort_keys=True).encode())
+            h.update(_tensor_bytes(self.memory))
+            if self.adapter is not None:
+                adapter_config, tensors = self.adapter
+                h.update(json.dumps(adapter_config, sort_keys=True, default=str).encode())
+                for key in sorted(tensors):
+                    h.update(key.encode() + _tensor_bytes(tensors[key]))
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    @property
+    def device(self) -> torch.device:
+        return self.memory.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    # ---------------------------------------------------------------- encoding
+    def prepare(self, texts: Sequence[str], kind: str = "document") -> list[str]:
+        """Apply the query/document prompt: ``"{prompt}: {text}\\n"`` when a prompt is set."""
+        if kind not in ("query", "document"):
+            raise ValueError(f"kind must be 'query' or 'document', not {kind!r}")
+        prompt = self.config.query_prompt if kind == "query" else self.config.document_prompt
+        return [f"{prompt}: {t}\n" for t in texts] if prompt else list(texts)
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token counts as the encoder sees them (used by chunking to respect the budget)."""
+        if not texts:
+            return []
+        return [len(t) for t in self.tokenize(texts)]
+
+    @torch.inference_mode()
+    def encode(self, texts: str | Sequence[str], *, kind: str = "document", batch_size: int = 32,
+               show_progress: bool = False, normalize: bool | None = None) -> np.ndarray:
+        """Embed texts; returns a float32 array (n, dim), L2-normalised by default.
+
+        Texts are sorted by length and batched to minimise padding; the result is in input order and
+        each row does not depend on the rest of the batch. Texts longer than ``max_length`` tokens
+        are cut; their indices are in ``last_truncated`` and a warning is logged.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        if any(not isinstance(t, str) for t in texts):
+            raise TypeError("encode() takes a string or a list of strings")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        ids = self.tokenize(self.prepare(texts, kind)) if texts else []
+        limit = self.config.max_length
+        self.last_truncated = [i for i, t in enumerate(ids) if len(t) > limit]
+        if self.last_truncated:
+            self.truncated_total += len(self.last_truncated)
+            log.warning("%d of %d texts were longer than %d tokens and were truncated",
+                        len(self.last_truncated), len(ids), limit)
+        ids = [t[:limit] for t in ids]
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+        progress = _progress(show_progress, len(ids))
+        try:
+            for batch in batches:
+                vecs = self._embed_ids([ids[i] for i in batch])
+                out[batch] = vecs.float().cpu().numpy()
+                if progress:
+                    progress[0].advance(progress[1], len(batch))
+        finally:
+            if progress:
+                progress[0].stop()
+        if normalize if normalize is not None else self.config.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out /= np.maximum(norms, 1e-12)
+        return out
+
+    def _embed_ids(self, token_ids: list[list[int]]) -> torch.Tensor:
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id or 0
+        inputs, attention, mem_mask = memory_inputs(
+            self.model.get_input_embeddings(), self.memory, token_ids, pad)
+        hidden = self.model(inputs_embeds=inputs, attention_mask=attention).last_hidden_state
+        return pool_memory(hidden, mem_mask)
+
+    def __repr__(self) -> str:
+        return (f"Encoder({self.name}, dim={self.dim}, dtype={self.dtype}, device={self.device}, "
+                f"fingerprint={self.fingerprint[:12]})")
+
+
+# -------------------------------------------------------------------- helpers
+def _load_backbone(folder: Path, device, dtype):
+    """The transformer without its LM head, bidirectional, in inference mode."""
+    import transformers
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    cfg = AutoConfig.from_pretrained(folder)
+    cfg.is_causal = False
+    model = AutoModel.from_pretrained(folder, config=cfg, dtype=dt).to(dev).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def _read_adapter(folder: Path) -> tuple[dict, dict]:
+    from safetensors.torch import load_file
+
+    config = json.loads((folder / "adapter_config.json").read_text())
+    return config, load_file(str(folder / "adapter_model.safetensors"))
+
+
+def _merge_adapter(model, folder: Path):
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(folder)).merge_and_unload().eval()
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    t = t.detach().cpu().float().contiguous()  # bf16 -> fp32 is exact, so the digest ignores storage dtype
+    return str(tuple(t.shape)).encode() + t.numpy().tobytes()
+
+
+def _progress(show: bool, total: int):
+    if not show or total == 0:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("encoding"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), transient=True)
+    task = progress.add_task("encode", total=total)
+    progress.start()
+    return progress, task

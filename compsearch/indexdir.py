@@ -1,0 +1,176 @@
+"""An index directory on disk, and atomic updates of it.
+
+Layout::
+
+    INDEX/
+      manifest.json        # the commit point: names the current generation, encoder, counts
+      g000003/chunks.sqlite
+      g000003/vectors.faiss
+      encoder/             # the encoder that made the vectors (config, memory tokens, adapter)
+      .lock                # held by a writer
+
+A generation is never modified once the manifest names it. A writer copies the current generation
+into a hidden temporary folder, changes the copy, fsyncs it, renames it to the next generation and
+only then replaces ``manifest.json`` (write a temp file, fsync, rename). A crash or Ctrl-C at any
+moment leaves the old manifest pointing at the old, complete generation; leftovers are removed by
+the next writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import CompsearchError
+from .index import IndexSpec, VectorIndex
+from .models import atomic_write_text
+from .store import Store
+
+FORMAT = "compsearch-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+STORE_FILE = "chunks.sqlite"
+INDEX_FILE = "vectors.faiss"
+ENCODER_DIR = "encoder"
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def read_manifest(root: Path) -> dict | None:
+    """The manifest, or None when ``root`` holds no index yet; errors for anything corrupt."""
+    path = Path(root) / MANIFEST
+    if not path.exists():
+        if Path(root).exists() and not Path(root).is_dir():
+            raise CompsearchError(f"{root} is a file, not an index directory")
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CompsearchError(f"{path} is unreadable or corrupt ({exc.__class__.__name__})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CompsearchError(f"{path} is not a compsearch index manifest")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise CompsearchError(f"{root} was written by a newer compsearch (format "
+                              f"{manifest['format_version']}); upgrade compsearch")
+    for key in ("generation", "encoder", "index"):
+        if key not in manifest:
+            raise CompsearchError(f"{path} is incomplete (no {key!r})")
+    return manifest
+
+
+def generation_dir(root: Path, generation: int) -> Path:
+    return Path(root) / f"g{generation:06d}"
+
+
+def open_generation(root: Path, manifest: dict) -> tuple[Store, VectorIndex]:
+    """Open the current generation read-only."""
+    gdir = generation_dir(root, manifest["generation"])
+    if not gdir.is_dir():
+        raise CompsearchError(f"index {root} is damaged: {gdir.name} named by the manifest is missing")
+    store = Store(gdir / STORE_FILE, readonly=True)
+    spec = IndexSpec.from_dict(manifest["index"]["spec"])
+    index = VectorIndex.load(gdir / INDEX_FILE, spec, manifest["encoder"]["dim"])
+    return store, index
+
+
+class Transaction:
+    """A writable copy of the current generation; ``commit`` makes it current atomically."""
+
+    def __init__(self, root: Path, manifest: dict | None, work: Path, store: Store,
+                 index: VectorIndex | None):
+        self.root = root
+        self.manifest = manifest
+        self.work = work
+        self.store = store
+        self.index = index
+        self.committed = False
+
+    def commit(self, manifest: dict) -> dict:
+        """Write everything, then switch the manifest; returns the manifest written."""
+        if self.index is None:
+            raise CompsearchError("nothing to commit: no vector index was built")
+        generation = (self.manifest["generation"] + 1) if self.manifest else 1
+        self.store.commit()
+        self.store.close()
+        self.index.save(self.work / INDEX_FILE)
+        _fsync_tree(self.work)
+        target = generation_dir(self.root, generation)
+        if target.exists():  # a leftover from a crash after rename but before the manifest
+            shutil.rmtree(target)
+        os.replace(self.work, target)
+        manifest = dict(manifest, format=FORMAT, format_version=FORMAT_VERSION,
+                        generation=generation, updated_at=now())
+        manifest.setdefault("created_at", (self.manifest or {}).get("created_at", now()))
+        atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        _fsync_dir(self.root)
+        self.committed = True
+        _remove_stale(self.root, keep=target.name)
+        return manifest
+
+
+@contextmanager
+def transaction(root: Path):
+    """Lock the index, copy the current generation, yield a ``Transaction``; roll back on error."""
+    from filelock import FileLock, Timeout
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / ".lock"))
+    try:
+        lock.acquire(timeout=1)
+    except Timeout:
+        raise CompsearchError(f"{root} is being updated by another process") from None
+    try:
+        manifest = read_manifest(root)
+        _remove_stale(root, keep=generation_dir(root, manifest["generation"]).name if manifest else None)
+        work = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+        tx = None
+        try:
+            index = None
+            if manifest:
+                old_store, index = open_generation(root, manifest)
+                copy = sqlite3.connect(work / STORE_FILE)
+                old_store.db.backup(copy)
+                copy.close()
+                old_store.close()
+            tx = Transaction(root, manifest, work, Store(work / STORE_FILE), index)
+            yield tx
+        finally:
+            if tx is None or not tx.committed:
+                if tx is not None:
+                    tx.store.close()
+                shutil.rmtree(work, ignore_errors=True)
+    finally:
+        lock.release()
+
+
+def _remove_stale(root: Path, keep: str | None) -> None:
+    """Delete generations and temp folders the manifest does not name (crash leftovers)."""
+    for p in root.iterdir():
+        if p.is_dir() and p.name != keep and (p.name.startswith(".tmp-") or
+                                               (p.name.startswith("g") and p.name[1:].isdigit())):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for p in folder.iterdir():
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

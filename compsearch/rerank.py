@@ -1,0 +1,94 @@
+"""Reranking search candidates.
+
+A reranker takes the candidates the vector index returned and reorders (or re-scores) them.
+``ExactRescorer`` recomputes each candidate's score from the full-precision vector kept in the
+store, which undoes the error of quantised or approximate indexes (IVF-SQ8, IVF-PQ, HNSW).
+``HybridReranker`` fuses the dense ranking with BM25 over the candidates (reciprocal rank fusion),
+which helps on queries with rare exact terms (names, error codes).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from .errors import CompsearchError
+
+
+class Reranker(Protocol):
+    def rerank(self, query: str, query_vector: np.ndarray, results: list, retriever) -> list:
+        """Return ``results`` (SearchResult objects) reordered, best first, scores updated."""
+
+
+class ExactRescorer:
+    """Score = inner product of the query with the chunk's stored float32 vector."""
+
+    def rerank(self, query, query_vector, results, retriever):
+        if not results:
+            return results
+        store, index = retriever._open_read()
+        vecs = store.vectors([r.id for r in results], index.dim)
+        scores = vecs @ np.asarray(query_vector, dtype=np.float32)
+        for r, s in zip(results, scores):
+            r.score = float(s)
+        return sorted(results, key=lambda r: -r.score)
+
+
+class HybridReranker:
+    """Reciprocal rank fusion of exact dense scores and BM25 computed over the candidates."""
+
+    def __init__(self, k: int = 60, k1: float = 1.2, b: float = 0.75):
+        self.k, self.k1, self.b = k, k1, b
+
+    def rerank(self, query, query_vector, results, retriever):
+        results = ExactRescorer().rerank(query, query_vector, results, retriever)
+        if not results:
+            return results
+        lexical = bm25_scores(query, [r.text for r in results], self.k1, self.b)
+        dense_rank = {r.id: i for i, r in enumerate(results)}
+        lex_order = sorted(range(len(results)), key=lambda i: -lexical[i])
+        lex_rank = {results[i].id: rank for rank, i in enumerate(lex_order)}
+        for r in results:
+            r.metadata = dict(r.metadata, dense_score=r.score)
+            r.score = 1 / (self.k + dense_rank[r.id] + 1) + 1 / (self.k + lex_rank[r.id] + 1)
+        return sorted(results, key=lambda r: -r.score)
+
+
+_WORD = re.compile(r"\w+")
+
+
+def bm25_scores(query: str, docs: Sequence[str], k1: float = 1.2, b: float = 0.75) -> list[float]:
+    """Okapi BM25 of ``query`` against ``docs``, with document frequencies from ``docs`` only."""
+    toks = [_WORD.findall(d.lower()) for d in docs]
+    q = set(_WORD.findall(query.lower()))
+    n = len(docs)
+    avg = sum(map(len, toks)) / max(n, 1) or 1.0
+    df = Counter(t for ts in toks for t in set(ts) if t in q)
+    out = []
+    for ts in toks:
+        tf = Counter(t for t in ts if t in q)
+        s = 0.0
+        for term, f in tf.items():
+            idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
+            s += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * len(ts) / avg))
+        out.append(s)
+    return out
+
+
+def get_reranker(spec, *, exact_index: bool) -> Reranker | None:
+    """Turn ``"auto" | "exact" | "hybrid" | None | Reranker`` into a reranker (or None)."""
+    if spec is None or spec == "none":
+        return None
+    if spec == "auto":
+        return None if exact_index else ExactRescorer()
+    if spec == "exact":
+        return ExactRescorer()
+    if spec == "hybrid":
+        return HybridReranker()
+    if hasattr(spec, "rerank"):
+        return spec
+    raise CompsearchError(f"unknown reranker {spec!r}; use auto, exact, hybrid or none")

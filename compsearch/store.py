@@ -1,0 +1,208 @@
+"""The chunk store: one SQLite file with every chunk's text, citation, metadata and vector.
+
+Chunk ids are int64, assigned from a counter that never goes back, so an id names one chunk for the
+life of an index and the FAISS index can refer to it. The float32 vector of every chunk is kept
+here: it feeds exact re-scoring after approximate search and rebuilding an index without
+re-encoding anything.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import CompsearchError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
+    kind TEXT NOT NULL, n_chunks INTEGER NOT NULL, indexed_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, start_line INTEGER, end_line INTEGER,
+    section TEXT, text TEXT NOT NULL, content_hash TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}', vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
+"""
+
+
+@dataclass
+class ChunkRecord:
+    """A chunk as stored: what a search result shows and cites."""
+
+    text: str
+    source: str
+    start_line: int | None = None
+    end_line: int | None = None
+    section: str | None = None
+    content_hash: str = ""
+    metadata: dict = field(default_factory=dict)
+    id: int | None = None
+
+
+class Store:
+    def __init__(self, path: str | Path, *, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise CompsearchError(f"chunk store {self.path} is missing")
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            else:
+                self.db = sqlite3.connect(self.path)
+                self.db.executescript(SCHEMA)
+            self.db.execute("SELECT count(*) FROM chunks").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CompsearchError(f"chunk store {self.path} is unreadable or corrupt ({exc})") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    # ---------------------------------------------------------------- counters
+    def _meta(self, key: str, default: str) -> str:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # ---------------------------------------------------------------- chunks
+    def add(self, records: Sequence[ChunkRecord], vectors: np.ndarray) -> list[int]:
+        """Insert chunks with their vectors; returns the new ids (never reused)."""
+        if len(records) != len(vectors):
+            raise ValueError("one vector per record")
+        start = int(self._meta("next_id", "0"))
+        ids = list(range(start, start + len(records)))
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.db.executemany(
+            "INSERT INTO chunks (id, source, start_line, end_line, section, text, content_hash,"
+            " metadata, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(i, r.source, r.start_line, r.end_line, r.section, r.text, r.content_hash,
+              json.dumps(r.metadata, sort_keys=True), v.tobytes())
+             for i, r, v in zip(ids, records, vectors)])
+        self._set_meta("next_id", str(start + len(records)))
+        return ids
+
+    def delete(self, ids: Iterable[int]) -> None:
+        self.db.executemany("DELETE FROM chunks WHERE id = ?", [(int(i),) for i in ids])
+
+    def ids_for_source(self, source: str) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE source = ?", (source,))]
+
+    def get(self, ids: Sequence[int]) -> dict[int, ChunkRecord]:
+        out: dict[int, ChunkRecord] = {}
+        for part in _batches(list(ids), 500):
+            q = ",".join("?" * len(part))
+            for row in self.db.execute(
+                    "SELECT id, source, start_line, end_line, section, text, content_hash, metadata"
+                    f" FROM chunks WHERE id IN ({q})", [int(i) for i in part]):
+                out[row[0]] = ChunkRecord(id=row[0], source=row[1], start_line=row[2],
+                                          end_line=row[3], section=row[4], text=row[5],
+                                          content_hash=row[6], metadata=json.loads(row[7]))
+        return out
+
+    def vectors(self, ids: Sequence[int], dim: int) -> np.ndarray:
+        """Stored float32 vectors, in the order of ``ids``."""
+        found: dict[int, bytes] = {}
+        for part in _batches(list(ids), 500):
+            q = ",".join("?" * len(part))
+            found.update(self.db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({q})",
+                                         [int(i) for i in part]))
+        missing = [i for i in ids if int(i) not in found]
+        if missing:
+            raise CompsearchError(f"index refers to chunk ids missing from the store: {missing[:5]}")
+        return np.stack([np.frombuffer(found[int(i)], dtype=np.float32, count=dim) for i in ids]) \
+            if len(ids) else np.zeros((0, dim), np.float32)
+
+    def iter_vectors(self, dim: int, batch: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (ids, vectors) in id order, in batches (for rebuilding an index)."""
+        cur = self.db.execute("SELECT id, vector FROM chunks ORDER BY id")
+        while rows := cur.fetchmany(batch):
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            yield ids, np.stack([np.frombuffer(r[1], dtype=np.float32, count=dim) for r in rows])
+
+    def count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    def all_ids(self) -> np.ndarray:
+        return np.array([r[0] for r in self.db.execute("SELECT id FROM chunks ORDER BY id")],
+                        dtype=np.int64)
+
+    def ids_where(self, where: dict) -> np.ndarray:
+        """Chunk ids matching a filter.
+
+        Keys: ``source`` (exact path, or a glob when it contains ``*?[``), ``section``, or any
+        metadata key (compared as JSON). A list value means "any of these".
+        """
+        clauses, params = [], []
+        for key, value in where.items():
+            values = value if isinstance(value, (list, tuple, set)) else [value]
+            if not values:
+                return np.zeros(0, dtype=np.int64)
+            if key in ("source", "section"):
+                col = key
+            else:
+                if not key.replace("_", "").replace(".", "").isalnum():
+                    raise CompsearchError(f"bad filter key {key!r}")
+                col = f"json_extract(metadata, '$.{key}')"
+            parts = []
+            for v in values:
+                if key == "source" and isinstance(v, str) and any(c in v for c in "*?["):
+                    parts.append(f"{col} GLOB ?")
+                else:
+                    parts.append(f"{col} = ?")
+                params.append(v)
+            clauses.append("(" + " OR ".join(parts) + ")")
+        sql = "SELECT id FROM chunks" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        return np.array([r[0] for r in self.db.execute(sql, params)], dtype=np.int64)
+
+    # ---------------------------------------------------------------- files
+    def files(self) -> dict[str, str]:
+        """Indexed file path -> sha256 of its content."""
+        return dict(self.db.execute("SELECT path, sha256 FROM files"))
+
+    def file_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM files").fetchone()[0]
+
+    def put_file(self, path: str, sha256: str, size: int, mtime: float, kind: str,
+                 n_chunks: int, when: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (path, sha256, size, mtime, kind, n_chunks, when))
+
+    def delete_file(self, path: str) -> list[int]:
+        """Forget a file and its chunks; returns the removed chunk ids."""
+        ids = self.ids_for_source(path)
+        self.db.execute("DELETE FROM chunks WHERE source = ?", (path,))
+        self.db.execute("DELETE FROM files WHERE path = ?", (path,))
+        return ids
+
+    def sources(self) -> list[tuple[str, int]]:
+        return list(self.db.execute(
+            "SELECT source, count(*) FROM chunks GROUP BY source ORDER BY source"))
+
+    def check(self) -> list[str]:
+        """SQLite's own integrity check plus our invariants; returns problems found."""
+        problems = [r[0] for r in self.db.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        bad = self.db.execute("SELECT count(*) FROM chunks WHERE length(vector) % 4 != 0").fetchone()[0]
+        if bad:
+            problems.append(f"{bad} chunks have a malformed vector")
+        orphans = self.db.execute(
+            "SELECT count(*) FROM files f WHERE n_chunks != (SELECT count(*) FROM chunks c"
+            " WHERE c.source = f.path)").fetchone()[0]
+        if orphans:
+            problems.append(f"{orphans} files disagree with their chunk counts")
+        return problems
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
