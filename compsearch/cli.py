@@ -81,17 +81,20 @@ def index(paths, index_dir, model, index_type, chunk_tokens, overlap, hidden, no
           max_file_mb, as_json, verbose):
     """Index files and folders (incremental: only changed files are re-encoded)."""
     from .chunking import ChunkingConfig
-    from .retriever import Retriever
+    from .retriever import Retriever, require_paths
 
     _setup_logging(False)
+    require_paths([os.path.expanduser(p) for p in paths])
     retriever = Retriever.open(index_dir, model)
     chunking = None
     if chunk_tokens is not None or overlap is not None:
         base = ChunkingConfig.from_dict(retriever.manifest["chunking"]) \
             if retriever.exists and retriever.manifest.get("chunking") else ChunkingConfig()
+        max_tokens = chunk_tokens or base.max_tokens
+        if overlap is None:  # keep the overlap, scaled down if it no longer fits the budget
+            overlap = base.overlap_tokens if base.overlap_tokens < max_tokens else max_tokens // 8
         try:
-            chunking = ChunkingConfig(max_tokens=chunk_tokens or base.max_tokens,
-                                      overlap_tokens=base.overlap_tokens if overlap is None else overlap)
+            chunking = ChunkingConfig(max_tokens=max_tokens, overlap_tokens=overlap)
         except ValueError as exc:
             raise CompsearchError(str(exc)) from None
     err = _console(stderr=True)

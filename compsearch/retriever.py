@@ -184,8 +184,7 @@ class Retriever:
         """
         start = time.perf_counter()
         paths = [Path(p).expanduser() for p in paths]
-        if not paths:
-            raise CompsearchError("no paths given to index")
+        require_paths(paths)
         report = IndexReport()
         old_chunking = (self._manifest or {}).get("chunking")
         chunking = chunking or (ChunkingConfig.from_dict(old_chunking) if old_chunking
@@ -268,10 +267,11 @@ class Retriever:
         return report
 
     def add(self, texts: Sequence[str], metadata: Sequence[dict] | dict | None = None, *,
-            source: str = "<api>") -> list[int]:
+            source: str = "<api>", vectors: np.ndarray | None = None) -> list[int]:
         """Add raw texts (each one chunk) with optional metadata; returns their ids.
 
         ``metadata`` may hold ``source``; other keys are filterable with ``search(where=...)``.
+        ``vectors``: embeddings you already computed *with this index's encoder* (skips encoding).
         """
         if isinstance(texts, str):
             raise TypeError("add() takes a list of strings")
@@ -288,8 +288,12 @@ class Retriever:
             records.append(ChunkRecord(text=text, source=str(meta.pop("source", source)),
                                        content_hash=content_hash(text.encode()), metadata=meta))
         report = IndexReport()
-        vectors = encoder.encode(list(texts), kind="document")
-        report.truncated = len(encoder.last_truncated)
+        if vectors is None:
+            vectors = encoder.encode(list(texts), kind="document")
+            report.truncated = len(encoder.last_truncated)
+        elif np.shape(vectors) != (len(texts), encoder.dim):
+            raise CompsearchError(f"add(): vectors must have shape ({len(texts)}, {encoder.dim}), "
+                                  f"not {np.shape(vectors)}")
         with transaction(self.root) as tx:
             ids = tx.store.add(records, vectors)
             report.chunks_added = len(ids)
@@ -411,6 +415,14 @@ class Retriever:
         info["path"] = str(self.root.resolve())
         info["sources"] = len(store.sources())
         return info
+
+
+def require_paths(paths: Sequence[Path]) -> None:
+    """At least one of the paths must exist (missing ones among others are reported as skipped)."""
+    if not paths:
+        raise CompsearchError("no paths given to index")
+    if not any(Path(p).exists() or Path(p).is_symlink() for p in paths):
+        raise CompsearchError("nothing to index: " + ", ".join(f"{p} not found" for p in paths))
 
 
 def _key(path: Path) -> str:

@@ -63,8 +63,11 @@ def build_index(spec: IndexSpec, dim: int, n: int,
                 seed: int = 0, on_progress: Callable[[int], None] | None = None) -> VectorIndex:
     """Build an index over ``n`` vectors streamed by ``batches()`` (called twice when training).
 
-    Training uses a uniform random sample (fixed seed) so the result is reproducible.
+    Training uses a uniform random sample (fixed seed) so the result is reproducible. With fewer
+    vectors than IVF lists there is nothing to train on, and the index is exact (flat) instead.
     """
+    if spec.needs_training and n < spec.nlist:
+        spec = IndexSpec(kind="flat")
     index = VectorIndex.empty(spec, dim)
     if spec.needs_training:
         index.train(_sample(batches(), n, sample_size(spec, n), dim, seed))

@@ -1,0 +1,5 @@
+"""``python -m compsearch`` is the ``compsearch`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""Maintenance of an index directory: inspect, verify, rebuild (change type / retrain), compact.
+
+All changes go through the same atomic transaction as indexing: a crash leaves the old index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from compsearch.errors import CompsearchError
+from compsearch.indexdir import (ENCODER_DIR, INDEX_FILE, STORE_FILE, generation_dir,
+                                 open_generation, read_manifest, transaction)
+from compsearch.index import IndexSpec
+
+from .choose import build_index, choose_spec
+
+
+def _manifest(root: Path) -> dict:
+    manifest = read_manifest(Path(root))
+    if manifest is None:
+        raise CompsearchError(f"no index at {root}")
+    return manifest
+
+
+def inspect(root: Path) -> dict:
+    """Sizes, types and counts of an index directory (reads no vectors)."""
+    root = Path(root)
+    manifest = _manifest(root)
+    gdir = generation_dir(root, manifest["generation"])
+    store, index = open_generation(root, manifest)
+    try:
+        sources = store.sources()
+        dim = manifest["encoder"]["dim"]
+        return {
+            "path": str(root.resolve()),
+            "generation": manifest["generation"],
+            "index_type": index.spec.kind,
+            "factory": index.spec.factory(dim),
+            "spec": index.spec.to_dict(),
+            "vectors": index.ntotal,
+            "chunks": store.count(),
+            "files": store.file_count(),
+            "sources": len(sources),
+            "largest_sources": sorted(sources, key=lambda s: -s[1])[:5],
+            "bytes": {"faiss": (gdir / INDEX_FILE).stat().st_size,
+                      "store": (gdir / STORE_FILE).stat().st_size,
+                      "encoder": sum(p.stat().st_size for p in (root / ENCODER_DIR).rglob("*")
+                                     if p.is_file()) if (root / ENCODER_DIR).exists() else 0},
+            "bytes_per_vector": round((gdir / INDEX_FILE).stat().st_size / max(index.ntotal, 1), 1),
+            "encoder": manifest["encoder"],
+        }
+    finally:
+        store.close()
+
+
+def verify(root: Path, sample: int = 200, seed: int = 0) -> list[str]:
+    """Check an index end to end; returns the problems found (empty when healthy).
+
+    Checks SQLite integrity, that the FAISS index and the store hold the same ids, and that a
+    sample of stored vectors finds itself as its own nearest neighbour (self-recall; approximate
+    indexes may miss a few, reported with the rate).
+    """
+    root = Path(root)
+    manifest = _manifest(root)
+    store, index = open_generation(root, manifest)
+    problems: list[str] = []
+    try:
+        problems += store.check()
+        dim = manifest["encoder"]["dim"]
+        n = store.count()
+        if index.ntotal != n:
+            problems.append(f"vector index holds {index.ntotal} vectors but the store {n} chunks")
+        if manifest.get("counts", {}).get("chunks", n) != n:
+            problems.append(f"manifest says {manifest['counts']['chunks']} chunks, store has {n}")
+        ids = store.all_ids()
+        if len(ids):
+            rng = np.random.default_rng(seed)
+            pick = rng.choice(ids, size=min(sample, len(ids)), replace=False)
+            vecs = store.vectors(pick.tolist(), dim)
+            norms = np.linalg.norm(vecs, axis=1)
+            if np.any(np.abs(norms - 1) > 1e-3):
+                problems.append(f"{int(np.sum(np.abs(norms - 1) > 1e-3))} stored vectors are not unit length")
+            _, found = index.search(vecs, 10)
+            hit = np.mean([p in row for p, row in zip(pick, found)])
+            exact_needed = 1.0 if index.spec.exact else 0.9
+            if hit < exact_needed:
+                problems.append(f"self-recall@10 is {hit:.3f} on {len(pick)} sampled vectors "
+                                f"(expected >= {exact_needed})")
+    finally:
+        store.close()
+    return problems
+
+
+def rebuild(root: Path, kind: str | None = None, **params) -> dict:
+    """Rebuild the vector index from the stored vectors (retrain; optionally a new type).
+
+    ``kind``: an index type or ``"auto"``; ``params``: IndexSpec fields such as nlist, nprobe,
+    pq_m, hnsw_m, ef_search. Nothing is re-encoded. Also compacts: removed vectors leave no holes.
+    """
+    root = Path(root)
+    manifest = _manifest(root)
+    dim = manifest["encoder"]["dim"]
+    with transaction(root) as tx:
+        n = tx.store.count()
+        requested = kind or manifest["index"].get("requested", "auto")
+        spec = choose_spec(n, dim, requested)
+        for key, value in params.items():
+            if value is not None:
+                if not hasattr(spec, key):
+                    raise CompsearchError(f"unknown index parameter {key!r}")
+                setattr(spec, key, value)
+        spec = IndexSpec.from_dict(spec.to_dict())  # validate
+        tx.index = build_index(spec, dim, n, lambda: tx.store.iter_vectors(dim))
+        tx.store.db.execute("VACUUM")
+        new = dict(manifest)
+        new["index"] = {"spec": spec.to_dict(), "requested": requested,
+                        "factory": spec.factory(dim), "ntotal": tx.index.ntotal}
+        new["counts"] = {"chunks": n, "files": tx.store.file_count()}
+        return tx.commit(new)
+
+
+def compact(root: Path) -> dict:
+    """Reclaim space (SQLite VACUUM, vector index rebuilt without holes), same index type."""
+    manifest = _manifest(root)
+    return rebuild(root, manifest["index"]["spec"]["kind"],
+                   **{k: v for k, v in manifest["index"]["spec"].items() if k != "kind"})

@@ -1,0 +1,64 @@
+"""A few checks on the real bundled SmolLM2-135M (converted once per machine into the cache)."""
+
+from __future__ import annotations
+
+import json as jsonmod
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture(scope="module")
+def real():
+    from compsearch import Encoder
+
+    return Encoder.load()
+
+
+def test_bundled_model_is_converted_and_fingerprinted(real):
+    from compsearch.models import bundled_base_path
+
+    folder = bundled_base_path()
+    source = jsonmod.loads((folder / "compsearch_source.json").read_text())
+    assert source["fingerprint"] == real.config.base_fingerprint and len(source["gguf_sha256"]) == 64
+    assert (folder / "model.safetensors").stat().st_size > 400e6     # fp32, 134.5M parameters
+    cfg = real.model.config
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.is_causal) == (576, 30, False)
+    assert real.source == "default" and real.dim == 576 and real.config.num_memory_tokens == 8
+
+
+def test_real_encoder_mechanics(real):
+    texts = ["The quick brown fox jumps over the lazy dog.",
+             "json.dumps serialises a Python object to a JSON formatted string.",
+             "Rotate the log file when it reaches a size limit."]
+    v = real.encode(texts)
+    assert v.shape == (3, 576) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    alone = np.stack([real.encode([t])[0] for t in texts])
+    tol = 1e-4 if real.dtype == torch.float32 else 2e-2
+    np.testing.assert_allclose(v, alone, atol=tol)
+    q = real.encode(texts[:1], kind="query")
+    assert float(q[0] @ v[0]) < 0.9999              # the query instruction changes the vector
+    ids = real.tokenize([texts[0]])[0]
+    with torch.no_grad():
+        a = real.model(input_ids=torch.tensor([ids])).last_hidden_state[0, 0]
+        b = real.model(input_ids=torch.tensor([ids[:-1] + [ids[-1] + 1]])).last_hidden_state[0, 0]
+    assert not torch.allclose(a, b)                  # bidirectional: the first token sees the last
+
+
+def test_index_and_query_real_files(real, tmp_path):
+    from compsearch import Retriever
+
+    src = Path(jsonmod.__file__)
+    r = Retriever.open(tmp_path / "ix", real)
+    report = r.index([src])
+    assert report.files_indexed == 1 and report.chunks_total >= 5 and report.truncated == 0
+    hits = r.search("serialize an object to a JSON string", k=3)
+    assert len(hits) == 3 and all(h.source == str(src) for h in hits)
+    lines = src.read_text().split("\n")
+    for h in hits:
+        assert "\n".join(lines[h.start_line - 1:h.end_line]) == h.text
+    assert hits[0].score >= hits[1].score >= hits[2].score
