@@ -1,17 +1,22 @@
-"""Query latency and recall on a 10k-chunk index: encode / search / fetch, per index type.
+"""End-to-end query latency, throughput, memory and recall of each index type.
 
-    python -m benchmarks.latency                       # 10,000 chunks, 1,000 of them encoded
-    python -m benchmarks.latency --encoded 10000       # encode every chunk (slow on a CPU)
+    python -m benchmarks.latency                          # 10k chunks of real text
+    python -m benchmarks.latency --chunks 100000          # 100k chunks
+    python -m benchmarks.latency --index-only 1000000     # 1M vectors, FAISS only (no store)
 
-Chunks are real paragraphs of the Python standard library. Encoding 10k chunks with SmolLM2-135M
-takes about an hour on a 2-core CPU, so by default only ``--encoded`` of them are embedded by the
-model and the rest get *synthetic* vectors: normalised mixtures of two real embeddings plus noise
-(text-like geometry, so IVF clusters are realistic). Search and fetch time depend on the number and
-dimension of vectors, not on where they came from; the report says how many were synthetic.
+Chunks are real paragraphs of the Python standard library, stored through the normal Retriever
+path (SQLite store + FAISS). Encoding 10k chunks with SmolLM2-135M takes about an hour on a 2-core
+CPU, so only ``--encoded`` chunks are embedded by the model; the rest get *synthetic* vectors:
+normalised mixtures of two real embeddings plus noise (text-like geometry, so IVF clusters are
+realistic). Search and fetch time depend on the number and dimension of vectors, not on where they
+came from; the report states how many were synthetic. Recall is recall@k of each index against
+exact search on the same vectors. The reference pipeline users know — all-MiniLM-L6-v2 + FAISS
+flat — embeds *every* chunk for real (``--minilm``).
 """
 
 from __future__ import annotations
 
+import resource
 import shutil
 import tempfile
 import time
@@ -20,11 +25,20 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .common import machine_info, save, stdlib_paragraphs
+from .common import RESULTS, machine_info, save, stdlib_paragraphs
+
+SWEEPS = {"ivf": ("nprobe", [1, 2, 4, 8, 16, 32, 64, 128]),
+          "ivf-sq8": ("nprobe", [1, 2, 4, 8, 16, 32, 64, 128]),
+          "ivf-pq": ("nprobe", [1, 2, 4, 8, 16, 32, 64, 128]),
+          "hnsw": ("ef_search", [16, 32, 64, 128, 256])}
 
 
-def _pct(xs, p):
+def _ms(xs, p):
     return float(np.percentile(np.asarray(xs) * 1000, p))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def synthetic_like(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -34,14 +48,176 @@ def synthetic_like(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
+def _timed_search(index, qv, k):
+    times, found = [], []
+    for v in qv:
+        t = time.perf_counter()
+        _, ids = index.search(v[None], k)
+        times.append(time.perf_counter() - t)
+        found.append(ids[0])
+    return times, found
+
+
+def _recall(found, truth, k):
+    return float(np.mean([len(set(a[a >= 0]) & set(b)) / k for a, b in zip(found, truth)]))
+
+
+def _sweep(index, qv, k, truth, kind):
+    """Recall–latency points over the type's search parameter."""
+    param, values = SWEEPS[kind]
+    points = []
+    original = getattr(index.spec, param)
+    for value in values:
+        if param == "nprobe" and value > index.spec.nlist:
+            break
+        setattr(index.spec, param, value)
+        times, found = _timed_search(index, qv, k)
+        points.append({param: value, "recall": _recall(found, truth, k),
+                       "search_ms_p50": _ms(times, 50), "search_ms_p95": _ms(times, 95)})
+    setattr(index.spec, param, original)
+    return points
+
+
+def _plot(rows: dict, title: str, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind, row in rows.items():
+        pts = row.get("sweep")
+        if pts:
+            ax.plot([p["search_ms_p50"] for p in pts], [p["recall"] for p in pts], "o-", label=kind)
+        elif "search_ms_p50" in row:
+            ax.plot([row["search_ms_p50"]], [row["recall_at_k_vs_exact"]], "s", label=kind)
+    ax.set_xscale("log")
+    ax.set_xlabel("search latency p50 (ms, one query)")
+    ax.set_ylabel("recall@10 vs exact")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_index_only(n: int, queries: int, k: int, types: list[str], encoded: int, model) -> None:
+    from compsearch import Encoder
+    from index_tools.choose import build_index, choose_spec
+
+    enc = Encoder.load(model)
+    texts = stdlib_paragraphs(encoded + queries, seed=2)
+    real = enc.encode(texts[:encoded], batch_size=16, show_progress=True)
+    qv = enc.encode([t.splitlines()[0][:120] for t in texts[encoded:]], kind="query")
+    vecs = synthetic_like(real, n, seed=3)
+    truth = None
+    rows = {}
+    for kind in ["flat"] + [t for t in types if t != "flat"]:
+        spec = choose_spec(n, enc.dim, kind)
+        t = time.perf_counter()
+        index = build_index(spec, enc.dim, n, lambda: iter([(np.arange(n, dtype=np.int64), vecs)]))
+        build = time.perf_counter() - t
+        times, found = _timed_search(index, qv, k)
+        if truth is None:
+            truth = found
+        t = time.perf_counter()
+        index.search(qv, k)
+        row = {"factory": spec.factory(enc.dim), "build_s": build,
+               "bytes_per_vector": _index_bytes(index) / n,
+               "recall_at_k_vs_exact": _recall(found, truth, k),
+               "search_ms_p50": _ms(times, 50), "search_ms_p95": _ms(times, 95),
+               "search_ms_p99": _ms(times, 99),
+               "search_qps_batched": len(qv) / (time.perf_counter() - t)}
+        if kind in SWEEPS:
+            row["sweep"] = _sweep(index, qv, k, truth, kind)
+        rows[kind] = row
+        del index
+    data = {"machine": machine_info(), "vectors": n, "dim": enc.dim, "real_embeddings": encoded,
+            "queries": queries, "k": k, "peak_rss_mb": _peak_rss_mb(), "types": rows}
+    m = data["machine"]
+    md = [f"# FAISS index only: {n:,} vectors\n",
+          f"`python -m benchmarks.latency --index-only {n} --encoded {encoded}` on {m['cpu']} "
+          f"({m['cores']} cores), {m['when']}. Vectors: mixtures of {encoded} real embeddings "
+          f"(synthetic, see module docstring). Peak RSS {data['peak_rss_mb']:,.0f} MB.\n",
+          "| index | recall@10 | search p50 / p95 / p99 (ms) | batched q/s | bytes/vector | build (s) |",
+          "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for kind, r in rows.items():
+        md.append(f"| {r['factory']} | {r['recall_at_k_vs_exact']:.3f} | {r['search_ms_p50']:.2f} / "
+                  f"{r['search_ms_p95']:.2f} / {r['search_ms_p99']:.2f} | {r['search_qps_batched']:,.0f}"
+                  f" | {r['bytes_per_vector']:.0f} | {r['build_s']:.1f} |")
+    md += _sweep_tables(rows)
+    png = _plot(rows, f"{n:,} vectors, dim {enc.dim}", RESULTS / f"index-only-{n}.png")
+    if png:
+        md.append(f"\n![recall vs latency]({png.name})\n")
+    md = "\n".join(md) + "\n"
+    print(md)
+    print(f"written to {save(f'index-only-{n}', data, md)}")
+
+
+def _index_bytes(index) -> int:
+    import faiss
+
+    return len(faiss.serialize_index(index.index))
+
+
+def _sweep_tables(rows) -> list[str]:
+    out = []
+    for kind, r in rows.items():
+        if r.get("sweep"):
+            param = SWEEPS[kind][0]
+            out += [f"\n{kind}: recall–latency over {param}\n", f"| {param} | recall@10 | p50 ms | p95 ms |",
+                    "| ---: | ---: | ---: | ---: |"]
+            out += [f"| {p[param]} | {p['recall']:.3f} | {p['search_ms_p50']:.2f} | {p['search_ms_p95']:.2f} |"
+                    for p in r["sweep"]]
+    return out
+
+
+def minilm_reference(docs, qtexts, k, store_ids_fetch) -> dict:
+    """all-MiniLM-L6-v2 + FAISS IndexFlatIP over the same chunks, every chunk embedded for real."""
+    import faiss
+
+    from .mteb_suite.models import SentenceTransformerEncoder, minilm_path
+
+    enc = SentenceTransformerEncoder(minilm_path(), name="all-MiniLM-L6-v2")
+    t = time.perf_counter()
+    vecs = np.asarray(enc.encode(docs, kind="document", batch_size=64), dtype=np.float32)
+    encode_s = time.perf_counter() - t
+    index = faiss.IndexFlatIP(vecs.shape[1])
+    index.add(vecs)
+    enc_t, search_t, fetch_t = [], [], []
+    for q in qtexts:
+        t0 = time.perf_counter()
+        v = np.asarray(enc.encode([q], kind="query"), dtype=np.float32)
+        t1 = time.perf_counter()
+        _, ids = index.search(v, k)
+        t2 = time.perf_counter()
+        store_ids_fetch(ids[0])
+        t3 = time.perf_counter()
+        enc_t.append(t1 - t0), search_t.append(t2 - t1), fetch_t.append(t3 - t2)
+    total = [a + b + c for a, b, c in zip(enc_t, search_t, fetch_t)]
+    return {"document_chunks_per_s": len(docs) / encode_s, "dim": int(vecs.shape[1]),
+            "query_encode_ms_p50": _ms(enc_t, 50), "search_ms_p50": _ms(search_t, 50),
+            "fetch_ms_p50": _ms(fetch_t, 50), "total_ms_p50": _ms(total, 50),
+            "total_ms_p95": _ms(total, 95), "bytes_per_vector": vecs.shape[1] * 4}
+
+
 @click.command()
 @click.option("--chunks", default=10_000, show_default=True)
-@click.option("--encoded", default=1_000, show_default=True, help="Chunks embedded by the model.")
+@click.option("--encoded", default=500, show_default=True, help="Chunks embedded by the model.")
 @click.option("--queries", default=100, show_default=True)
 @click.option("-k", "k", default=10, show_default=True)
-@click.option("--types", default="flat,ivf,ivf-sq8,hnsw", show_default=True)
+@click.option("--types", default="flat,ivf,ivf-sq8,ivf-pq,hnsw", show_default=True)
+@click.option("--index-only", type=int, default=None, help="FAISS-only run with this many vectors.")
+@click.option("--minilm/--no-minilm", default=True, show_default=True,
+              help="Also measure all-MiniLM-L6-v2 + FAISS flat (needs the bench extra).")
 @click.option("--model", default=None)
-def main(chunks, encoded, queries, k, types, model):
+def main(chunks, encoded, queries, k, types, index_only, minilm, model):
+    if index_only:
+        return run_index_only(index_only, queries, k, types.split(","), encoded, model)
     from compsearch import Encoder, Retriever
     from index_tools.maintain import rebuild
 
@@ -51,77 +227,95 @@ def main(chunks, encoded, queries, k, types, model):
     encoded = min(encoded, chunks)
     t = time.perf_counter()
     real = enc.encode(docs[:encoded], batch_size=16, show_progress=True)
-    t_encode = time.perf_counter() - t
+    doc_rate = encoded / (time.perf_counter() - t)
     vecs = np.concatenate([real, synthetic_like(real, chunks - encoded)])
 
     root = Path(tempfile.mkdtemp(prefix="cs-latency-"))
-    rows = {}
+    rows, ref = {}, None
     try:
         r = Retriever.open(root / "ix", enc)
         t = time.perf_counter()
         r.add(docs, [{"n": i} for i in range(chunks)], vectors=vecs)
-        t_build_flat = time.perf_counter() - t
-        qv_all, enc_times = [], []
+        store_build = time.perf_counter() - t
+        enc_t = []
+        qv = []
         for q in qtexts:
             t = time.perf_counter()
-            qv_all.append(enc.encode([q], kind="query")[0])
-            enc_times.append(time.perf_counter() - t)
-        qv = np.stack(qv_all)
+            qv.append(enc.encode([q], kind="query")[0])
+            enc_t.append(time.perf_counter() - t)
+        qv = np.stack(qv)
         truth = None
-        for kind in types.split(","):
+        for kind in ["flat"] + [t for t in types.split(",") if t != "flat"]:
             t = time.perf_counter()
             rebuild(root / "ix", kind)
-            build = time.perf_counter() - t if kind != "flat" else t_build_flat
+            build = time.perf_counter() - t
             r = Retriever.open(root / "ix", enc)
             store, index = r._open_read()
-            search_t, fetch_t, found = [], [], []
-            for v in qv:
+            search_t, found = _timed_search(index, qv, k)
+            fetch_t = []
+            for ids in found:
                 t = time.perf_counter()
-                _, ids = index.search(v[None], k)
-                search_t.append(time.perf_counter() - t)
-                t = time.perf_counter()
-                store.get([int(i) for i in ids[0] if i >= 0])
+                store.get([int(i) for i in ids if i >= 0])
                 fetch_t.append(time.perf_counter() - t)
-                found.append(ids[0])
+            if truth is None:
+                truth = found
             t = time.perf_counter()
             index.search(qv, k)
-            batched_qps = len(qv) / (time.perf_counter() - t)
-            if truth is None:
-                truth = found  # flat comes first: exact
-            recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
+            batched = len(qv) / (time.perf_counter() - t)
+            total = [a + b + c for a, b, c in zip(enc_t, search_t, fetch_t)]
             gdir = next(p for p in (root / "ix").iterdir() if p.name.startswith("g"))
-            rows[kind] = {"build_s": build, "recall_at_k_vs_exact": recall,
+            rows[kind] = {"factory": index.spec.factory(enc.dim), "build_s": build,
+                          "recall_at_k_vs_exact": _recall(found, truth, k),
                           "bytes_per_vector": (gdir / "vectors.faiss").stat().st_size / chunks,
-                          "search_ms_p50": _pct(search_t, 50), "search_ms_p95": _pct(search_t, 95),
-                          "fetch_ms_p50": _pct(fetch_t, 50), "fetch_ms_p95": _pct(fetch_t, 95),
-                          "search_qps_batched": batched_qps,
-                          "factory": index.spec.factory(enc.dim)}
+                          "store_bytes_per_chunk": (gdir / "chunks.sqlite").stat().st_size / chunks,
+                          **{f"search_ms_p{p}": _ms(search_t, p) for p in (50, 95, 99)},
+                          **{f"fetch_ms_p{p}": _ms(fetch_t, p) for p in (50, 95, 99)},
+                          **{f"total_ms_p{p}": _ms(total, p) for p in (50, 95, 99)},
+                          "qps_single": len(total) / sum(total), "search_qps_batched": batched}
+            if kind in SWEEPS:
+                rows[kind]["sweep"] = _sweep(index, qv, k, truth, kind)
+            if minilm and ref is None:
+                ref = minilm_reference(docs, qtexts, k, lambda ids: store.get([int(i) for i in ids]))
             r.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
     data = {"machine": machine_info(), "encoder": enc.name, "dtype": str(enc.dtype), "chunks": chunks,
             "encoded_by_model": encoded, "synthetic_vectors": chunks - encoded, "queries": queries,
-            "k": k, "document_encode_s": t_encode,
-            "query_encode_ms_p50": _pct(enc_times, 50), "query_encode_ms_p95": _pct(enc_times, 95),
-            "types": rows}
+            "k": k, "document_chunks_per_s": doc_rate, "store_and_flat_build_s": store_build,
+            **{f"query_encode_ms_p{p}": _ms(enc_t, p) for p in (50, 95, 99)},
+            "peak_rss_mb": _peak_rss_mb(), "types": rows, "minilm_flat_reference": ref}
     m = data["machine"]
     md = [f"# Query latency on a {chunks:,}-chunk index\n",
           f"`python -m benchmarks.latency --chunks {chunks} --encoded {encoded} --queries {queries}` "
           f"on {m['cpu']} ({m['cores']} cores), {m['when']}. {encoded:,} chunks embedded by "
-          f"{enc.name}, {chunks - encoded:,} synthetic vectors (see module docstring).\n",
-          f"Query encoding (one query, {data['dtype'].replace('torch.', '')}): "
-          f"p50 {data['query_encode_ms_p50']:.1f} ms, p95 {data['query_encode_ms_p95']:.1f} ms.\n",
-          "| index | recall@10 vs exact | search p50 / p95 (ms) | fetch p50 / p95 (ms) | "
-          "batched search (q/s) | bytes/vector | build (s) |",
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+          f"{enc.name} ({doc_rate:.1f} chunks/s), {chunks - encoded:,} synthetic vectors (see module "
+          f"docstring). Peak RSS {data['peak_rss_mb']:,.0f} MB.\n",
+          f"Query encoding (one query, {data['dtype'].replace('torch.', '')}): p50 "
+          f"{data['query_encode_ms_p50']:.0f} ms, p95 {data['query_encode_ms_p95']:.0f} ms, p99 "
+          f"{data['query_encode_ms_p99']:.0f} ms.\n",
+          "| index | recall@10 vs exact | search p50 / p95 / p99 (ms) | fetch p50 / p95 (ms) | "
+          "end to end p50 / p95 (ms) | q/s single | search q/s batched | bytes/vector | build (s) |",
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for kind, row in rows.items():
         md.append(f"| {kind} | {row['recall_at_k_vs_exact']:.3f} | {row['search_ms_p50']:.2f} / "
-                  f"{row['search_ms_p95']:.2f} | {row['fetch_ms_p50']:.2f} / {row['fetch_ms_p95']:.2f}"
-                  f" | {row['search_qps_batched']:,.0f} | {row['bytes_per_vector']:.0f} | {row['build_s']:.2f} |")
+                  f"{row['search_ms_p95']:.2f} / {row['search_ms_p99']:.2f} | {row['fetch_ms_p50']:.2f} / "
+                  f"{row['fetch_ms_p95']:.2f} | {row['total_ms_p50']:.0f} / {row['total_ms_p95']:.0f} | "
+                  f"{row['qps_single']:.1f} | {row['search_qps_batched']:,.0f} | "
+                  f"{row['bytes_per_vector']:.0f} | {row['build_s']:.2f} |")
+    if ref:
+        md.append(f"\nReference: all-MiniLM-L6-v2 + FAISS flat on the same {chunks:,} chunks (all "
+                  f"embedded): {ref['document_chunks_per_s']:.0f} chunks/s to index; query encode p50 "
+                  f"{ref['query_encode_ms_p50']:.1f} ms, search p50 {ref['search_ms_p50']:.2f} ms, "
+                  f"end to end p50 {ref['total_ms_p50']:.1f} ms / p95 {ref['total_ms_p95']:.1f} ms; "
+                  f"{ref['bytes_per_vector']} bytes/vector.")
+    md += _sweep_tables(rows)
+    png = _plot(rows, f"{chunks:,} chunks, dim {enc.dim}", RESULTS / f"latency-{chunks}.png")
+    if png:
+        md.append(f"\n![recall vs latency]({png.name})\n")
     md = "\n".join(md) + "\n"
     print(md)
-    print(f"written to {save('latency', data, md)}")
+    print(f"written to {save(f'latency-{chunks}', data, md)}")
 
 
 if __name__ == "__main__":

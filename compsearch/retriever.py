@@ -203,17 +203,14 @@ class Retriever:
             pending_files: list[tuple[str, str, os.stat_result, str, int]] = []
 
             def flush():
-                if not pending:
-                    for f in pending_files:
-                        store.put_file(f[0], f[1], f[2].st_size, f[2].st_mtime, f[3], f[4], now())
-                    pending_files.clear()
-                    return
-                vectors = encoder.encode([t for _, t in pending], kind="document")
-                report.truncated += len(encoder.last_truncated)
-                added_ids.extend(store.add([r for r, _ in pending], vectors))
-                for f in pending_files:
-                    store.put_file(f[0], f[1], f[2].st_size, f[2].st_mtime, f[3], f[4], now())
-                report.chunks_added += len(pending)
+                """Encode the pending chunks, store them, then record their files as indexed."""
+                if pending:
+                    vectors = encoder.encode([t for _, t in pending], kind="document")
+                    report.truncated += len(encoder.last_truncated)
+                    added_ids.extend(store.add([r for r, _ in pending], vectors))
+                    report.chunks_added += len(pending)
+                for path, digest, st, kind, n in pending_files:
+                    store.put_file(path, digest, st.st_size, st.st_mtime, kind, n, now())
                 pending.clear()
                 pending_files.clear()
 
