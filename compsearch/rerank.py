@@ -9,9 +9,6 @@ which helps on queries with rare exact terms (names, error codes).
 
 from __future__ import annotations
 
-import math
-import re
-from collections import Counter
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -58,25 +55,15 @@ class HybridReranker:
         return sorted(results, key=lambda r: -r.score)
 
 
-_WORD = re.compile(r"\w+")
-
-
 def bm25_scores(query: str, docs: Sequence[str], k1: float = 1.2, b: float = 0.75) -> list[float]:
-    """Okapi BM25 of ``query`` against ``docs``, with document frequencies from ``docs`` only."""
-    toks = [_WORD.findall(d.lower()) for d in docs]
-    q = set(_WORD.findall(query.lower()))
-    n = len(docs)
-    avg = sum(map(len, toks)) / max(n, 1) or 1.0
-    df = Counter(t for ts in toks for t in set(ts) if t in q)
-    out = []
-    for ts in toks:
-        tf = Counter(t for t in ts if t in q)
-        s = 0.0
-        for term, f in tf.items():
-            idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
-            s += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * len(ts) / avg))
-        out.append(s)
-    return out
+    """Okapi BM25 (``bm25s``, English stopwords) of ``query`` against ``docs`` alone."""
+    import bm25s
+
+    retriever = bm25s.BM25(k1=k1, b=b)
+    retriever.index(bm25s.tokenize(list(docs), stopwords="en", show_progress=False),
+                    show_progress=False)
+    terms = bm25s.tokenize([query], stopwords="en", show_progress=False, return_ids=False)[0]
+    return retriever.get_scores(terms).tolist() if terms else [0.0] * len(docs)
 
 
 def get_reranker(spec, *, exact_index: bool) -> Reranker | None:

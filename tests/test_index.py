@@ -102,3 +102,11 @@ def test_store_round_trip_and_filters(tmp_path):
     (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
     with pytest.raises(CompsearchError, match="corrupt"):
         Store(tmp_path / "junk.sqlite", readonly=True)
+
+
+def test_bm25_scores_rank_lexical_matches():
+    from compsearch.rerank import bm25_scores
+
+    s = bm25_scores("rotate the log", ["json parse value", "log rotate size", "log data"])
+    assert s[1] > s[2] > s[0] == 0.0
+    assert bm25_scores("the of", ["json", "log"]) == [0.0, 0.0]   # stopwords only
