@@ -99,21 +99,30 @@ def index(paths, index_dir, model, index_type, chunk_tokens, overlap, hidden, no
             raise CompsearchError(str(exc)) from None
     err = _console(stderr=True)
     if not as_json:
-        err.print(f"[dim]loading encoder…[/dim]")
+        err.print("[dim]loading encoder…[/dim]")
     retriever.encoder  # load (and convert the bundled model on first use) before the bar starts
-    with _progress(err, disable=as_json) as bar:
-        task = bar.add_task("indexing files", total=None)
-
-        def on_progress(phase, done, total):
-            bar.update(task, completed=done, total=total)
-
-        report = retriever.index(paths, chunking=chunking, index_type=index_type,
-                                 include_hidden=hidden, respect_gitignore=not no_gitignore,
-                                 max_file_bytes=int(max_file_mb * 1_000_000), progress=on_progress)
+    report = index_with_progress(retriever, paths, err, disable=as_json, chunking=chunking,
+                                 index_type=index_type, include_hidden=hidden,
+                                 respect_gitignore=not no_gitignore,
+                                 max_file_bytes=int(max_file_mb * 1_000_000))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
     _print_report(_console(), report, index_dir, verbose)
+
+
+def index_with_progress(retriever, paths, console, disable: bool = False, **options):
+    """``Retriever.index`` with a rich progress bar (files done, chunks encoded) on ``console``."""
+    with _progress(console, disable) as bar:
+        task = bar.add_task("indexing files", total=None)
+
+        def on_progress(phase, done, total):
+            if phase == "chunks":
+                bar.update(task, description=f"indexing files ({done} chunks encoded)")
+            else:
+                bar.update(task, completed=done, total=total)
+
+        return retriever.index(paths, progress=on_progress, **options)
 
 
 def _progress(console, disable: bool):

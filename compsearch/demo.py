@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .cli import _console, _print_report, _progress, friendly_errors, print_results
+from .cli import _console, _print_report, friendly_errors, index_with_progress, print_results
 
 QUERIES = [
     "how do I pretty-print JSON with sorted keys and indentation?",
@@ -51,9 +51,7 @@ def main(index_dir, k, queries):
     if not enc.config.training:
         out.print("[yellow]note: the default encoder is the base model with untrained memory "
                   "tokens; expect weak rankings until the trained model ships (see README).[/yellow]")
-    with _progress(err, disable=False) as bar:
-        task = bar.add_task("indexing files", total=None)
-        report = retriever.index(paths, progress=lambda _p, d, t: bar.update(task, completed=d, total=t))
+    report = index_with_progress(retriever, paths, err)
     _print_report(out, report, index_dir, verbose=False)
     for q in queries or QUERIES:
         out.print()

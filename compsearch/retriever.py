@@ -80,7 +80,7 @@ def _reason_class(reason: str) -> str:
     return reason.split(" (")[0].split(":")[0]
 
 
-ProgressFn = Callable[[str, int, int], None]   # (phase, done, total)
+ProgressFn = Callable[[str, int, int], None]   # ("files", done, total) or ("chunks", encoded, 0)
 
 
 class Retriever:
@@ -209,6 +209,8 @@ class Retriever:
                     report.truncated += len(encoder.last_truncated)
                     added_ids.extend(store.add([r for r, _ in pending], vectors))
                     report.chunks_added += len(pending)
+                    if progress:
+                        progress("chunks", report.chunks_added, 0)
                 for path, digest, st, kind, n in pending_files:
                     store.put_file(path, digest, st.st_size, st.st_mtime, kind, n, now())
                 pending.clear()
