@@ -1,5 +1,5 @@
 """Offline evaluation suite for compsearch encoders, run through the real ``mteb`` package.
 
 Entry point: ``python -m benchmarks.mteb_suite build|run|standard|list``. See
-``benchmarks/README_quality.md``.
+``benchmarks/README.md``.
 """
