@@ -1,0 +1,1 @@
+"""Config files for ``python -m training STAGE --config NAME`` (each defines ``config(stage)``)."""

@@ -1,0 +1,296 @@
+"""The model being trained: one causal LM in memory, three roles.
+
+- **student / encoder**: the inner transformer (``causal_lm.model``, no LM head) with a LoRA adapter,
+  run with ``is_causal=False`` on ``[text, m_1..m_k]`` built by ``compsearch.encoder.memory_inputs``.
+  Its k memory hidden states are the compressed text; ``pool_memory`` gives the embedding.
+- **teacher** and **decoder**: the same weights with the adapter disabled, run causally; the LM head
+  is applied only to the hidden states at the positions a loss needs.
+
+The LoRA sits on the inner transformer, so its saved adapter loads onto ``AutoModel`` exactly as
+``compsearch.encoder._load_backbone`` + ``PeftModel.from_pretrained(...).merge_and_unload()`` do.
+The memory tokens are a separate ``(k, hidden)`` parameter, initialised like
+``compsearch.Encoder.from_base`` (so an untrained student *is* compsearch's untrained encoder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from compsearch.encoder import ADAPTER_DIR, MEMORY_FILE, memory_inputs, pick_device, pick_dtype, pool_memory
+from compsearch.models import BUNDLED, resolve_base
+
+from .config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+def base_spec(spec: str) -> str:
+    """The name a saved encoder records for its base (as ``Encoder.from_base`` writes it)."""
+    if spec in ("bundled", BUNDLED):
+        return BUNDLED
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return str(resolve_base(spec))
+    return spec
+
+
+def initial_memory(table: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """k vectors drawn like a random vocabulary row: per-dimension mean + N(0,1) * std of the table.
+
+    Mirrors ``compsearch.Encoder.from_base`` (tested to be identical); candidate to move into
+    ``compsearch.encoder`` as a public helper.
+    """
+    table = table.detach().float().cpu()
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(k, table.shape[1], generator=gen)
+    return table.mean(0) + noise * table.std(0)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast or None (fp32). "auto" uses bf16 only where it is native (see pick_dtype)."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    native = pick_dtype(device, "auto")
+    return torch.bfloat16 if native == torch.bfloat16 else None
+
+
+def set_attention_dropout(model: nn.Module, p: float) -> int:
+    """Set the attention-probability dropout of every attention module that has one; returns how many."""
+    n = 0
+    if hasattr(model.config, "attention_dropout"):
+        model.config.attention_dropout = p
+    for module in model.modules():
+        if isinstance(getattr(module, "attention_dropout", None), (int, float)) and not isinstance(
+                getattr(module, "attention_dropout"), bool):
+            module.attention_dropout = p
+            n += 1
+    return n
+
+
+class LLM2Comp(nn.Module):
+    def __init__(self, causal_lm, tokenizer, cfg: ModelConfig, base_folder: Path,
+                 autocast: torch.dtype | None = None, gradient_checkpointing: bool = False):
+        super().__init__()
+        from peft import LoraConfig, get_peft_model
+
+        self.cfg = cfg
+        self.base_folder = Path(base_folder)
+        self.tokenizer = tokenizer
+        self.autocast_dtype = autocast
+        for p in causal_lm.parameters():
+            p.requires_grad_(False)
+        self.lm = causal_lm
+        inner = getattr(causal_lm, "model", None)
+        if inner is None or not isinstance(inner, nn.Module):
+            inner = causal_lm.get_decoder()
+        self.inner = inner
+        k, hidden = cfg.num_memory_tokens, causal_lm.config.get_text_config().hidden_size
+        table = inner.get_input_embeddings().weight
+        self.memory = nn.Parameter(initial_memory(table, k, cfg.memory_seed).to(table.device),
+                                   requires_grad=cfg.train_memory)
+        assert self.memory.shape == (k, hidden)
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=list(cfg.lora_targets), bias="none")
+        # Wrapping injects LoRA layers into ``inner`` in place, so ``causal_lm`` sees them too.
+        with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            self.peft = get_peft_model(inner, lora)
+        if cfg.attention_dropout:
+            set_attention_dropout(causal_lm, cfg.attention_dropout)
+        if gradient_checkpointing:
+            enable = getattr(causal_lm, "activation_checkpointing_enable", None)
+            if enable is not None:
+                enable({"use_reentrant": False})
+            else:
+                causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (tokenizer.eos_token_id or 0)
+        self.softcap = getattr(causal_lm.config.get_text_config(), "final_logit_softcapping", None)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, *, device: str | torch.device = "auto", precision: str = "auto",
+                    gradient_checkpointing: bool = False) -> "LLM2Comp":
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        dev = pick_device(device) if not isinstance(device, torch.device) else device
+        ac = autocast_dtype(precision, dev)
+        if cfg.base_dtype == "auto":
+            weights = torch.bfloat16 if ac is not None else torch.float32
+        else:
+            weights = pick_dtype(dev, cfg.base_dtype)
+        folder = resolve_base(cfg.base)
+        lm = AutoModelForCausalLM.from_pretrained(folder, dtype=weights).to(dev)
+        tok = AutoTokenizer.from_pretrained(folder)
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        return cls(lm, tok, cfg, folder, ac, gradient_checkpointing)
+
+    # ------------------------------------------------------------------ parameters
+    def trainable(self) -> dict[str, nn.Parameter]:
+        """Trainable parameters by their saved names (peft's adapter-file keys, plus "memory")."""
+        out = {}
+        if self.memory.requires_grad:
+            out["memory"] = self.memory
+        for name, p in self.peft.named_parameters():
+            if p.requires_grad:
+                out[name.replace(".default.", ".")] = p
+        return out
+
+    def adapter_tensors(self) -> dict[str, torch.Tensor]:
+        return {name.replace(".default.", "."): p for name, p in self.peft.named_parameters() if "lora_" in name}
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Everything learned (adapter + memory, trainable or frozen), fp32 copies on the CPU."""
+        out = {k: v.detach().float().cpu().clone() for k, v in self.adapter_tensors().items()}
+        out["memory"] = self.memory.detach().float().cpu().clone()
+        return out
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor], *, where: str = "checkpoint",
+                           require_memory: bool = True) -> None:
+        adapter = self.adapter_tensors()
+        given = {k for k in tensors if k != "memory"}
+        missing, extra = set(adapter) - given, given - set(adapter)
+        if missing or extra:
+            raise ValueError(f"{where}: adapter does not match this LoRA config "
+                             f"(missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]}; "
+                             f"check lora_r / lora_targets)")
+        with torch.no_grad():
+            for k, p in adapter.items():
+                if tensors[k].shape != p.shape:
+                    raise ValueError(f"{where}: {k} has shape {tuple(tensors[k].shape)}, expected {tuple(p.shape)}")
+                p.copy_(tensors[k].to(p.device, p.dtype))
+            if "memory" in tensors:
+                if tensors["memory"].shape != self.memory.shape:
+                    raise ValueError(f"{where}: memory has shape {tuple(tensors['memory'].shape)}, "
+                                     f"expected {tuple(self.memory.shape)} (num_memory_tokens?)")
+                self.memory.copy_(tensors["memory"].to(self.memory.device, self.memory.dtype))
+            elif require_memory:
+                raise ValueError(f"{where}: no memory tensor")
+
+    def load_encoder_folder(self, folder: Path) -> None:
+        """Continue from a compsearch encoder folder (the previous stage's export)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        tensors = dict(load_file(str(folder / MEMORY_FILE)))
+        adapter_file = folder / ADAPTER_DIR / "adapter_model.safetensors"
+        if adapter_file.is_file():
+            cfg = json.loads((folder / ADAPTER_DIR / "adapter_config.json").read_text())
+            if cfg.get("r") != self.cfg.lora_r or cfg.get("lora_alpha") != self.cfg.lora_alpha:
+                raise ValueError(f"{folder}: adapter has r={cfg.get('r')} alpha={cfg.get('lora_alpha')}, "
+                                 f"this config r={self.cfg.lora_r} alpha={self.cfg.lora_alpha}")
+            tensors.update(load_file(str(adapter_file)))
+            self.load_state_tensors(tensors, where=str(folder))
+        else:  # an untrained encoder folder: memory tokens only
+            with torch.no_grad():
+                self.memory.copy_(tensors["memory"].to(self.memory.device, self.memory.dtype))
+
+    @property
+    def device(self) -> torch.device:
+        return self.memory.device
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.memory.shape[1])
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    # ------------------------------------------------------------------ student (encoder)
+    def student_hidden(self, token_ids: Sequence[Sequence[int]]):
+        """Bidirectional, adapter on: (hidden (B, T, H), memory_mask (B, T))."""
+        inputs, attention, mem_mask = memory_inputs(self.inner.get_input_embeddings(), self.memory,
+                                                    token_ids, self.pad_id)
+        hidden = self.inner(inputs_embeds=inputs, attention_mask=attention, is_causal=False).last_hidden_state
+        return hidden, mem_mask
+
+    def embed(self, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Unnormalised embeddings (B, H): mean of the memory states, as compsearch computes them."""
+        return self.by_chunks([len(t) for t in token_ids], lambda idx: self._embed([token_ids[i] for i in idx]))
+
+    def memory_states(self, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        """The k memory hidden states (B, k, H) in order."""
+        return self.by_chunks([len(t) for t in token_ids], lambda idx: self._memory([token_ids[i] for i in idx]))
+
+    def _embed(self, token_ids):
+        hidden, mem_mask = self.student_hidden(token_ids)
+        return pool_memory(hidden, mem_mask)
+
+    def _memory(self, token_ids):
+        hidden, mem_mask = self.student_hidden(token_ids)
+        return hidden[mem_mask].view(len(token_ids), self.memory.shape[0], hidden.shape[-1])
+
+    def by_chunks(self, lengths: Sequence[int], fn, sizes: Sequence[int] | None = None) -> torch.Tensor:
+        """``fn(row indices) -> tensor`` over length-sorted chunks of ``forward_chunk`` rows, results
+        back in row order. ``fn`` returns one slice per row along dim 0, of ``sizes[i]`` rows each
+        (default 1 per row). Sorting by length cuts padding; rows do not depend on their batch."""
+        n, c = len(lengths), self.cfg.forward_chunk
+        if not c or n <= c:
+            return fn(list(range(n)))
+        sizes = list(sizes) if sizes is not None else [1] * n
+        order = sorted(range(n), key=lambda i: lengths[i])
+        pieces: list = [None] * n
+        for s in range(0, n, c):
+            idx = order[s:s + c]
+            for i, piece in zip(idx, fn(idx).split([sizes[i] for i in idx])):
+                pieces[i] = piece
+        return torch.cat(pieces)
+
+    # ------------------------------------------------------------------ frozen LM (teacher / decoder)
+    def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.inner.get_input_embeddings()(ids)
+
+    def frozen_hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The original causal LM (adapter disabled, causal attention): final hidden states.
+
+        Activation checkpointing is off for this call: its recomputation would run in the backward
+        pass, after the adapter is enabled again, and so compute a different function."""
+        with self.peft.disable_adapter(), self._without_checkpointing():
+            return self.inner(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                              is_causal=True).last_hidden_state
+
+    @contextlib.contextmanager
+    def _without_checkpointing(self):
+        layers = [m for m in self.inner.modules() if m.__dict__.get("gradient_checkpointing") is True]
+        for m in layers:
+            m.gradient_checkpointing = False
+        try:
+            yield
+        finally:
+            for m in layers:
+                m.gradient_checkpointing = True
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM head on selected hidden states only, in fp32."""
+        out = self.lm.get_output_embeddings()(hidden).float()
+        if self.softcap:
+            out = torch.tanh(out / self.softcap) * self.softcap
+        return out
+
+    # ------------------------------------------------------------------ text helpers
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """As ``compsearch.Encoder.tokenize`` (special tokens on, no truncation)."""
+        if not texts:
+            return []
+        return self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+
+
+def format_query(query: str, instruction: str | None) -> str:
+    """``"{instruction}: {query}\\n"`` exactly as ``compsearch.Encoder.prepare(kind="query")``."""
+    return f"{instruction}: {query}\n" if instruction else query
