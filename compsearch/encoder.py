@@ -102,6 +102,24 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
     return torch.bfloat16 if native else torch.float32
 
 
+def initial_memory(table: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """k untrained memory vectors, drawn like a random vocabulary row (fixed seed).
+
+    Per-dimension mean of the token embedding table plus N(0, 1) noise scaled by its per-dimension
+    std. Used by ``Encoder.from_base`` and by training, so an untrained student is exactly
+    compsearch's untrained encoder.
+    """
+    table = table.detach().float().cpu()
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(k, table.shape[1], generator=gen)
+    return table.mean(0) + noise * table.std(0)
+
+
+def format_prompt(text: str, prompt: str | None) -> str:
+    """``"{prompt}: {text}\n"`` when a prompt (e.g. a query instruction) is set, else the text."""
+    return f"{prompt}: {text}\n" if prompt else text
+
+
 def memory_inputs(embed: torch.nn.Module, memory: torch.Tensor, token_ids: Sequence[Sequence[int]],
                   pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Build ``inputs_embeds`` for ``[text, m_1..m_k]`` rows, right padded.
@@ -188,10 +206,7 @@ class Encoder:
         """
         folder = resolve_base(base_model)
         model, tokenizer = _load_backbone(folder, device, dtype)
-        table = model.get_input_embeddings().weight.detach().float().cpu()
-        gen = torch.Generator().manual_seed(seed)
-        noise = torch.randn(num_memory_tokens, table.shape[1], generator=gen)
-        memory = table.mean(0) + noise * table.std(0)
+        memory = initial_memory(model.get_input_embeddings().weight, num_memory_tokens, seed)
         if Path(base_model).expanduser().is_dir():
             base_model = str(folder)  # absolute, so a saved encoder finds its base from anywhere
         config = EncoderConfig(base_model=base_model, base_fingerprint=base_fingerprint(folder),
@@ -297,7 +312,7 @@ class Encoder:
         if kind not in ("query", "document"):
             raise ValueError(f"kind must be 'query' or 'document', not {kind!r}")
         prompt = self.config.query_prompt if kind == "query" else self.config.document_prompt
-        return [f"{prompt}: {t}\n" for t in texts] if prompt else list(texts)
+        return [format_prompt(t, prompt) for t in texts]
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         return self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]

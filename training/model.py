@@ -24,7 +24,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from compsearch.encoder import ADAPTER_DIR, MEMORY_FILE, memory_inputs, pick_device, pick_dtype, pool_memory
+from compsearch.encoder import (ADAPTER_DIR, MEMORY_FILE, format_prompt, initial_memory, memory_inputs,
+                                pick_device, pick_dtype, pool_memory)
 from compsearch.models import BUNDLED, resolve_base
 
 from .config import ModelConfig
@@ -40,18 +41,6 @@ def base_spec(spec: str) -> str:
     if path.is_dir():
         return str(resolve_base(spec))
     return spec
-
-
-def initial_memory(table: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
-    """k vectors drawn like a random vocabulary row: per-dimension mean + N(0,1) * std of the table.
-
-    Mirrors ``compsearch.Encoder.from_base`` (tested to be identical); candidate to move into
-    ``compsearch.encoder`` as a public helper.
-    """
-    table = table.detach().float().cpu()
-    gen = torch.Generator().manual_seed(seed)
-    noise = torch.randn(k, table.shape[1], generator=gen)
-    return table.mean(0) + noise * table.std(0)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -292,5 +281,5 @@ class LLM2Comp(nn.Module):
 
 
 def format_query(query: str, instruction: str | None) -> str:
-    """``"{instruction}: {query}\\n"`` exactly as ``compsearch.Encoder.prepare(kind="query")``."""
-    return f"{instruction}: {query}\n" if instruction else query
+    """A query with its task instruction, exactly as ``compsearch.Encoder`` formats queries."""
+    return format_prompt(query, instruction)
