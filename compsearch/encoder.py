@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .errors import CompsearchError
-from .models import BUNDLED, base_fingerprint, resolve_base
+from .models import BUNDLED, atomic_replace_dir, base_fingerprint, resolve_base
 
 log = logging.getLogger(__name__)
 
@@ -259,14 +259,7 @@ class Encoder:
                 (tmp / ADAPTER_DIR / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
                 save_file({k: v.contiguous() for k, v in tensors.items()},
                           str(tmp / ADAPTER_DIR / "adapter_model.safetensors"))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
+            atomic_replace_dir(tmp, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return path

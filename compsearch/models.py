@@ -86,6 +86,19 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def atomic_replace_dir(tmp: Path, dest: Path) -> None:
+    """Move a fully written folder ``tmp`` to ``dest``, replacing any old one by renames only."""
+    tmp, dest = Path(tmp), Path(dest)
+    if not dest.exists():
+        os.replace(tmp, dest)
+        return
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def bundled_gguf_path() -> Path:
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:

@@ -309,10 +309,8 @@ class StageData:
         raise NotImplementedError
 
 
-class PretextData(StageData):
-    """Passages for ctkd / nll / rc."""
-
-    kind = "passages"
+class _TextData(StageData):
+    """Stages whose records are one text each, kept as token ids in a ``TokenStore``."""
 
     def __init__(self, cfg, tokenize):
         super().__init__(cfg, tokenize)
@@ -323,6 +321,12 @@ class PretextData(StageData):
 
     def __len__(self):
         return len(self.store)
+
+
+class PretextData(_TextData):
+    """Passages for ctkd / nll / rc."""
+
+    kind = "passages"
 
     def _add_chunk(self, recs, stats):
         d = self.cfg.data
@@ -356,20 +360,10 @@ class PretextData(StageData):
         return PretextBatch(ctx, tgt)
 
 
-class SentenceData(StageData):
+class SentenceData(_TextData):
     """Sentences for ucl."""
 
     kind = "sentences"
-
-    def __init__(self, cfg, tokenize):
-        super().__init__(cfg, tokenize)
-        self.store = TokenStore()
-
-    def needed_fields(self):
-        return [self.cfg.data.text_field]
-
-    def __len__(self):
-        return len(self.store)
 
     def _add_chunk(self, recs, stats):
         d = self.cfg.data

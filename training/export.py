@@ -16,7 +16,6 @@ best SCL step) without training.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 from compsearch.encoder import ADAPTER_DIR, CONFIG_FILE, MEMORY_FILE, EncoderConfig
-from compsearch.models import base_fingerprint
+from compsearch.models import atomic_replace_dir, base_fingerprint
 
 from .model import LLM2Comp, base_spec
 
@@ -70,14 +69,7 @@ def export_encoder(model: LLM2Comp, out: str | Path, *, query_prompt: str | None
         conf = json.loads((adapter / "adapter_config.json").read_text())
         conf["base_model_name_or_path"] = cfg.base_model  # not this machine's cache path
         (adapter / "adapter_config.json").write_text(json.dumps(conf, indent=2) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        atomic_replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
