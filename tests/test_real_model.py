@@ -20,11 +20,17 @@ def real():
 
 
 def test_bundled_model_is_converted_and_fingerprinted(real):
-    from compsearch.models import bundled_base_path
+    import hashlib
+
+    from compsearch.models import base_fingerprint, bundled_base_path
 
     folder = bundled_base_path()
     source = jsonmod.loads((folder / "compsearch_source.json").read_text())
-    assert source["fingerprint"] == real.config.base_fingerprint and len(source["gguf_sha256"]) == 64
+    assert len(source["gguf_sha256"]) == 64
+    # identified by the GGUF it came from (machine-independent), which the default encoder records
+    expected = hashlib.sha256(f"gguf:{source['gguf_sha256']}:conversion-v{source['conversion_version']}"
+                              .encode()).hexdigest()
+    assert base_fingerprint(folder) == real.config.base_fingerprint == expected
     assert (folder / "model.safetensors").stat().st_size > 400e6     # fp32, 134.5M parameters
     cfg = real.model.config
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.is_causal) == (576, 30, False)

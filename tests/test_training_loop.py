@@ -162,3 +162,21 @@ def test_bf16_autocast_bf16_base_and_checkpointing_run(sharp_base, files, tmp_pa
     m = LLM2Comp.from_config(cfg.model, device="cpu", precision="bf16")
     assert m.lm.get_input_embeddings().weight.dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in m.trainable().values())
+
+
+def test_ship_exports_a_small_default_with_a_model_card(sharp_base, files, tmp_path):
+    from compsearch import Encoder
+    from training.ship import ship
+
+    with pytest.raises(TrainingError, match="has not finished"):
+        ship(tmp_path / "arm", tmp_path / "default", report=None)
+    cfg = T.tiny_config("scl", sharp_base, [files["triples"]], tmp_path / "arm" / "scl", optim={"max_steps": 3},
+                        data={"limit": 8}, export=True, diagnostics=True)
+    train(cfg)
+    info = ship(tmp_path / "arm", tmp_path / "default", report=None)
+    card = (tmp_path / "default" / "README.md").read_text()
+    assert "| scl | 3 |" in card and info["min_cosine_vs_fp32"] > 0.99 and info["fingerprint"] in card
+    enc = Encoder.load(tmp_path / "default")
+    assert enc.fingerprint == info["fingerprint"] and enc.config.training["stages"][0]["stage"] == "scl"
+    with pytest.raises(TrainingError, match="over the"):
+        ship(tmp_path / "arm", tmp_path / "default", report=None, max_mb=0.0001)

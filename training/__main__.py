@@ -8,6 +8,8 @@
     python -m training mine --pairs FILE --out FILE [--encoder DIR]   hard negatives (BM25 or a model)
     python -m training export RUN_DIR|CHECKPOINT OUT [--adapter-dtype bfloat16]
     python -m training diagnose ENCODER --data FILE [--out DIR]
+    python -m training report --arms A,B,... --eval FILE [--out PREFIX]   the ablation report
+    python -m training ship RUN_DIR [--report FILE] [--out compsearch/default_model]   ship + model card
 
 Run from the repository root (``training`` is not an installed package). Several processes:
 ``torchrun --nproc_per_node N -m training STAGE ...`` or ``accelerate launch -m training STAGE ...``.
@@ -82,6 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.add_argument("--limit", type=int, default=512)
     p.add_argument("--kind", default="document", choices=["document", "query"])
+
+    p = sub.add_parser("report", help="collect finished runs + their evaluation into the ablation report")
+    p.add_argument("--arms", required=True, help="comma-separated run names (training/runs/<name>)")
+    p.add_argument("--eval", required=True, help="quality JSON from benchmarks.mteb_suite run (models compsearch:<arm>)")
+    p.add_argument("--baselines", default="benchmarks/results/quality-quick.json")
+    p.add_argument("--runs", default="training/runs")
+    p.add_argument("--out", default="training/results/ablation", help="output prefix (.json, .md, -spectra.png)")
+
+    p = sub.add_parser("ship", help="export a finished run as compsearch's default encoder with a model card")
+    p.add_argument("run", help="training/runs/<name> (its SCL stage is exported)")
+    p.add_argument("--report", default=None, help="ablation JSON from `report` (scores for the card)")
+    p.add_argument("--out", default="compsearch/default_model")
+    p.add_argument("--max-mb", type=float, default=32.0)
     return ap
 
 
@@ -167,6 +182,24 @@ def _dispatch(args) -> int:
         sp, mc = result["spectrum"], result["memory_correlation"]
         print(json.dumps({"texts": len(texts), "above_1pct": sp["above_1pct"], "entropy_rank": sp["entropy_rank"],
                           "memory_mean_offdiag": mc["mean_offdiag"], "files": result["files"]}, indent=1))
+        return 0
+    if args.command == "report":
+        from .report import build, write
+
+        eval_json = Path(args.eval)
+        if not eval_json.is_file():
+            raise ConfigError(f"no evaluation results at {eval_json}")
+        rep = build([a for a in args.arms.split(",") if a], eval_json, Path(args.baselines), Path(args.runs))
+        missing = [a["name"] for a in rep["arms"] if not a["stages"] or not a["scores"]]
+        if missing:
+            raise ConfigError(f"no finished stages or no scores for: {', '.join(missing)}")
+        paths = write(rep, Path(args.out))
+        print(json.dumps({k: str(v) for k, v in paths.items()}, indent=1))
+        return 0
+    if args.command == "ship":
+        from .ship import ship
+
+        print(json.dumps(ship(args.run, args.out, report=args.report, max_mb=args.max_mb), indent=1))
         return 0
     raise AssertionError(args.command)
 

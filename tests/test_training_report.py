@@ -1,0 +1,70 @@
+"""The ablation report only collects what runs and evaluations measured; check it on fabricated runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training.__main__ import main
+from training.report import build, markdown
+
+
+def _stage(root, arm, stage, objective, losses, erank):
+    d = root / arm / stage
+    (d / "diagnostics").mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({"stage": objective, "steps": len(losses), "items": 10,
+                                                "wall_seconds": 60.0}))
+    (d / "metrics.jsonl").write_text("".join(json.dumps({"step": i + 1, "loss": v, "sec": 2.0}) + "\n"
+                                             for i, v in enumerate(losses)))
+    sv = [1.0, 0.5, 0.2, 0.005]
+    (d / "diagnostics" / "diagnostics.json").write_text(json.dumps({
+        "spectrum": {"n": 4, "dim": 4, "above_1pct": 3, "above_10pct": 3, "entropy_rank": erank,
+                     "participation_ratio": 1.5, "singular_values": sv},
+        "memory_correlation": {"mean_offdiag": 0.25, "matrix": [[1.0]]}}))
+
+
+@pytest.fixture
+def fake(tmp_path):
+    runs = tmp_path / "runs"
+    _stage(runs, "a-ctkd", "stage1", "ctkd", [5.0] * 5 + [2.0] * 5, 3.3)
+    _stage(runs, "a-ctkd", "ucl", "ucl", [1.0, 0.5], 3.1)
+    _stage(runs, "a-ctkd", "scl", "scl", [2.0, 1.0], 2.9)
+    _stage(runs, "a-none", "ucl", "ucl", [1.0, 0.6], 2.0)
+    _stage(runs, "a-none", "scl", "scl", [2.0, 1.1], 1.9)
+    ev = {"profile": "quick", "models": {}, "results": {
+        "compsearch:a-ctkd": {"FooRetrieval": {"scores": {"main_score": 0.5}},
+                              "LeeDocSTS": {"scores": {"main_score": 0.4}}},
+        "compsearch:a-none": {"FooRetrieval": {"scores": {"main_score": 0.3}},
+                              "LeeDocSTS": {"scores": {"main_score": 0.45}}}}}
+    base = {"results": {"BM25": {"FooRetrieval": {"scores": {"main_score": 0.6}},
+                                 "OtherRetrieval": {"scores": {"main_score": 0.9}}}}}
+    (tmp_path / "eval.json").write_text(json.dumps(ev))
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    return tmp_path
+
+
+def test_report_collects_runs_scores_and_dimensions(fake):
+    rep = build(["a-ctkd", "a-none"], fake / "eval.json", fake / "base.json", fake / "runs")
+    ctkd, none = rep["arms"]
+    assert ctkd["objective"] == "ctkd" and none["objective"] == "none"
+    assert ctkd["stages"]["stage1"]["loss"]["first"] == 5.0 and ctkd["stages"]["stage1"]["loss"]["last"] == 2.0
+    assert ctkd["stages"]["scl"]["effective_dim"]["entropy_rank"] == 2.9 and ctkd["wall_seconds"] == 180.0
+    assert none["scores"] == {"FooRetrieval": 0.3, "LeeDocSTS": 0.45}
+    assert rep["baselines"] == {"BM25": {"FooRetrieval": 0.6}}     # only the tasks the arms ran
+    md = markdown(rep)
+    assert "| a-ctkd | ctkd | 0.500 | 0.400 | 0.500 |" in md
+    assert "| BM25 (baseline) | — | 0.600 | — | 0.600 |" in md
+    assert "5.000 → 2.000" in md and "| a-none | — |" in md
+
+
+def test_report_cli_writes_files_and_refuses_missing_arms(fake, capsys):
+    out = fake / "res" / "abl"
+    args = ["report", "--eval", str(fake / "eval.json"), "--baselines", str(fake / "base.json"),
+            "--runs", str(fake / "runs"), "--out", str(out)]
+    assert main(args + ["--arms", "a-ctkd,a-none"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["tasks"] == ["FooRetrieval", "LeeDocSTS"]
+    assert out.with_suffix(".md").is_file()
+    assert main(args + ["--arms", "a-ctkd,a-nll"]) == 2
+    assert "a-nll" in capsys.readouterr().err
+    assert main(["report", "--arms", "a-ctkd", "--eval", str(fake / "missing.json")]) == 2

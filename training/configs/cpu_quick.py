@@ -1,0 +1,27 @@
+"""cpu-quick: cpu-small with ~7x fewer steps, sized so one arm of the stage-1 ablation (stage 1 ->
+UCL -> SCL) takes about 40 minutes on one core of this project's 2-core CPU, and two arms run side
+by side. This is the budget behind ``training/results/ablation.md`` and the shipped default model.
+
+    python -m training ctkd --config cpu-quick --set name=q-ctkd   # or nll / rc
+    python -m training ucl  --config cpu-quick --set name=q-ctkd   # continues from q-ctkd/stage1
+    python -m training scl  --config cpu-quick --set name=q-ctkd
+    # the "no stage 1" arm:  ucl --set name=q-none --set model.init_from=null, then scl
+
+Same data, learning rates, lengths and seeds as cpu-small; only the step counts (and warmups and
+checkpoint intervals, scaled with them) and the held-out diagnostics set (256 texts) differ.
+"""
+
+import dataclasses
+
+from training.configs.cpu_small import config as small_config
+
+STEPS = {"ctkd": 40, "nll": 40, "rc": 40, "ucl": 15, "scl": 30}
+WARMUP = {"ctkd": 4, "nll": 4, "rc": 4, "ucl": 2, "scl": 3}
+
+
+def config(stage: str):
+    cfg = small_config(stage)
+    return dataclasses.replace(
+        cfg, name="cpu-quick", save_every=10, keep_checkpoints=2,
+        data=dataclasses.replace(cfg.data, heldout_limit=256),
+        optim=dataclasses.replace(cfg.optim, max_steps=STEPS[stage], warmup_steps=WARMUP[stage]))

@@ -1,0 +1,158 @@
+"""The ablation report: collect finished runs, their diagnostics and their evaluation scores.
+
+    python -m training report --arms quick-ctkd,quick-nll,quick-rc,quick-none \\
+        --eval training/results/quality-quick.json --out training/results/ablation
+
+Reads (nothing is computed here that a run or an evaluation did not measure):
+- ``training/runs/<arm>/{stage1,ucl,scl}/summary.json`` and ``metrics.jsonl``: steps, samples, wall time,
+  the loss over the first and last steps;
+- ``.../<stage>/diagnostics/diagnostics.json``: effective dimension of held-out embeddings and the
+  memory-token correlation after each stage;
+- the evaluation JSON written by ``python -m benchmarks.mteb_suite run --models compsearch:DIR``, where
+  each arm's encoder folder is named after the arm (model label ``compsearch:<arm>``);
+- the baselines (BM25, MiniLM, training-free SmolLM2) from ``benchmarks/results/quality-<profile>.json``.
+
+Writes ``<out>.json`` (everything, singular values included, so the report survives the runs folder),
+``<out>.md`` and ``<out>-spectra.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+STAGE_DIRS = ("stage1", "ucl", "scl")
+BASELINES = ("BM25", "MiniLM-L6", "SmolLM2-135M-mean", "SmolLM2-135M-last")
+
+
+def _loss_window(metrics: Path, n: int = 5) -> dict:
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
+    losses = [r["loss"] for r in rows if "loss" in r]
+    if not losses:
+        return {}
+    return {"first": sum(losses[:n]) / len(losses[:n]), "last": sum(losses[-n:]) / len(losses[-n:]),
+            "steps_logged": len(losses), "mean_step_s": round(sum(r.get("sec", 0) for r in rows) / len(rows), 2)}
+
+
+def collect_arm(runs: Path, name: str) -> dict:
+    arm = {"name": name, "stages": {}}
+    for stage in STAGE_DIRS:
+        d = runs / name / stage
+        if not (d / "summary.json").is_file():
+            continue
+        summary = json.loads((d / "summary.json").read_text())
+        info = {"stage": summary.get("stage"), "steps": summary.get("steps"), "items": summary.get("items"),
+                "wall_seconds": summary.get("wall_seconds"), "loss": _loss_window(d / "metrics.jsonl")}
+        diag = d / "diagnostics" / "diagnostics.json"
+        if diag.is_file():
+            dj = json.loads(diag.read_text())
+            sp, mc = dj["spectrum"], dj["memory_correlation"]
+            info["effective_dim"] = {k: sp[k] for k in ("n", "dim", "above_1pct", "above_10pct", "entropy_rank",
+                                                        "participation_ratio") if k in sp}
+            info["singular_values"] = sp["singular_values"]
+            info["memory_offdiag_mean"] = mc.get("mean_offdiag")
+        arm["stages"][stage] = info
+    s1 = arm["stages"].get("stage1")
+    arm["objective"] = s1["stage"] if s1 else "none"
+    arm["wall_seconds"] = round(sum(s.get("wall_seconds") or 0 for s in arm["stages"].values()), 1)
+    return arm
+
+
+def _scores(results: dict, label: str) -> dict:
+    return {task: r["scores"]["main_score"] for task, r in results.get(label, {}).items()}
+
+
+def build(arms: list[str], eval_json: Path, baselines_json: Path | None, runs: Path) -> dict:
+    ev = json.loads(eval_json.read_text())
+    base = json.loads(baselines_json.read_text()) if baselines_json and baselines_json.is_file() else {"results": {}}
+    out = {"eval_file": str(eval_json), "profile": ev.get("profile"), "settings": ev.get("settings"),
+           "machine": ev.get("machine"), "arms": [], "baselines": {}}
+    tasks: list[str] = []
+    for name in arms:
+        arm = collect_arm(runs, name)
+        arm["scores"] = _scores(ev["results"], f"compsearch:{name}")
+        arm["model"] = ev.get("models", {}).get(f"compsearch:{name}", {})
+        tasks += [t for t in arm["scores"] if t not in tasks]
+        out["arms"].append(arm)
+    for label in BASELINES:
+        scores = _scores(base["results"], label)
+        if scores:
+            out["baselines"][label] = {t: scores[t] for t in tasks if t in scores}
+    out["tasks"] = tasks
+    return out
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _fmt(v, digits=3):
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def markdown(rep: dict) -> str:
+    tasks = rep["tasks"]
+    retrieval = [t for t in tasks if t.endswith("Retrieval")]
+    short = {t: t.replace("Retrieval", "").replace("STS", " STS") for t in tasks}
+    lines = ["| model | stage 1 | " + " | ".join(short[t] for t in tasks) + " | mean retrieval |",
+             "|---|---|" + "---|" * (len(tasks) + 1)]
+    for arm in rep["arms"]:
+        s = arm["scores"]
+        lines.append(f"| {arm['name']} | {arm['objective']} | " + " | ".join(_fmt(s.get(t)) for t in tasks)
+                     + f" | {_fmt(_mean([s.get(t) for t in retrieval]))} |")
+    for label, s in rep["baselines"].items():
+        lines.append(f"| {label} (baseline) | — | " + " | ".join(_fmt(s.get(t)) for t in tasks)
+                     + f" | {_fmt(_mean([s.get(t) for t in retrieval]))} |")
+    lines += ["", "Effective dimension of held-out embeddings (256 texts; centred, normalised; singular values "
+              "above 1% of the largest / entropy effective rank) and mean off-diagonal memory-token correlation:",
+              "", "| arm | after stage 1 | after UCL | after SCL | memory corr. after SCL | stage-1 loss first→last "
+              "| wall time |", "|---|---|---|---|---|---|---|"]
+    for arm in rep["arms"]:
+        st = arm["stages"]
+
+        def ed(stage):
+            e = st.get(stage, {}).get("effective_dim")
+            return f"{e['above_1pct']} / {e['entropy_rank']:.0f}" if e else "—"
+        loss = st.get("stage1", {}).get("loss") or {}
+        loss_s = f"{loss['first']:.3f} → {loss['last']:.3f}" if loss else "—"
+        lines.append(f"| {arm['name']} | {ed('stage1')} | {ed('ucl')} | {ed('scl')} | "
+                     f"{_fmt(st.get('scl', {}).get('memory_offdiag_mean'), 2)} | {loss_s} | "
+                     f"{arm['wall_seconds'] / 60:.0f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rep: dict, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, stage in zip(axes, ("stage1", "scl")):
+        for arm in rep["arms"]:
+            s = arm["stages"].get(stage, {}).get("singular_values")
+            if s:
+                ax.semilogy([v / s[0] for v in s], label=arm["name"])
+        ax.axhline(0.01, color="grey", lw=0.5, ls="--")
+        ax.set_title(f"held-out spectrum after {stage}", fontsize=9)
+        ax.set_xlabel("index")
+        ax.set_ylabel("singular value / largest")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write(rep: dict, out: Path) -> dict[str, Path]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out.with_suffix(".json"), "md": out.with_suffix(".md")}
+    paths["json"].write_text(json.dumps(rep, indent=1) + "\n")
+    paths["md"].write_text(markdown(rep))
+    png = plot(rep, out.parent / f"{out.name}-spectra.png")
+    if png:
+        paths["png"] = png
+    return paths
