@@ -58,6 +58,23 @@ def test_empty_and_short_texts_are_skipped_and_counted(tmp_path):
     assert rec["files"][0]["sha256"] and len(data) == 2
 
 
+def test_a_source_can_be_sampled_to_a_fixed_count(tmp_path):
+    many = T.write_jsonl(tmp_path / "many.jsonl", [{"text": f"real passage number {i} with some words"}
+                                                    for i in range(50)])
+    few = T.write_jsonl(tmp_path / "few.jsonl", [{"text": f"synthetic passage {i} with more words"} for i in range(5)])
+    cfg = _cfg("ucl", [])
+    cfg.data.train = [str(few), {"path": str(many), "sample": 5}]
+    data = stage_data(cfg, _words_tokenize)
+    few_rec, many_rec = data.provenance()
+    assert len(data) == 10 and many_rec["read"] == 50 and many_rec["used"] == 5 and many_rec["not_sampled"] == 45
+    assert many_rec["spec"] == {"path": str(many), "sample": 5} and "not_sampled" not in few_rec
+    again = stage_data(cfg, _words_tokenize)
+    assert [again.store[i] for i in range(10)] == [data.store[i] for i in range(10)]  # seeded
+    cfg.data.train = [{"path": str(many), "sample": 0}]
+    with pytest.raises(DataError, match="sample"):
+        stage_data(cfg, _words_tokenize)
+
+
 def test_wrong_field_name_and_nothing_usable_are_clear_errors(tmp_path):
     f = T.write_jsonl(tmp_path / "q.jsonl", [{"body": "one two three four five six seven"}] * 3)
     with pytest.raises(DataError, match="no record has the field"):
@@ -139,7 +156,7 @@ def test_token_store_roundtrip():
 # ---------------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("name", ["cpu-small", "paper"])
+@pytest.mark.parametrize("name", ["cpu-small", "cpu-quick", "gpu-small", "paper"])
 @pytest.mark.parametrize("stage", ["ctkd", "nll", "rc", "ucl", "scl"])
 def test_shipped_configs_load(name, stage):
     cfg = load_config(name, stage)

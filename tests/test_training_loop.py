@@ -180,3 +180,49 @@ def test_ship_exports_a_small_default_with_a_model_card(sharp_base, files, tmp_p
     assert enc.fingerprint == info["fingerprint"] and enc.config.training["stages"][0]["stage"] == "scl"
     with pytest.raises(TrainingError, match="over the"):
         ship(tmp_path / "arm", tmp_path / "default", report=None, max_mb=0.0001)
+    # shipped on the training machine, copied back without checkpoints, shipped again here
+    import shutil
+    shutil.copytree(tmp_path / "arm", tmp_path / "back")
+    (tmp_path / "back" / "ship.json").write_text(json.dumps(ship(tmp_path / "back", tmp_path / "back" / "shipped",
+                                                                 report=None)))
+    shutil.rmtree(tmp_path / "back" / "scl" / "checkpoints")
+    shutil.rmtree(tmp_path / "back" / "scl" / "encoder")
+    again = ship(tmp_path / "back", tmp_path / "default2", report=None)
+    assert again["fingerprint"] == info["fingerprint"] and again["min_cosine_vs_fp32"] == info["min_cosine_vs_fp32"]
+    np.testing.assert_allclose(Encoder.load(tmp_path / "default2").encode(["the index"]),
+                               enc.encode(["the index"]), atol=1e-6)
+    (tmp_path / "back" / "ship.json").unlink()  # without the check record it needs the checkpoints
+    with pytest.raises(TrainingError):
+        ship(tmp_path / "back", tmp_path / "default3", report=None)
+
+
+def test_time_budget_ends_the_stage_early_but_exported_and_recorded(sharp_base, files, tmp_path):
+    from compsearch import Encoder
+
+    cfg = T.tiny_config("ctkd", sharp_base, [files["passages"]], tmp_path / "tb", export=True,
+                        optim={"max_steps": 50, "max_minutes": 1e-9})
+    summary = train(cfg)
+    assert summary["steps"] == 1 and summary["stopped_early"] == "time budget" and summary["finished"]
+    assert len(T.losses(tmp_path / "tb")) == 1
+    enc = Encoder.load(summary["encoder"], dtype="float32")
+    record = enc.config.training["stages"][-1]
+    assert record["steps"] == 1 and record["max_steps"] == 50 and "time budget" in record["stopped_early"]
+    assert json.loads((tmp_path / "tb" / "summary.json").read_text())["stopped_early"] == "time budget"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("stage", ["ctkd", "nll", "rc", "ucl", "scl"])
+def test_every_stage_runs_on_cuda_in_bf16(sharp_base, files, tmp_path, stage):
+    """The GPU path for real: CUDA device, bf16 autocast, bf16 frozen base, export and diagnostics."""
+    from compsearch import Encoder
+
+    train_files = {"ctkd": [files["passages"]], "nll": [files["passages"]], "rc": [files["passages"]],
+                   "ucl": [files["sentences"]], "scl": [files["triples"]]}[stage]
+    cfg = T.tiny_config(stage, sharp_base, train_files, tmp_path / stage, device="cuda", precision="auto",
+                        export=True, diagnostics=True, optim={"max_steps": 3, "lr": 1e-3},
+                        data={"heldout": [str(files["sentences"])], "heldout_limit": 16})
+    summary = train(cfg)
+    assert summary["steps"] == 3 and all(np.isfinite(T.losses(tmp_path / stage)))
+    enc = Encoder.load(summary["encoder"], dtype="float32", device="cpu")
+    assert enc.config.training["stages"][-1]["precision"] == "bf16"
+    assert np.isfinite(enc.encode(["a query about the index"])).all()

@@ -53,8 +53,8 @@ def test_report_collects_runs_scores_and_dimensions(fake):
     assert none["scores"] == {"FooRetrieval": 0.3, "LeeDocSTS": 0.45}
     assert rep["baselines"] == {"BM25": {"FooRetrieval": 0.6}}     # only the tasks the arms ran
     md = markdown(rep)
-    assert "| a-ctkd | ctkd | 0.500 | 0.400 | 0.500 |" in md
-    assert "| BM25 (baseline) | — | 0.600 | — | 0.600 |" in md
+    assert "| a-ctkd | ctkd | — | 0.500 | 0.400 | 0.500 |" in md
+    assert "| BM25 (baseline) | — | — | 0.600 | — | 0.600 |" in md
     assert "5.000 → 2.000" in md and "| a-none | — |" in md
 
 
@@ -68,3 +68,30 @@ def test_report_cli_writes_files_and_refuses_missing_arms(fake, capsys):
     assert main(args + ["--arms", "a-ctkd,a-nll"]) == 2
     assert "a-nll" in capsys.readouterr().err
     assert main(["report", "--arms", "a-ctkd", "--eval", str(fake / "missing.json")]) == 2
+
+
+def test_an_scl_only_arm_shows_the_stages_it_continues(fake):
+    _stage(fake / "runs", "a-ctkd-synth", "scl", "scl", [2.0, 0.9], 2.7)
+    (fake / "runs" / "a-ctkd-synth" / "scl" / "config.json").write_text(json.dumps({
+        "model": {"init_from": str(fake / "runs" / "a-ctkd" / "ucl")},
+        "data": {"train": ["scl.jsonl", "/data/scl_mix.jsonl"]}}))
+    ev = json.loads((fake / "eval.json").read_text())
+    ev["results"]["compsearch:a-ctkd-synth"] = {"FooRetrieval": {"scores": {"main_score": 0.55}}}
+    (fake / "eval.json").write_text(json.dumps(ev))
+    arm = build(["a-ctkd-synth"], fake / "eval.json", None, fake / "runs")["arms"][0]
+    assert arm["continues"] == "a-ctkd" and arm["objective"] == "ctkd"
+    assert set(arm["stages"]) == {"stage1", "ucl", "scl"} and arm["stages"]["scl"]["effective_dim"]["entropy_rank"] == 2.7
+    assert "| a-ctkd-synth | ctkd | scl + scl_mix | 0.550 |" in markdown(
+        build(["a-ctkd-synth"], fake / "eval.json", None, fake / "runs"))
+
+
+def test_report_merges_one_evaluation_file_per_arm(fake, capsys):
+    ev = json.loads((fake / "eval.json").read_text())
+    for label in list(ev["results"]):
+        part = {**ev, "results": {label: ev["results"][label]}}
+        (fake / f"{label.split(':')[1]}.json").write_text(json.dumps(part))
+    out = fake / "res" / "merged"
+    assert main(["report", "--arms", "a-ctkd,a-none", "--eval", str(fake / "a-ctkd.json"), str(fake / "a-none.json"),
+                 "--baselines", str(fake / "base.json"), "--runs", str(fake / "runs"), "--out", str(out)]) == 0
+    rep = json.loads(out.with_suffix(".json").read_text())
+    assert [a["scores"]["FooRetrieval"] for a in rep["arms"]] == [0.5, 0.3] and len(rep["eval_files"]) == 2

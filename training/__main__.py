@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="collect finished runs + their evaluation into the ablation report")
     p.add_argument("--arms", required=True, help="comma-separated run names (training/runs/<name>)")
-    p.add_argument("--eval", required=True, help="quality JSON from benchmarks.mteb_suite run (models compsearch:<arm>)")
+    p.add_argument("--eval", required=True, nargs="+",
+                   help="quality JSON(s) from benchmarks.mteb_suite run (models compsearch:<arm>), merged")
     p.add_argument("--baselines", default="benchmarks/results/quality-quick.json")
     p.add_argument("--runs", default="training/runs")
     p.add_argument("--out", default="training/results/ablation", help="output prefix (.json, .md, -spectra.png)")
@@ -186,10 +187,10 @@ def _dispatch(args) -> int:
     if args.command == "report":
         from .report import build, write
 
-        eval_json = Path(args.eval)
-        if not eval_json.is_file():
-            raise ConfigError(f"no evaluation results at {eval_json}")
-        rep = build([a for a in args.arms.split(",") if a], eval_json, Path(args.baselines), Path(args.runs))
+        missing_eval = [e for e in args.eval if not Path(e).is_file()]
+        if missing_eval:
+            raise ConfigError(f"no evaluation results at {', '.join(missing_eval)}")
+        rep = build([a for a in args.arms.split(",") if a], args.eval, Path(args.baselines), Path(args.runs))
         missing = [a["name"] for a in rep["arms"] if not a["stages"] or not a["scores"]]
         if missing:
             raise ConfigError(f"no finished stages or no scores for: {', '.join(missing)}")

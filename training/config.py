@@ -91,6 +91,8 @@ class OptimConfig:
     grad_clip: float = 2.0                # 0 disables clipping
     batch_size: int = 8                   # global, per optimizer step
     micro_batch_size: int = 8             # per process and forward; accumulation fills the rest (0: batch/processes)
+    max_minutes: float = 0.0              # >0: a time budget; the stage ends (exported, recorded) at the first
+                                          # step past it, with fewer than max_steps steps
 
 
 @dataclass

@@ -209,8 +209,23 @@ class SourceStats:
 
     def record(self) -> dict:
         c = dict(self.counts)
-        return {"spec": self.spec, **self.version, "read": c.pop("read", 0), "used": c.pop("used", 0),
-                "truncated": c.pop("truncated", 0), "skipped": c}
+        out = {"spec": self.spec, **self.version, "read": c.pop("read", 0), "used": c.pop("used", 0),
+               "truncated": c.pop("truncated", 0)}
+        if "not_sampled" in c:
+            out["not_sampled"] = c.pop("not_sampled")
+        return {**out, "skipped": c}
+
+
+def _sample(records: Iterator[dict], n, seed: int, counts: Counter, where) -> list[dict]:
+    """``{"path": ..., "sample": n}``: n records drawn without replacement (seeded), in file order."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise DataError(f"{where}: 'sample' must be a positive number of records, not {n!r}")
+    import random
+
+    recs = list(records)
+    keep = sorted(random.Random(seed).sample(range(len(recs)), min(n, len(recs))))
+    counts["not_sampled"] += len(recs) - len(keep)
+    return [recs[i] for i in keep]
 
 
 class StageData:
@@ -236,7 +251,10 @@ class StageData:
             stats.version = describe_source(spec)
             pending: list[tuple[dict, str]] = []
             seen_fields: set[str] = set()
-            for rec in iter_records(spec, d.on_malformed, stats.counts, d.hf_cache_dir):
+            records = iter_records(spec, d.on_malformed, stats.counts, d.hf_cache_dir)
+            if spec.get("sample") is not None:
+                records = _sample(records, spec["sample"], self.cfg.seed, stats.counts, raw)
+            for rec in records:
                 seen_fields.update(k for k in rec if k != "_where")
                 pending.append(rec)
                 if len(pending) >= TOKENIZE_CHUNK:

@@ -52,6 +52,16 @@ def collect_arm(runs: Path, name: str) -> dict:
             info["singular_values"] = sp["singular_values"]
             info["memory_offdiag_mean"] = mc.get("mean_offdiag")
         arm["stages"][stage] = info
+    scl_cfg = runs / name / "scl" / "config.json"
+    if scl_cfg.is_file():
+        cfg = json.loads(scl_cfg.read_text())
+        arm["scl_data"] = cfg.get("data", {}).get("train", [])
+        parent = Path(str((cfg.get("model") or {}).get("init_from") or "").format(name=name))
+        # an SCL-only arm (e.g. other SCL data) continues another arm's UCL: show that arm's earlier stages
+        if "ucl" not in arm["stages"] and parent.name == "ucl" and parent.parent.name != name:
+            earlier = collect_arm(runs, parent.parent.name)
+            arm["continues"] = parent.parent.name
+            arm["stages"] = {**{k: v for k, v in earlier["stages"].items() if k != "scl"}, **arm["stages"]}
     s1 = arm["stages"].get("stage1")
     arm["objective"] = s1["stage"] if s1 else "none"
     arm["wall_seconds"] = round(sum(s.get("wall_seconds") or 0 for s in arm["stages"].values()), 1)
@@ -62,10 +72,24 @@ def _scores(results: dict, label: str) -> dict:
     return {task: r["scores"]["main_score"] for task, r in results.get(label, {}).items()}
 
 
-def build(arms: list[str], eval_json: Path, baselines_json: Path | None, runs: Path) -> dict:
-    ev = json.loads(eval_json.read_text())
+def load_evals(paths) -> dict:
+    """One or several evaluation JSONs (e.g. one per arm) merged: results and models by label."""
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    ev = json.loads(paths[0].read_text())
+    ev["results"], ev["models"] = dict(ev.get("results", {})), dict(ev.get("models", {}))
+    for p in paths[1:]:
+        more = json.loads(p.read_text())
+        for label, tasks in more.get("results", {}).items():
+            ev["results"].setdefault(label, {}).update(tasks)
+        ev["models"].update(more.get("models", {}))
+    ev["eval_files"] = [str(p) for p in paths]
+    return ev
+
+
+def build(arms: list[str], eval_json, baselines_json: Path | None, runs: Path) -> dict:
+    ev = load_evals(eval_json)
     base = json.loads(baselines_json.read_text()) if baselines_json and baselines_json.is_file() else {"results": {}}
-    out = {"eval_file": str(eval_json), "profile": ev.get("profile"), "settings": ev.get("settings"),
+    out = {"eval_files": ev["eval_files"], "profile": ev.get("profile"), "settings": ev.get("settings"),
            "machine": ev.get("machine"), "arms": [], "baselines": {}}
     tasks: list[str] = []
     for name in arms:
@@ -82,6 +106,13 @@ def build(arms: list[str], eval_json: Path, baselines_json: Path | None, runs: P
     return out
 
 
+def _data_name(spec) -> str:
+    if isinstance(spec, dict):
+        name = Path(str(spec.get("path") or spec.get("hub") or "?")).stem
+        return f"{name} ({spec['sample']} sampled)" if spec.get("sample") else name
+    return Path(str(spec)).stem
+
+
 def _mean(values):
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
@@ -95,14 +126,15 @@ def markdown(rep: dict) -> str:
     tasks = rep["tasks"]
     retrieval = [t for t in tasks if t.endswith("Retrieval")]
     short = {t: t.replace("Retrieval", "").replace("STS", " STS") for t in tasks}
-    lines = ["| model | stage 1 | " + " | ".join(short[t] for t in tasks) + " | mean retrieval |",
-             "|---|---|" + "---|" * (len(tasks) + 1)]
+    lines = ["| model | stage 1 | SCL data | " + " | ".join(short[t] for t in tasks) + " | mean retrieval |",
+             "|---|---|---|" + "---|" * (len(tasks) + 1)]
     for arm in rep["arms"]:
         s = arm["scores"]
-        lines.append(f"| {arm['name']} | {arm['objective']} | " + " | ".join(_fmt(s.get(t)) for t in tasks)
+        data = " + ".join(_data_name(d) for d in arm.get("scl_data", [])) or "—"
+        lines.append(f"| {arm['name']} | {arm['objective']} | {data} | " + " | ".join(_fmt(s.get(t)) for t in tasks)
                      + f" | {_fmt(_mean([s.get(t) for t in retrieval]))} |")
     for label, s in rep["baselines"].items():
-        lines.append(f"| {label} (baseline) | — | " + " | ".join(_fmt(s.get(t)) for t in tasks)
+        lines.append(f"| {label} (baseline) | — | — | " + " | ".join(_fmt(s.get(t)) for t in tasks)
                      + f" | {_fmt(_mean([s.get(t) for t in retrieval]))} |")
     lines += ["", "Effective dimension of held-out embeddings (256 texts; centred, normalised; singular values "
               "above 1% of the largest / entropy effective rank) and mean off-diagonal memory-token correlation:",

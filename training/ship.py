@@ -8,15 +8,26 @@ Exports the run's last SCL checkpoint (bf16 LoRA adapter, fp32 memory tokens) at
 fp32 export, and writes ``README.md`` (the model card) from what the run and the report recorded:
 base model and fingerprint, stages with steps/samples/wall time, data sources with versions and
 counts, evaluation scores beside the baselines, effective dimension.
+
+A run trained elsewhere (a GPU machine) can come back without its checkpoints: ship it there with
+``--out <run>/shipped > <run>/ship.json``, copy the run folder back, and ship it again here with the report;
+the second ship reuses the checked export and rewrites the model card.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
+from compsearch.models import atomic_replace_dir
+
 from .export import export_checkpoint, folder_size
-from .train import TrainingError
+from .train import TrainingError, find_checkpoint
+
+PREPARED = "shipped"      # <run>/shipped + <run>/ship.json: a run exported and checked on another machine
+CHECK_FILE = "ship.json"
 
 CHECK_TEXTS = [
     "How do I rotate log files when they reach a size limit?",
@@ -35,16 +46,26 @@ def ship(run: str | Path, out: str | Path, *, report: str | Path | None, max_mb:
     scl = run / "scl"
     if not (scl / "summary.json").is_file():
         raise TrainingError(f"{run}: the SCL stage has not finished (no {scl / 'summary.json'})")
-    out = export_checkpoint(scl, out, adapter_dtype="bfloat16")
+    prepared, checked = run / PREPARED, run / CHECK_FILE
+    if find_checkpoint(scl) is None and (prepared / "compsearch_encoder.json").is_file() and checked.is_file():
+        # exported and checked where it was trained (a GPU machine, say); its checkpoints stayed there
+        agreement = float(json.loads(checked.read_text())["min_cosine_vs_fp32"])
+        out = Path(out)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=f".{out.name}."))
+        shutil.copytree(prepared, tmp, dirs_exist_ok=True)
+        atomic_replace_dir(tmp, out)
+    else:
+        out = export_checkpoint(scl, out, adapter_dtype="bfloat16")
+        shipped = Encoder.load(out, dtype="float32")
+        reference = Encoder.load(scl / "encoder", dtype="float32")
+        a, b = shipped.encode(CHECK_TEXTS), reference.encode(CHECK_TEXTS)
+        agreement = float(np.min(np.sum(a * b, axis=1)))
     size = folder_size(out)
     if size > max_mb * 2**20:
         raise TrainingError(f"{out} is {size / 2**20:.1f} MB, over the {max_mb:g} MB limit")
-    shipped = Encoder.load(out, dtype="float32")
-    reference = Encoder.load(scl / "encoder", dtype="float32")
-    a, b = shipped.encode(CHECK_TEXTS), reference.encode(CHECK_TEXTS)
-    agreement = float(np.min(np.sum(a * b, axis=1)))
     if agreement < 0.99:
         raise TrainingError(f"the bf16 export drifted from the trained model (min cosine {agreement:.4f})")
+    shipped = Encoder.load(out, dtype="float32")
     rep = json.loads(Path(report).read_text()) if report else None
     arm = next((x for x in (rep or {}).get("arms", []) if x["name"] == run.name), None)
     cfg = json.loads((out / "compsearch_encoder.json").read_text())
@@ -99,7 +120,7 @@ def model_card(cfg: dict, *, arm: dict | None, report: dict | None, size: int, a
     if arm and report:
         tasks = report["tasks"]
         L += ["", "## Evaluation", "",
-              f"Offline suite, `{report.get('profile')}` profile (`{report.get('eval_file')}`); "
+              f"Offline suite, `{report.get('profile')}` profile (`{', '.join(report.get('eval_files') or [])}`); "
               "main score per task (nDCG@10 for retrieval, Spearman for STS):", "",
               "| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks),
               "| **this model** | " + " | ".join(_f(arm["scores"].get(t)) for t in tasks) + " |"]

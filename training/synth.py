@@ -100,9 +100,12 @@ class QueryGenerator:
 
 def synthesize(records: list[dict], generator: QueryGenerator, *, batch_size: int = 8,
                max_new_tokens: int = 32, progress: bool = False) -> tuple[list[dict], Counter]:
+    from tqdm.auto import tqdm
+
     stats: Counter = Counter()
     rows = []
-    chunk = max(batch_size * 8, 1)
+    chunk = max(batch_size, 1)
+    bar = tqdm(total=len(records), desc="synthetic queries", unit="passage", disable=not progress)
     for s in range(0, len(records), chunk):
         part = records[s:s + chunk]
         texts = generator.generate([r["text"] for r in part], batch_size=batch_size, max_new_tokens=max_new_tokens)
@@ -112,8 +115,9 @@ def synthesize(records: list[dict], generator: QueryGenerator, *, batch_size: in
             if q is not None:
                 rows.append({"query": q, "positive": r["text"], "source": f"synthetic:{r.get('source', 'text')}",
                              "unit": r.get("unit", ""), "synthetic": True})
-        if progress:
-            log.info("synthetic queries: %d / %d", min(s + chunk, len(records)), len(records))
+        bar.update(len(part))
+        bar.set_postfix(kept=len(rows))
+    bar.close()
     return rows, stats
 
 

@@ -265,6 +265,18 @@ def _metrics_reset(path: Path, upto_step: int) -> None:
     path.write_text("".join(k + "\n" for k in keep))
 
 
+def out_of_time(elapsed: float, max_minutes: float, world_size: int, device) -> bool:
+    """Whether the time budget is spent; with several processes, rank 0's clock decides for all."""
+    if not max_minutes or max_minutes <= 0:
+        return False
+    over = elapsed >= 60.0 * max_minutes
+    if world_size > 1:
+        flag = torch.tensor([1.0 if over else 0.0], device=device)
+        dist.broadcast(flag, 0)
+        over = bool(flag.item())
+    return over
+
+
 def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = None) -> dict:
     """Run (or resume) one stage. ``resume``: "auto" (latest checkpoint of this run, if any), "never"
     or a checkpoint path. ``stop_after``: stop (with a checkpoint) after that many total steps, as an
@@ -340,6 +352,7 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
     last = min(o.max_steps, stop_after) if stop_after else o.max_steps
     per_step = o.batch_size
     t_last = time.time()
+    stopped = None
     try:
         while step < last:
             lr = lr_at(step, cfg)
@@ -408,16 +421,31 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
                                  "stage_record": {**stage_record, "steps": step}, "previous_stages": prev},
                                 rank, world_size, cfg.keep_checkpoints)
             t_last = time.time()  # a step's seconds exclude checkpoint writing
+            if step < last and out_of_time(elapsed_before + t_last - started, o.max_minutes, world_size, device):
+                stopped = "time budget"
+                log.warning("stage %s: time budget of %g min reached after %d of %d steps; ending the stage",
+                            cfg.stage, o.max_minutes, step, o.max_steps)
+                save_checkpoint(run_dir, step, model, opt, params,
+                                {"elapsed": elapsed_before + time.time() - started, "config": cfg.to_dict(),
+                                 "stage_record": {**stage_record, "steps": step}, "previous_stages": prev},
+                                rank, world_size, cfg.keep_checkpoints)
+                break
     finally:
         if progress is not None:
             progress.close()
 
     wall = elapsed_before + time.time() - started
-    summary = {"stage": cfg.stage, "run_dir": str(run_dir), "steps": step, "finished": step >= o.max_steps,
+    complete = step >= o.max_steps or stopped is not None
+    summary = {"stage": cfg.stage, "run_dir": str(run_dir), "steps": step, "finished": complete,
                "wall_seconds": round(wall, 1), "items": len(data)}
-    if step >= o.max_steps and rank == 0:
+    if stopped:
+        summary["stopped_early"] = stopped
+    if complete and rank == 0:
         record = {**stage_record, "steps": step, "samples": step * per_step, "wall_seconds": round(wall, 1),
                   "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        if stopped:
+            record["stopped_early"] = f"{stopped} ({o.max_minutes:g} min)"
+
         from .export import export_encoder, git_commit
         training = {"recipe": "llm2comp", "git_commit": git_commit(), "stages": prev + [record]}
         if cfg.export:

@@ -1,5 +1,5 @@
-"""cpu-quick: cpu-small with ~7x fewer steps, sized so one arm of the stage-1 ablation (stage 1 ->
-UCL -> SCL) takes about 40 minutes on one core of this project's 2-core CPU, and two arms run side
+"""cpu-quick: cpu-small with ~10x fewer steps, sized so one arm of the stage-1 ablation (stage 1 ->
+UCL -> SCL) takes about 30 minutes on one core of this project's 2-core CPU, and two arms run side
 by side. This is the budget behind ``training/results/ablation.md`` and the shipped default model.
 
     python -m training ctkd --config cpu-quick --set name=q-ctkd   # or nll / rc
@@ -15,8 +15,8 @@ import dataclasses
 
 from training.configs.cpu_small import config as small_config
 
-STEPS = {"ctkd": 40, "nll": 40, "rc": 40, "ucl": 15, "scl": 30}
-WARMUP = {"ctkd": 4, "nll": 4, "rc": 4, "ucl": 2, "scl": 3}
+STEPS = {"ctkd": 30, "nll": 30, "rc": 30, "ucl": 10, "scl": 20}
+WARMUP = {"ctkd": 3, "nll": 3, "rc": 3, "ucl": 1, "scl": 2}
 
 
 def config(stage: str):
