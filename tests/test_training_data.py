@@ -360,6 +360,19 @@ def test_synthetic_queries_pipeline_on_a_tiny_lm(tiny_base, tmp_path):
         assert r["source"] == "synthetic:man" and r["unit"].startswith("u") and r["positive"] in texts
 
 
+def test_a_query_generated_for_several_passages_is_dropped():
+    from collections import Counter
+
+    from training.synth import drop_repeated_queries
+
+    rows = [{"query": q, "positive": f"p{i}"} for i, q in enumerate(
+        ["What is the output of the following code?", "How do I rotate logs?",
+         "what is the output of the following code? ", "Which flag lists hidden files?"])]
+    stats = Counter(ok=4)
+    kept = drop_repeated_queries(rows, stats)
+    assert [r["positive"] for r in kept] == ["p1", "p3"] and stats == Counter(ok=2, repeated=2)
+
+
 # ---------------------------------------------------------------------------- diagnostics
 
 

@@ -118,7 +118,18 @@ def synthesize(records: list[dict], generator: QueryGenerator, *, batch_size: in
         bar.update(len(part))
         bar.set_postfix(kept=len(rows))
     bar.close()
-    return rows, stats
+    return drop_repeated_queries(rows, stats), stats
+
+
+def drop_repeated_queries(rows: list[dict], stats: Counter) -> list[dict]:
+    """A query generated for several passages ("What is the output of the following code?") names none
+    of them: drop every copy (counted as ``repeated``)."""
+    seen = Counter(r["query"].strip().lower() for r in rows)
+    kept = [r for r in rows if seen[r["query"].strip().lower()] == 1]
+    if len(kept) < len(rows):
+        stats["repeated"] += len(rows) - len(kept)
+        stats["ok"] -= len(rows) - len(kept)
+    return kept
 
 
 def synthesize_file(passages: str, out: str, *, model: str = "bundled", limit: int | None = None,
