@@ -262,3 +262,15 @@ def test_connection_errors_are_recognised():
 def test_run_without_built_tasks_says_build(tmp_path, capsys):
     rc = RUN.main(["--cache", str(tmp_path), "run", "--no-build", "--tasks", "LeeDocSTS", "--out", str(tmp_path)])
     assert rc == 2 and "build" in capsys.readouterr().err
+
+
+def test_a_compsearch_encoder_is_capped_at_the_profile_token_budget(tiny_encoder, tmp_path):
+    from compsearch import Encoder
+    from benchmarks.mteb_suite.models import load_model
+
+    folder = tmp_path / "enc"
+    tiny_encoder.save(folder)
+    saved = Encoder.load(folder).fingerprint
+    loaded = load_model(f"compsearch:{folder}", max_tokens=16)
+    assert loaded.label == "compsearch:enc" and loaded.info["max_tokens"] == 16
+    assert loaded.info["fingerprint"] == saved        # recorded as saved, before the cap

@@ -205,6 +205,7 @@ def test_time_budget_ends_the_stage_early_but_exported_and_recorded(sharp_base, 
     assert summary["steps"] == 1 and summary["stopped_early"] == "time budget" and summary["finished"]
     assert len(T.losses(tmp_path / "tb")) == 1
     enc = Encoder.load(summary["encoder"], dtype="float32")
+    assert enc.config.max_length == 512       # inference length, not the training cut (48)
     record = enc.config.training["stages"][-1]
     assert record["steps"] == 1 and record["max_steps"] == 50 and "time budget" in record["stopped_early"]
     assert json.loads((tmp_path / "tb" / "summary.json").read_text())["stopped_early"] == "time budget"

@@ -53,6 +53,7 @@ class ModelConfig:
     init_from: str | None = None          # previous stage: a run dir, a checkpoint or an encoder folder
     base_dtype: str = "auto"              # auto: bf16 when training in bf16, else fp32
     forward_chunk: int = 0                # >0: run forwards in length-sorted chunks of this many rows
+    export_max_length: int = 512          # the exported encoder's max_length (inference), not the training cut
                                           # (less padding; same result). 0: the micro-batch at once
 
 

@@ -54,7 +54,7 @@ def export_encoder(model: LLM2Comp, out: str | Path, *, query_prompt: str | None
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         cfg = EncoderConfig(base_model=base_spec(model.cfg.base), base_fingerprint=base_fingerprint(model.base_folder),
-                            num_memory_tokens=model.cfg.num_memory_tokens, max_length=model.cfg.max_length,
+                            num_memory_tokens=model.cfg.num_memory_tokens, max_length=model.cfg.export_max_length,
                             query_prompt=query_prompt, training=training)
         (tmp / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         save_file({"memory": model.memory.detach().float().cpu().contiguous()}, str(tmp / MEMORY_FILE))

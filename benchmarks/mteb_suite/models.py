@@ -341,6 +341,10 @@ def load_model(spec: str, *, threads: int | None = None, max_tokens: int | None 
 
         enc = Encoder.load(arg or None)
         label = "compsearch" if not arg else f"compsearch:{Path(arg).name}"
+        _ = enc.fingerprint  # the model as saved; the profile's token cap below applies to all models alike
+        if max_tokens and enc.config.max_length > max_tokens:
+            enc.config.max_length = max_tokens
+        enc.max_tokens = enc.config.max_length
     else:
         raise ValueError(f"unknown model spec {spec!r}; known: {', '.join(MODEL_SPECS)}")
     wrapped = CompsearchMTEBEncoder(enc, label=label)
