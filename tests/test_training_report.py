@@ -95,3 +95,9 @@ def test_report_merges_one_evaluation_file_per_arm(fake, capsys):
                  "--baselines", str(fake / "base.json"), "--runs", str(fake / "runs"), "--out", str(out)]) == 0
     rep = json.loads(out.with_suffix(".json").read_text())
     assert [a["scores"]["FooRetrieval"] for a in rep["arms"]] == [0.5, 0.3] and len(rep["eval_files"]) == 2
+    # the untrained default evaluated beside the arms is a baseline row
+    (fake / "untrained.json").write_text(json.dumps({"results": {"compsearch": {
+        "FooRetrieval": {"scores": {"main_score": 0.1}}}}}))
+    rep = build(["a-ctkd"], [fake / "a-ctkd.json", fake / "untrained.json"], fake / "base.json", fake / "runs")
+    assert rep["baselines"]["compsearch"] == {"FooRetrieval": 0.1}
+    assert "| compsearch default (untrained memory tokens) (baseline) | — | — | 0.100 |" in markdown(rep)

@@ -22,7 +22,8 @@ import json
 from pathlib import Path
 
 STAGE_DIRS = ("stage1", "ucl", "scl")
-BASELINES = ("BM25", "MiniLM-L6", "SmolLM2-135M-mean", "SmolLM2-135M-last")
+BASELINES = ("BM25", "MiniLM-L6", "SmolLM2-135M-mean", "SmolLM2-135M-last", "compsearch")
+BASELINE_NAMES = {"compsearch": "compsearch default (untrained memory tokens)"}
 
 
 def _loss_window(metrics: Path, n: int = 5) -> dict:
@@ -99,7 +100,8 @@ def build(arms: list[str], eval_json, baselines_json: Path | None, runs: Path) -
         tasks += [t for t in arm["scores"] if t not in tasks]
         out["arms"].append(arm)
     for label in BASELINES:
-        scores = _scores(base["results"], label)
+        # from the baselines file, completed by the same label in the evaluation files (e.g. a rerun)
+        scores = {**_scores(base["results"], label), **_scores(ev["results"], label)}
         if scores:
             out["baselines"][label] = {t: scores[t] for t in tasks if t in scores}
     out["tasks"] = tasks
@@ -134,7 +136,7 @@ def markdown(rep: dict) -> str:
         lines.append(f"| {arm['name']} | {arm['objective']} | {data} | " + " | ".join(_fmt(s.get(t)) for t in tasks)
                      + f" | {_fmt(_mean([s.get(t) for t in retrieval]))} |")
     for label, s in rep["baselines"].items():
-        lines.append(f"| {label} (baseline) | — | — | " + " | ".join(_fmt(s.get(t)) for t in tasks)
+        lines.append(f"| {BASELINE_NAMES.get(label, label)} (baseline) | — | — | " + " | ".join(_fmt(s.get(t)) for t in tasks)
                      + f" | {_fmt(_mean([s.get(t) for t in retrieval]))} |")
     lines += ["", "Effective dimension of held-out embeddings (256 texts; centred, normalised; singular values "
               "above 1% of the largest / entropy effective rank) and mean off-diagonal memory-token correlation:",

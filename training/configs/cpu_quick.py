@@ -7,6 +7,10 @@ by side. This is the budget behind ``training/results/ablation.md`` and the ship
     python -m training scl  --config cpu-quick --set name=q-ctkd
     # the "no stage 1" arm:  ucl --set name=q-none --set model.init_from=null, then scl
 
+Measured here (2026-11-30, two arms side by side, one thread each): stage 1 ~9-11 min (18-30 s/step),
+UCL ~5.5 min, SCL ~11 min (~33 s/step), so ~28 min per arm. At most two processes at once: an SCL
+process holds ~9 GB.
+
 Same data, learning rates, lengths and seeds as cpu-small; only the step counts (and warmups and
 checkpoint intervals, scaled with them) and the held-out diagnostics set (256 texts) differ.
 """
