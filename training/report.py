@@ -128,7 +128,11 @@ def markdown(rep: dict) -> str:
     tasks = rep["tasks"]
     retrieval = [t for t in tasks if t.endswith("Retrieval")]
     short = {t: t.replace("Retrieval", "").replace("STS", " STS") for t in tasks}
-    lines = ["| model | stage 1 | SCL data | " + " | ".join(short[t] for t in tasks) + " | mean retrieval |",
+    lines = [f"Offline suite, `{rep.get('profile')}` profile; main score per task (nDCG@10 for retrieval, Spearman for "
+             "STS). Runs: `training/runs/<arm>` (`training/arm.sh <stage 1> <config>`); evaluation files: "
+             + ", ".join(f"`{e}`" for e in rep.get("eval_files", [])) + "; regenerate with `python -m training report "
+             f"--arms {','.join(a['name'] for a in rep['arms'])} --eval <those files>`.", "",
+             "| model | stage 1 | SCL data | " + " | ".join(short[t] for t in tasks) + " | mean retrieval |",
              "|---|---|---|" + "---|" * (len(tasks) + 1)]
     for arm in rep["arms"]:
         s = arm["scores"]
@@ -138,20 +142,23 @@ def markdown(rep: dict) -> str:
     for label, s in rep["baselines"].items():
         lines.append(f"| {BASELINE_NAMES.get(label, label)} (baseline) | — | — | " + " | ".join(_fmt(s.get(t)) for t in tasks)
                      + f" | {_fmt(_mean([s.get(t) for t in retrieval]))} |")
-    lines += ["", "Effective dimension of held-out embeddings (256 texts; centred, normalised; singular values "
+    lines += ["", "Losses are means of the first and last 5 logged steps; the SCL loss of a model that cannot tell "
+              "the positive from the in-batch and hard negatives is ln(batch + negatives), e.g. ln 32 = 3.47.", "",
+              "Effective dimension of held-out embeddings (256 texts; centred, normalised; singular values "
               "above 1% of the largest / entropy effective rank) and mean off-diagonal memory-token correlation:",
               "", "| arm | after stage 1 | after UCL | after SCL | memory corr. after SCL | stage-1 loss first→last "
-              "| wall time |", "|---|---|---|---|---|---|---|"]
+              "| SCL loss first→last | wall time |", "|---|---|---|---|---|---|---|---|"]
     for arm in rep["arms"]:
         st = arm["stages"]
 
         def ed(stage):
             e = st.get(stage, {}).get("effective_dim")
             return f"{e['above_1pct']} / {e['entropy_rank']:.0f}" if e else "—"
-        loss = st.get("stage1", {}).get("loss") or {}
-        loss_s = f"{loss['first']:.3f} → {loss['last']:.3f}" if loss else "—"
+        def loss_s(stage):
+            loss = st.get(stage, {}).get("loss") or {}
+            return f"{loss['first']:.3f} → {loss['last']:.3f}" if loss else "—"
         lines.append(f"| {arm['name']} | {ed('stage1')} | {ed('ucl')} | {ed('scl')} | "
-                     f"{_fmt(st.get('scl', {}).get('memory_offdiag_mean'), 2)} | {loss_s} | "
+                     f"{_fmt(st.get('scl', {}).get('memory_offdiag_mean'), 2)} | {loss_s('stage1')} | {loss_s('scl')} | "
                      f"{arm['wall_seconds'] / 60:.0f} min |")
     return "\n".join(lines) + "\n"
 
