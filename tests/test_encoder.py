@@ -199,15 +199,3 @@ def test_converted_gguf_is_identified_by_its_source_not_its_bytes(tmp_path):
     for change in ({"gguf_sha256": "cd" * 32}, {"conversion_version": 2}):
         (folder / "compsearch_source.json").write_text(json.dumps({**source, **change}))
         assert base_fingerprint(folder) != ident
-
-
-def test_packaged_default_model_is_small_and_pickle_free():
-    from compsearch.encoder import PACKAGED_DEFAULT
-
-    if not (PACKAGED_DEFAULT / "compsearch_encoder.json").is_file():
-        pytest.skip("no trained default packaged")
-    files = [p for p in PACKAGED_DEFAULT.rglob("*") if p.is_file()]
-    assert sum(p.stat().st_size for p in files) <= 32 * 2**20
-    assert {p.suffix for p in files} <= {".safetensors", ".json", ".md"}
-    cfg = json.loads((PACKAGED_DEFAULT / "compsearch_encoder.json").read_text())
-    assert cfg["num_memory_tokens"] == 8 and cfg["training"]["stages"][-1]["stage"] == "scl"

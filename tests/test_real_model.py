@@ -68,14 +68,3 @@ def test_index_and_query_real_files(real, tmp_path):
     for h in hits:
         assert "\n".join(lines[h.start_line - 1:h.end_line]) == h.text
     assert hits[0].score >= hits[1].score >= hits[2].score
-
-
-def test_the_default_is_the_shipped_trained_encoder(real):
-    from compsearch.encoder import PACKAGED_DEFAULT
-
-    if not (PACKAGED_DEFAULT / "compsearch_encoder.json").is_file():
-        pytest.skip("no trained default packaged")
-    stages = [s["stage"] for s in real.config.training["stages"]]
-    assert stages[-2:] == ["ucl", "scl"] and real.name.endswith("trained)")
-    card = (PACKAGED_DEFAULT / "README.md").read_text()
-    assert real.config.base_fingerprint in card and "## Evaluation" in card
