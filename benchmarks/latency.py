@@ -27,6 +27,7 @@ import numpy as np
 
 from .common import RESULTS, machine_info, save, stdlib_paragraphs
 
+DEFAULT_TYPES = "flat,ivf,ivf-sq8,ivf-pq,hnsw"
 SWEEPS = {"ivf": ("nprobe", [1, 2, 4, 8, 16, 32, 64, 128]),
           "ivf-sq8": ("nprobe", [1, 2, 4, 8, 16, 32, 64, 128]),
           "ivf-pq": ("nprobe", [1, 2, 4, 8, 16, 32, 64, 128]),
@@ -210,7 +211,7 @@ def minilm_reference(docs, qtexts, k, store_ids_fetch) -> dict:
 @click.option("--encoded", default=500, show_default=True, help="Chunks embedded by the model.")
 @click.option("--queries", default=100, show_default=True)
 @click.option("-k", "k", default=10, show_default=True)
-@click.option("--types", default="flat,ivf,ivf-sq8,ivf-pq,hnsw", show_default=True)
+@click.option("--types", default=DEFAULT_TYPES, show_default=True)
 @click.option("--index-only", type=int, default=None, help="FAISS-only run with this many vectors.")
 @click.option("--minilm/--no-minilm", default=True, show_default=True,
               help="Also measure all-MiniLM-L6-v2 + FAISS flat (needs the bench extra).")
@@ -287,7 +288,8 @@ def main(chunks, encoded, queries, k, types, index_only, minilm, model):
             "peak_rss_mb": _peak_rss_mb(), "types": rows, "minilm_flat_reference": ref}
     m = data["machine"]
     md = [f"# Query latency on a {chunks:,}-chunk index\n",
-          f"`python -m benchmarks.latency --chunks {chunks} --encoded {encoded} --queries {queries}` "
+          f"`python -m benchmarks.latency --chunks {chunks} --encoded {encoded} --queries {queries}"
+          f"{'' if minilm else ' --no-minilm'}{'' if types == DEFAULT_TYPES else ' --types ' + types}` "
           f"on {m['cpu']} ({m['cores']} cores), {m['when']}. {encoded:,} chunks embedded by "
           f"{enc.name} ({doc_rate:.1f} chunks/s), {chunks - encoded:,} synthetic vectors (see module "
           f"docstring). Peak RSS {data['peak_rss_mb']:,.0f} MB.\n",

@@ -285,6 +285,9 @@ class Encoder:
             h.update(_tensor_bytes(self.memory))
             if self.adapter is not None:
                 adapter_config, tensors = self.adapter
+                # peft writes target_modules from a set: same adapter, any order; hash it sorted
+                adapter_config = {k: sorted(v) if k == "target_modules" and isinstance(v, list) else v
+                                  for k, v in adapter_config.items()}
                 h.update(json.dumps(adapter_config, sort_keys=True, default=str).encode())
                 for key in sorted(tensors):
                     h.update(key.encode() + _tensor_bytes(tensors[key]))

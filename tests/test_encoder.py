@@ -154,6 +154,12 @@ def test_save_load_round_trip_exact(tiny_encoder, tmp_path):
     np.testing.assert_array_equal(copy.encode(TEXTS), adapted.encode(TEXTS))
     adapted.save(tmp_path / "copy")  # overwriting an existing folder is atomic too
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    # peft writes target_modules from a set: the order varies between exports of the same weights
+    acfg_file = tmp_path / "copy" / "adapter" / "adapter_config.json"
+    acfg = json.loads(acfg_file.read_text())
+    acfg["target_modules"] = list(reversed(sorted(acfg["target_modules"])))
+    acfg_file.write_text(json.dumps(acfg))
+    assert Encoder.load(tmp_path / "copy", dtype="float32").fingerprint == adapted.fingerprint
 
 
 def test_load_errors(tiny_encoder, tmp_path):
@@ -199,3 +205,18 @@ def test_converted_gguf_is_identified_by_its_source_not_its_bytes(tmp_path):
     for change in ({"gguf_sha256": "cd" * 32}, {"conversion_version": 2}):
         (folder / "compsearch_source.json").write_text(json.dumps({**source, **change}))
         assert base_fingerprint(folder) != ident
+
+
+def test_packaged_default_model_is_small_pickle_free_and_recorded():
+    from compsearch.encoder import PACKAGED_DEFAULT
+
+    assert (PACKAGED_DEFAULT / "compsearch_encoder.json").is_file(), "the trained default is not packaged"
+    files = [p for p in PACKAGED_DEFAULT.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 32 * 2**20
+    assert {p.suffix for p in files} <= {".safetensors", ".json", ".md"}
+    cfg = json.loads((PACKAGED_DEFAULT / "compsearch_encoder.json").read_text())
+    assert cfg["num_memory_tokens"] == 8
+    stages = [s["stage"] for s in cfg["training"]["stages"]]
+    assert stages[0] in ("ctkd", "nll", "rc") and stages[-2:] == ["ucl", "scl"]
+    card = (PACKAGED_DEFAULT / "README.md").read_text()
+    assert cfg["base_fingerprint"] in card and "## Evaluation" in card

@@ -68,3 +68,15 @@ def test_index_and_query_real_files(real, tmp_path):
     for h in hits:
         assert "\n".join(lines[h.start_line - 1:h.end_line]) == h.text
     assert hits[0].score >= hits[1].score >= hits[2].score
+
+
+def test_the_default_is_the_shipped_trained_encoder(real):
+    from compsearch.encoder import PACKAGED_DEFAULT
+
+    stages = [s["stage"] for s in real.config.training["stages"]]
+    assert stages[-2:] == ["ucl", "scl"] and real.config.base_fingerprint
+    assert real.source == "default" and (PACKAGED_DEFAULT / "adapter").is_dir()
+    # the trained weights are in use: the memory tokens differ from the untrained initialisation
+    from compsearch.encoder import initial_memory
+    fresh = initial_memory(real.model.get_input_embeddings().weight, 8, 0).to(real.memory.device)
+    assert not torch.allclose(real.memory.float(), fresh.float())

@@ -156,7 +156,7 @@ def test_token_store_roundtrip():
 # ---------------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("name", ["cpu-small", "cpu-quick", "gpu-small", "paper"])
+@pytest.mark.parametrize("name", ["cpu-small", "cpu-quick", "cpu-2h", "gpu-small", "paper"])
 @pytest.mark.parametrize("stage", ["ctkd", "nll", "rc", "ucl", "scl"])
 def test_shipped_configs_load(name, stage):
     cfg = load_config(name, stage)

@@ -227,3 +227,12 @@ def test_every_stage_runs_on_cuda_in_bf16(sharp_base, files, tmp_path, stage):
     enc = Encoder.load(summary["encoder"], dtype="float32", device="cpu")
     assert enc.config.training["stages"][-1]["precision"] == "bf16"
     assert np.isfinite(enc.encode(["a query about the index"])).all()
+
+
+def test_model_card_reproduce_line_names_the_runs_config():
+    from training.ship import _arm_command
+
+    assert _arm_command("2h-ctkd") == "ctkd cpu-2h"
+    assert _arm_command("quick-rc") == "rc cpu-quick"
+    assert _arm_command("gpu-small-nll") == "nll gpu-small"
+    assert _arm_command("mine-ctkd") == "ctkd <config>"

@@ -24,6 +24,8 @@ from pathlib import Path
 from compsearch.models import atomic_replace_dir
 
 from .export import export_checkpoint, folder_size
+from .config import CONFIG_DIR
+from .report import BASELINE_NAMES
 from .train import TrainingError, find_checkpoint
 
 PREPARED = "shipped"      # <run>/shipped + <run>/ship.json: a run exported and checked on another machine
@@ -109,7 +111,10 @@ def model_card(cfg: dict, *, arm: dict | None, report: dict | None, size: int, a
          "", "## Training", "",
          "| stage | steps | batch | samples | lr | wall | items in data |", "|---|---|---|---|---|---|---|"]
     for s in stages:
-        L.append(f"| {s['stage']} | {s.get('steps')} | {s.get('batch_size')} | {s.get('samples', '—')} | "
+        steps = f"{s.get('steps')}" if s.get("steps") == s.get("max_steps") or not s.get("max_steps") else \
+            f"{s.get('steps')} of {s.get('max_steps')} (time budget)"
+        samples = s.get("samples") or (s["steps"] * s["batch_size"] if s.get("steps") and s.get("batch_size") else "—")
+        L.append(f"| {s['stage']} | {steps} | {s.get('batch_size')} | {samples} | "
                  f"{s.get('lr')} | {(s.get('wall_seconds') or 0) / 60:.0f} min | {s.get('items')} |")
     if stages:
         s0 = stages[0]
@@ -125,7 +130,7 @@ def model_card(cfg: dict, *, arm: dict | None, report: dict | None, size: int, a
               "| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks),
               "| **this model** | " + " | ".join(_f(arm["scores"].get(t)) for t in tasks) + " |"]
         for label, scores in report.get("baselines", {}).items():
-            L.append(f"| {label} | " + " | ".join(_f(scores.get(t)) for t in tasks) + " |")
+            L.append(f"| {BASELINE_NAMES.get(label, label)} | " + " | ".join(_f(scores.get(t)) for t in tasks) + " |")
         ed = arm["stages"].get("scl", {}).get("effective_dim")
         if ed:
             L += ["", f"Effective dimension of {ed['n']} held-out embeddings: {ed['above_1pct']} singular values above "
@@ -134,14 +139,35 @@ def model_card(cfg: dict, *, arm: dict | None, report: dict | None, size: int, a
         L += ["", "The full ablation (stage-1 objectives at equal budget) is in `training/results/ablation.md`."]
     L += ["", "## Reproduce", "", "```",
           "python -m training data                      # training data from the offline sources",
-          f"training/arm.sh {run_name.split('-')[-1]} cpu-quick           # stage 1 -> UCL -> SCL, resumable",
+          f"training/arm.sh {_arm_command(run_name)}   # stage 1 -> UCL -> SCL, resumable",
           f"python -m training ship training/runs/{run_name} --report training/results/ablation.json",
           "```", "",
           "## Limits", "",
-          "Trained on a 2-core CPU for well under an hour per stage: a small fraction of the paper's budget "
-          "(Llama-2-7B, thousands of steps on GPUs). Compare the scores above with the baselines before "
-          "relying on it; for English retrieval, MiniLM and BM25 are strong references.", ""]
+          f"Trained for {total_wall / 60:.0f} min of wall time in all ({', '.join(_steps(stages))}) on "
+          f"{_where(stages)}: a small fraction of the paper's budget (Llama-2-7B, thousands of steps on GPUs). "
+          "Compare the scores above with the baselines before relying on it; for English retrieval, "
+          "MiniLM and BM25 are strong references.", ""]
     return "\n".join(L)
+
+
+def _arm_command(run_name: str) -> str:
+    """``ARM CONFIG`` for training/arm.sh from a run name it made (``<config minus cpu->-<arm>``)."""
+    prefix, _, arm = run_name.rpartition("-")
+    for config in (f"cpu-{prefix}", prefix):
+        if (CONFIG_DIR / f"{config.replace('-', '_')}.py").is_file():
+            return f"{arm} {config}"
+    return f"{arm} <config>"
+
+
+def _steps(stages: list[dict]) -> list[str]:
+    return [f"{s['stage']} {s.get('steps')} steps" for s in stages]
+
+
+def _where(stages: list[dict]) -> str:
+    precisions = sorted({s.get("precision") or "fp32" for s in stages})
+    worlds = sorted({int(s.get("world_size") or 1) for s in stages})
+    procs = "one process" if worlds == [1] else f"{max(worlds)} processes"
+    return f"{procs}, {'/'.join(precisions)}"
 
 
 def _f(v):

@@ -1,6 +1,7 @@
 """cpu-quick: cpu-small with ~10x fewer steps, sized so one arm of the stage-1 ablation (stage 1 ->
 UCL -> SCL) takes about 30 minutes on one core of this project's 2-core CPU, and two arms run side
-by side. This is the budget behind ``training/results/ablation.md`` and the shipped default model.
+by side. This is the budget of the stage-1 ablation in ``training/results/ablation.md`` (the shipped default
+model used ``cpu-2h``).
 
     python -m training ctkd --config cpu-quick --set name=q-ctkd   # or nll / rc
     python -m training ucl  --config cpu-quick --set name=q-ctkd   # continues from q-ctkd/stage1
