@@ -14,9 +14,7 @@ in 9 min, SCL 143 of 150 steps in its 80 min (25-50 s per step, slower while a t
 cpu-quick's (10 steps), after the loss jumps seen there right after a 2-step warmup.
 """
 
-import dataclasses
-
-from training.configs.cpu_small import config as small_config
+from training.configs.cpu_small import scaled
 
 STEPS = {"ctkd": 80, "nll": 80, "rc": 80, "ucl": 16, "scl": 150}
 WARMUP = {"ctkd": 8, "nll": 8, "rc": 8, "ucl": 2, "scl": 10}
@@ -24,9 +22,4 @@ MINUTES = {"ctkd": 32, "nll": 32, "rc": 32, "ucl": 9, "scl": 80}
 
 
 def config(stage: str):
-    cfg = small_config(stage)
-    return dataclasses.replace(
-        cfg, name="cpu-2h", save_every=10, keep_checkpoints=2,
-        data=dataclasses.replace(cfg.data, heldout_limit=256),
-        optim=dataclasses.replace(cfg.optim, max_steps=STEPS[stage], warmup_steps=WARMUP[stage],
-                                  max_minutes=MINUTES[stage]))
+    return scaled(stage, "cpu-2h", STEPS, WARMUP, MINUTES)

@@ -16,17 +16,11 @@ Same data, learning rates, lengths and seeds as cpu-small; only the step counts 
 checkpoint intervals, scaled with them) and the held-out diagnostics set (256 texts) differ.
 """
 
-import dataclasses
-
-from training.configs.cpu_small import config as small_config
+from training.configs.cpu_small import scaled
 
 STEPS = {"ctkd": 30, "nll": 30, "rc": 30, "ucl": 10, "scl": 20}
 WARMUP = {"ctkd": 3, "nll": 3, "rc": 3, "ucl": 1, "scl": 2}
 
 
 def config(stage: str):
-    cfg = small_config(stage)
-    return dataclasses.replace(
-        cfg, name="cpu-quick", save_every=10, keep_checkpoints=2,
-        data=dataclasses.replace(cfg.data, heldout_limit=256),
-        optim=dataclasses.replace(cfg.optim, max_steps=STEPS[stage], warmup_steps=WARMUP[stage]))
+    return scaled(stage, "cpu-quick", STEPS, WARMUP)

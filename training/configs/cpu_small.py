@@ -46,3 +46,16 @@ def config(stage: str) -> TrainConfig:
             optim=OptimConfig(lr=1e-4, weight_decay=1e-5, warmup_steps=10, max_steps=150, grad_clip=1.0,
                               batch_size=16, micro_batch_size=16))
     raise ValueError(f"cpu-small has no stage {stage!r}")
+
+
+def scaled(stage: str, name: str, steps: dict, warmup: dict, minutes: dict | None = None) -> TrainConfig:
+    """cpu-small with other step counts (and optional per-stage time budgets): the shorter CPU configs."""
+    import dataclasses
+
+    cfg = config(stage)
+    optim = dict(max_steps=steps[stage], warmup_steps=warmup[stage])
+    if minutes:
+        optim["max_minutes"] = minutes[stage]
+    return dataclasses.replace(cfg, name=name, save_every=10, keep_checkpoints=2,
+                               data=dataclasses.replace(cfg.data, heldout_limit=256),
+                               optim=dataclasses.replace(cfg.optim, **optim))
