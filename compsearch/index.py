@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CompsearchError
+from .models import usual_modes
 
 KINDS = ("flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw")
 
@@ -174,6 +175,7 @@ class VectorIndex:
         os.close(fd)
         try:
             faiss.write_index(self.index, tmp)
+            usual_modes(Path(tmp))
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, path)

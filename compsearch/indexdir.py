@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .errors import CompsearchError
 from .index import IndexSpec, VectorIndex
-from .models import atomic_write_text
+from .models import atomic_write_text, usual_modes
 from .store import Store
 
 FORMAT = "compsearch-index"
@@ -101,6 +101,7 @@ class Transaction:
         self.store.commit()
         self.store.close()
         self.index.save(self.work / INDEX_FILE)
+        usual_modes(self.work)
         _fsync_tree(self.work)
         target = generation_dir(self.root, generation)
         if target.exists():  # a leftover from a crash after rename but before the manifest

@@ -70,12 +70,35 @@ def folder_fingerprint(folder: Path) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def usual_modes(path: Path) -> None:
+    """Give a folder tree (or one file) the modes a plain ``mkdir``/``open`` would have given.
+
+    ``tempfile.mkdtemp``/``mkstemp`` create 0700/0600 entries; once renamed into place they would
+    leave a model or an index readable by its owner only.
+    """
+    path, mask = Path(path), _umask()
+    if path.is_file():
+        path.chmod(0o666 & ~mask)
+        return
+    path.chmod(0o777 & ~mask)
+    for p in path.rglob("*"):
+        if not p.is_symlink():
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a file so that readers see the old or the new content, never a partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -89,6 +112,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_replace_dir(tmp: Path, dest: Path) -> None:
     """Move a fully written folder ``tmp`` to ``dest``, replacing any old one by renames only."""
     tmp, dest = Path(tmp), Path(dest)
+    usual_modes(tmp)
     if not dest.exists():
         os.replace(tmp, dest)
         return

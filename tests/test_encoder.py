@@ -220,3 +220,21 @@ def test_packaged_default_model_is_small_pickle_free_and_recorded():
     assert stages[0] in ("ctkd", "nll", "rc") and stages[-2:] == ["ucl", "scl"]
     card = (PACKAGED_DEFAULT / "README.md").read_text()
     assert cfg["base_fingerprint"] in card and "## Evaluation" in card
+
+
+def test_saved_folder_has_usual_permissions(tiny_encoder, tmp_path):
+    """Temp folders are 0700; a saved model must not stay readable by its owner only."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        folder = tiny_encoder.save(tmp_path / "enc")
+        _with_random_adapter(tiny_encoder, tmp_path / "lora")
+        Encoder.load(tmp_path / "lora", dtype="float32").save(folder)  # replacing an existing one
+    finally:
+        os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o755
+    entries = list(folder.rglob("*"))
+    assert any(p.is_dir() for p in entries)
+    for p in entries:
+        assert p.stat().st_mode & 0o777 == (0o755 if p.is_dir() else 0o644), p

@@ -176,3 +176,21 @@ def test_failed_write_leaves_index_intact(tiny_encoder, tmp_path, monkeypatch):
     assert _snapshot(fresh)[0] == before[0]
     assert [p.name for p in (tmp_path / "ix").iterdir() if p.name.startswith(".tmp")] == []
     assert fresh.index([docs]).files_indexed == 1
+
+
+def test_index_files_have_usual_permissions(tiny_encoder, tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        r = Retriever.open(tmp_path / "ix", tiny_encoder)
+        r.index([write_corpus(tmp_path / "docs")], chunking=SMALL)
+    finally:
+        os.umask(old)
+    manifest = read_manifest(tmp_path / "ix")
+    gen = next(p for p in (tmp_path / "ix").iterdir() if p.is_dir() and p.name.startswith("g"))
+    assert manifest["generation"] == int(gen.name[1:])
+    assert gen.stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "ix" / MANIFEST).stat().st_mode & 0o777 == 0o640
+    for p in gen.iterdir():
+        assert p.stat().st_mode & 0o777 == 0o640, p
