@@ -209,6 +209,13 @@ def test_time_budget_ends_the_stage_early_but_exported_and_recorded(sharp_base, 
     record = enc.config.training["stages"][-1]
     assert record["steps"] == 1 and record["max_steps"] == 50 and "time budget" in record["stopped_early"]
     assert json.loads((tmp_path / "tb" / "summary.json").read_text())["stopped_early"] == "time budget"
+    # exporting the checkpoint (what `ship` does) keeps the same provenance
+    from training.export import export_checkpoint
+
+    again = Encoder.load(export_checkpoint(tmp_path / "tb", tmp_path / "exported"), dtype="float32")
+    rec = again.config.training["stages"][-1]
+    assert rec["samples"] == record["samples"] == cfg.optim.batch_size
+    assert rec["stopped_early"] == record["stopped_early"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -97,6 +97,7 @@ def export_checkpoint(source: str | Path, out: str | Path, *, adapter_dtype: str
     model.load_state_tensors(load_file(str(ckpt / MODEL_FILE)), where=str(ckpt))
     record = {**state.get("stage_record", {}), "steps": state["step"], "checkpoint": ckpt.name,
               "wall_seconds": round(float(state.get("elapsed", 0.0)), 1)}
+    record.setdefault("samples", state["step"] * cfg.optim.batch_size)  # checkpoints written before it was recorded
     training = {"recipe": "llm2comp", "git_commit": git_commit(),
                 "stages": list(state.get("previous_stages", [])) + [record]}
     return export_encoder(model, out, query_prompt=cfg.data.query_prompt, training=training,

@@ -340,6 +340,13 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
         "attention_dropout": cfg.model.attention_dropout, "train_memory": cfg.model.train_memory,
         "init_from": init_from, "data": data.provenance(), "items": len(data),
     }
+
+    def stage_so_far(step: int, stopped: str | None) -> dict:
+        rec = {**stage_record, "steps": step, "samples": step * per_step}
+        if stopped:
+            rec["stopped_early"] = f"{stopped} ({o.max_minutes:g} min)"
+        return rec
+
     log.info("stage %s: %d items, %d trainable tensors (%.2fM values), %d x %d micro-batches/step, %s, %s",
              cfg.stage, len(data), len(params), sum(p.numel() for p in params.values()) / 1e6, accum,
              micro_bs, precision, device)
@@ -418,7 +425,7 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
             if step % cfg.save_every == 0 or step == last:
                 save_checkpoint(run_dir, step, model, opt, params,
                                 {"elapsed": elapsed_before + time.time() - started, "config": cfg.to_dict(),
-                                 "stage_record": {**stage_record, "steps": step}, "previous_stages": prev},
+                                 "stage_record": stage_so_far(step, None), "previous_stages": prev},
                                 rank, world_size, cfg.keep_checkpoints)
             t_last = time.time()  # a step's seconds exclude checkpoint writing
             if step < last and out_of_time(elapsed_before + t_last - started, o.max_minutes, world_size, device):
@@ -427,7 +434,7 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
                             cfg.stage, o.max_minutes, step, o.max_steps)
                 save_checkpoint(run_dir, step, model, opt, params,
                                 {"elapsed": elapsed_before + time.time() - started, "config": cfg.to_dict(),
-                                 "stage_record": {**stage_record, "steps": step}, "previous_stages": prev},
+                                 "stage_record": stage_so_far(step, stopped), "previous_stages": prev},
                                 rank, world_size, cfg.keep_checkpoints)
                 break
     finally:
@@ -441,10 +448,8 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
     if stopped:
         summary["stopped_early"] = stopped
     if complete and rank == 0:
-        record = {**stage_record, "steps": step, "samples": step * per_step, "wall_seconds": round(wall, 1),
+        record = {**stage_so_far(step, stopped), "wall_seconds": round(wall, 1),
                   "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        if stopped:
-            record["stopped_early"] = f"{stopped} ({o.max_minutes:g} min)"
 
         from .export import export_encoder, git_commit
         training = {"recipe": "llm2comp", "git_commit": git_commit(), "stages": prev + [record]}
