@@ -47,6 +47,7 @@ def machine_info() -> dict:
 
         info["faiss"] = faiss.__version__
         info["faiss_gpus"] = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+        info["faiss_threads"] = faiss.omp_get_max_threads()
     except ImportError:
         pass
     return info
