@@ -66,9 +66,9 @@ def _recall(found, truth, k):
 
 def _recall_ties(found, qv, vecs, kth, k, eps=TIE_EPS):
     """Recall that forgives ties: a result counts if its exact score is within ``eps`` of the exact
-    k-th score (ann-benchmarks' epsilon recall, for inner products). Where hundreds of vectors lie
-    within a few thousandths of each other, strict recall measures which of near-equal neighbours
-    came back, not whether the search found the neighbourhood."""
+    k-th score (ann-benchmarks' epsilon recall, for inner products). Where many vectors score
+    almost the same, strict recall also counts which of near-equal neighbours came back; this one
+    only whether the search found the neighbourhood."""
     hits = []
     for ids, q, t in zip(found, qv, kth):
         ids = ids[ids >= 0]
@@ -174,8 +174,8 @@ def run_index_only(n: int, queries: int, k: int, types: list[str], encoded: int,
     m = data["machine"]
     md = [f"# FAISS index only: {n:,} vectors\n",
           f"`python -m benchmarks.latency --index-only {n} --encoded {encoded} --queries {queries}` on "
-          f"{m['cpu']} ({m['cores']} cores, {m.get('faiss_threads', '?')} FAISS threads), {m['when']}. Vectors: mixtures of {encoded} real embeddings "
-          f"(synthetic, see module docstring). Peak RSS {data['peak_rss_mb']:,.0f} MB. Latency: one query per "
+          f"{m['cpu']} ({m['cores']} cores, {m.get('faiss_threads', '?')} FAISS threads), {m['when']}. "
+          f"Vectors: mixtures of {encoded} real embeddings (synthetic, see module docstring). Peak RSS {data['peak_rss_mb']:,.0f} MB. Latency: one query per "
           f"call; 'batched' is one call with all {queries} queries.\n",
           f"How crowded the neighbourhoods are (median over queries): exact score of the 1st / {k}th / "
           f"100th neighbour {crowd['score_at_1']:.3f} / {crowd[f'score_at_{k}']:.3f} / "
