@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from .errors import CompsearchError
-from .models import BUNDLED, atomic_replace_dir, base_fingerprint, resolve_base
+from .fsutil import atomic_replace_dir
+from .models import BUNDLED, base_fingerprint, resolve_base
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class EncoderConfig:
     base_fingerprint: str | None = None
     num_memory_tokens: int = 8
     max_length: int = 512              # text tokens; the memory tokens come on top
+    num_layers: int | None = None      # the first L transformer layers of the base, then its final norm; None: all
     query_prompt: str | None = DEFAULT_QUERY_PROMPT  # queries become "{prompt}: {query}\n"
     document_prompt: str | None = None
     pooling: str = "memory-mean"
@@ -69,6 +71,9 @@ class EncoderConfig:
         cfg = cls(**d)
         if cfg.num_memory_tokens < 1 or cfg.max_length < 1:
             raise CompsearchError("num_memory_tokens and max_length must be positive")
+        if cfg.num_layers is not None and (not isinstance(cfg.num_layers, int)
+                                           or isinstance(cfg.num_layers, bool) or cfg.num_layers < 1):
+            raise CompsearchError(f"num_layers must be a positive integer or null, not {cfg.num_layers!r}")
         if cfg.pooling != "memory-mean":
             raise CompsearchError(f"unsupported pooling {cfg.pooling!r}")
         return cfg
@@ -197,7 +202,7 @@ class Encoder:
     @classmethod
     def from_base(cls, base_model: str = BUNDLED, *, num_memory_tokens: int = 8,
                   max_length: int = 512, query_prompt: str | None = DEFAULT_QUERY_PROMPT,
-                  seed: int = 0, device: str | None = None,
+                  num_layers: int | None = None, seed: int = 0, device: str | None = None,
                   dtype: str | torch.dtype | None = None) -> "Encoder":
         """A base causal LM with freshly initialised (untrained) memory tokens.
 
@@ -205,13 +210,13 @@ class Encoder:
         the per-dimension mean and std of the token embedding table, like a random vocabulary row.
         """
         folder = resolve_base(base_model)
-        model, tokenizer = _load_backbone(folder, device, dtype)
+        model, tokenizer = _load_backbone(folder, device, dtype, num_layers)
         memory = initial_memory(model.get_input_embeddings().weight, num_memory_tokens, seed)
         if Path(base_model).expanduser().is_dir():
             base_model = str(folder)  # absolute, so a saved encoder finds its base from anywhere
         config = EncoderConfig(base_model=base_model, base_fingerprint=base_fingerprint(folder),
                                num_memory_tokens=num_memory_tokens, max_length=max_length,
-                               query_prompt=query_prompt)
+                               num_layers=num_layers, query_prompt=query_prompt)
         return cls(model, tokenizer, memory.to(model.device), config, source=str(base_model),
                    base_path=folder)
 
@@ -230,7 +235,7 @@ class Encoder:
             raise CompsearchError(
                 f"the encoder in {path} was trained on base model {config.base_model} with "
                 f"fingerprint {config.base_fingerprint[:12]}, but that model now has {actual[:12]}")
-        model, tokenizer = _load_backbone(folder, device, dtype)
+        model, tokenizer = _load_backbone(folder, device, dtype, config.num_layers)
         memory = load_file(str(path / MEMORY_FILE))["memory"]
         if memory.shape != (config.num_memory_tokens, model.config.hidden_size):
             raise CompsearchError(f"{path / MEMORY_FILE} has shape {tuple(memory.shape)}, expected "
@@ -244,25 +249,7 @@ class Encoder:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the encoder folder atomically (config JSON, memory tokens, LoRA adapter)."""
-        from safetensors.torch import save_file
-
-        path = Path(path).expanduser().resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        try:
-            (tmp / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-            save_file({"memory": self.memory.detach().float().cpu().contiguous()},
-                      str(tmp / MEMORY_FILE))
-            if self.adapter is not None:
-                adapter_config, tensors = self.adapter
-                (tmp / ADAPTER_DIR).mkdir()
-                (tmp / ADAPTER_DIR / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
-                save_file({k: v.contiguous() for k, v in tensors.items()},
-                          str(tmp / ADAPTER_DIR / "adapter_model.safetensors"))
-            atomic_replace_dir(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return path
+        return write_encoder_folder(path, self.config, self.memory, self.adapter)
 
     # ---------------------------------------------------------------- identity
     @property
@@ -281,6 +268,8 @@ class Encoder:
             h = hashlib.sha256()
             cfg = self.config.to_dict()
             cfg.pop("training", None)  # provenance, not behaviour
+            if cfg.get("num_layers") is None:
+                cfg.pop("num_layers", None)  # full depth: the same identity as before depth existed
             h.update(json.dumps(cfg, sort_keys=True).encode())
             h.update(_tensor_bytes(self.memory))
             if self.adapter is not None:
@@ -374,8 +363,62 @@ class Encoder:
                 f"fingerprint={self.fingerprint[:12]})")
 
 
+def write_encoder_folder(path: str | os.PathLike, config: EncoderConfig, memory: torch.Tensor,
+                         adapter: tuple[dict, dict] | None = None,
+                         extra_files: dict[str, str] | None = None) -> Path:
+    """The one writer of the encoder folder (``Encoder.save`` and ``training`` export both use it).
+
+    ``adapter``: (peft adapter config dict, {tensor name: tensor}) as peft saves them, loadable by
+    ``PeftModel.from_pretrained`` onto the base ``AutoModel``; tensors keep their dtype (bf16 halves
+    the folder). ``extra_files``: relative name -> text (e.g. ``README.md``, the model card).
+    Written into a temp folder beside ``path`` and renamed into place.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        (tmp / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        save_file({"memory": memory.detach().float().cpu().contiguous()}, str(tmp / MEMORY_FILE))
+        if adapter is not None:
+            adapter_config, tensors = adapter
+            (tmp / ADAPTER_DIR).mkdir()
+            (tmp / ADAPTER_DIR / "adapter_config.json").write_text(
+                json.dumps(adapter_config, indent=2, default=str) + "\n")
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                      str(tmp / ADAPTER_DIR / "adapter_model.safetensors"), metadata={"format": "pt"})
+        for name, text in (extra_files or {}).items():
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        atomic_replace_dir(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
 # -------------------------------------------------------------------- helpers
-def _load_backbone(folder: Path, device, dtype):
+def truncate_config(cfg, num_layers: int | None):
+    """Make a transformers config describe only the first ``num_layers`` layers (None: all).
+
+    Refuses a depth the base model does not have with one line.
+    """
+    if num_layers is None:
+        return cfg
+    total = int(cfg.num_hidden_layers)
+    if num_layers < 1 or num_layers > total:
+        raise CompsearchError(f"num_layers={num_layers} is out of range: the base model has "
+                              f"{total} layers (use 1..{total})")
+    cfg.num_hidden_layers = num_layers
+    for key in ("layer_types",):  # per-layer lists (e.g. Gemma 3's sliding/full attention pattern)
+        value = getattr(cfg, key, None)
+        if isinstance(value, list) and len(value) == total:
+            setattr(cfg, key, value[:num_layers])
+    return cfg
+
+
+def _load_backbone(folder: Path, device, dtype, num_layers: int | None = None):
     """The transformer without its LM head, bidirectional, in inference mode."""
     import transformers
     from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -384,7 +427,7 @@ def _load_backbone(folder: Path, device, dtype):
     transformers.logging.disable_progress_bar()
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
-    cfg = AutoConfig.from_pretrained(folder)
+    cfg = truncate_config(AutoConfig.from_pretrained(folder), num_layers)
     cfg.is_causal = False
     model = AutoModel.from_pretrained(folder, config=cfg, dtype=dt).to(dev).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CompsearchError
-from .models import usual_modes
+from .fsutil import usual_modes
 
 KINDS = ("flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw")
 

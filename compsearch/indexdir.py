@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .errors import CompsearchError
 from .index import IndexSpec, VectorIndex
-from .models import atomic_write_text, usual_modes
+from .fsutil import atomic_write_text, fsync_dir, fsync_tree, usual_modes
 from .store import Store
 
 FORMAT = "compsearch-index"
@@ -102,7 +102,7 @@ class Transaction:
         self.store.close()
         self.index.save(self.work / INDEX_FILE)
         usual_modes(self.work)
-        _fsync_tree(self.work)
+        fsync_tree(self.work)
         target = generation_dir(self.root, generation)
         if target.exists():  # a leftover from a crash after rename but before the manifest
             shutil.rmtree(target)
@@ -111,7 +111,7 @@ class Transaction:
                         generation=generation, updated_at=now())
         manifest.setdefault("created_at", (self.manifest or {}).get("created_at", now()))
         atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         self.committed = True
         _remove_stale(self.root, keep=target.name)
         return manifest
@@ -159,19 +159,3 @@ def _remove_stale(root: Path, keep: str | None) -> None:
         if p.is_dir() and p.name != keep and (p.name.startswith(".tmp-") or
                                                (p.name.startswith("g") and p.name[1:].isdigit())):
             shutil.rmtree(p, ignore_errors=True)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for p in folder.iterdir():
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

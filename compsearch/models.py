@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import CompsearchError
+from .fsutil import atomic_write_text, cache_home
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,6 @@ _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CONVERSION_VERSION = 1  # bump when the conversion below changes what it writes
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 _SOURCE_FILE = "compsearch_source.json"
-
-
-def cache_home() -> Path:
-    """Where converted models and fingerprints live: $COMPSEARCH_HOME or ~/.cache/compsearch."""
-    return Path(os.environ.get("COMPSEARCH_HOME") or Path.home() / ".cache" / "compsearch")
 
 
 def file_digest(path: Path) -> str:
@@ -68,59 +64,6 @@ def folder_fingerprint(folder: Path) -> str:
     for p in files:
         h.update(p.name.encode() + b"\0" + file_digest(p).encode() + b"\n")
     return h.hexdigest()
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def usual_modes(path: Path) -> None:
-    """Give a folder tree (or one file) the modes a plain ``mkdir``/``open`` would have given.
-
-    ``tempfile.mkdtemp``/``mkstemp`` create 0700/0600 entries; once renamed into place they would
-    leave a model or an index readable by its owner only.
-    """
-    path, mask = Path(path), _umask()
-    if path.is_file():
-        path.chmod(0o666 & ~mask)
-        return
-    path.chmod(0o777 & ~mask)
-    for p in path.rglob("*"):
-        if not p.is_symlink():
-            p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_replace_dir(tmp: Path, dest: Path) -> None:
-    """Move a fully written folder ``tmp`` to ``dest``, replacing any old one by renames only."""
-    tmp, dest = Path(tmp), Path(dest)
-    usual_modes(tmp)
-    if not dest.exists():
-        os.replace(tmp, dest)
-        return
-    old = dest.with_name(f".{dest.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def bundled_gguf_path() -> Path:

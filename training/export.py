@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from compsearch.encoder import ADAPTER_DIR, CONFIG_FILE, MEMORY_FILE, EncoderConfig
-from compsearch.models import atomic_replace_dir, base_fingerprint
+from compsearch.fsutil import atomic_replace_dir
+from compsearch.models import base_fingerprint
 
 from .model import LLM2Comp, base_spec
 

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from compsearch.models import atomic_replace_dir
+from compsearch.fsutil import atomic_replace_dir
 
 from .export import export_checkpoint, folder_size
 from .config import CONFIG_DIR
