@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ class SearchResult:
     end_line: int | None = None
     section: str | None = None
     metadata: dict = field(default_factory=dict)
+    doc_id: str | None = None       # the caller's string id (``add(..., ids=...)``), if any
 
     @property
     def span(self) -> tuple[int, int] | None:
@@ -87,26 +89,26 @@ class Retriever:
     """A searchable index directory plus the encoder that built it."""
 
     def __init__(self, root: Path, encoder=None):
+        from .embedders import as_encoder
+
         self.root = Path(root)
-        self._encoder = encoder
+        self._encoder = as_encoder(encoder)
+        self._lock = threading.RLock()   # one Retriever may be shared by threads (web servers, batch())
         self._manifest = read_manifest(self.root)
         self._store = None
         self._index = None
-        if self._manifest and encoder is not None:
-            self._check_encoder(encoder)
+        if self._manifest and self._encoder is not None:
+            self._check_encoder(self._encoder)
 
     @classmethod
     def open(cls, path: str | os.PathLike, encoder=None, *, must_exist: bool = False) -> "Retriever":
         """Open an index directory (created on the first write unless ``must_exist``).
 
-        ``encoder``: an ``Encoder``, a name/path for ``Encoder.load``, or None for the encoder
-        recorded in the index (or compsearch's default for a new index).
+        ``encoder``: an ``Encoder``; a name or folder (compsearch encoder, base model, or a
+        sentence-transformers folder); any embedding object (see ``compsearch.embedders``); or None
+        for the encoder recorded in the index (compsearch's default for a new index).
         """
         root = Path(path).expanduser()
-        if isinstance(encoder, (str, os.PathLike)):
-            from .encoder import Encoder
-
-            encoder = Encoder.load(encoder)
         r = cls(root, encoder)
         if must_exist and r._manifest is None:
             raise CompsearchError(f"no index at {root} (build one with: compsearch index PATH "
@@ -125,13 +127,19 @@ class Retriever:
     @property
     def encoder(self):
         if self._encoder is None:
-            from .encoder import CONFIG_FILE, Encoder
+            from .embedders import load_encoder
+            from .encoder import CONFIG_FILE
 
             saved = self.root / ENCODER_DIR
             source = (str(saved) if (saved / CONFIG_FILE).is_file() else
                       self._manifest["encoder"]["source"] if self._manifest else "default")
+            if source is None:
+                raise CompsearchError(
+                    f"index {self.root} was built with {self._manifest['encoder'].get('name')}, an "
+                    f"embedding model compsearch cannot load by name: pass that model, e.g. "
+                    f"Retriever.open(path, encoder=model)")
             try:
-                enc = Encoder.load(source)
+                enc = load_encoder(source)
             except CompsearchError as exc:
                 raise CompsearchError(f"cannot load the encoder this index was built with "
                                       f"({source}): {exc}") from None
@@ -150,6 +158,10 @@ class Retriever:
                 f"cannot be mixed: use that encoder, or rebuild into a new index directory")
 
     def _open_read(self):
+        with self._lock:
+            return self._open_read_locked()
+
+    def _open_read_locked(self):
         if self._store is None:
             if not self._manifest:
                 raise CompsearchError(f"no index at {self.root} (build one with: compsearch index PATH)")
@@ -157,13 +169,15 @@ class Retriever:
         return self._store, self._index
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-        self._store = self._index = None
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+            self._store = self._index = None
 
     def _reload(self, manifest: dict) -> None:
-        self.close()
-        self._manifest = manifest
+        with self._lock:
+            self.close()
+            self._manifest = manifest
 
     def __enter__(self):
         return self
@@ -266,55 +280,127 @@ class Retriever:
         return report
 
     def add(self, texts: Sequence[str], metadata: Sequence[dict] | dict | None = None, *,
-            source: str = "<api>", vectors: np.ndarray | None = None) -> list[int]:
-        """Add raw texts (each one chunk) with optional metadata; returns their ids.
+            ids: Sequence[str] | None = None, source: str = "<api>",
+            vectors: np.ndarray | None = None) -> list:
+        """Add raw texts (each one chunk) with optional metadata and commit; returns their ids.
 
-        ``metadata`` may hold ``source``; other keys are filterable with ``search(where=...)``.
+        ``ids``: your own string ids, one per text. A text whose id is already in the index
+        replaces it (an upsert); the call returns ``ids``. Without ``ids`` the call returns the
+        new chunks' integer ids. ``metadata`` is stored as given and is filterable with
+        ``search(where=...)``; its ``source`` (default ``source``) is also the hit's ``source``.
         ``vectors``: embeddings you already computed *with this index's encoder* (skips encoding).
         """
         if isinstance(texts, str):
             raise TypeError("add() takes a list of strings")
+        texts = list(texts)
         if isinstance(metadata, dict) or metadata is None:
             metadata = [dict(metadata or {}) for _ in texts]
         if len(metadata) != len(texts):
             raise CompsearchError("add(): one metadata dict per text")
+        doc_ids = _check_doc_ids(ids, len(texts))
         encoder = self.encoder
         records = []
         for text, meta in zip(texts, metadata):
             if not isinstance(text, str) or not text.strip():
                 raise CompsearchError("add(): texts must be non-empty strings")
-            meta = dict(meta)
-            records.append(ChunkRecord(text=text, source=str(meta.pop("source", source)),
-                                       content_hash=content_hash(text.encode()), metadata=meta))
+            if not isinstance(meta, dict):
+                raise CompsearchError("add(): metadata must be dicts")
+            records.append(ChunkRecord(text=text, source=str(meta.get("source", source)),
+                                       content_hash=content_hash(text.encode()), metadata=dict(meta)))
         report = IndexReport()
+        if not texts:
+            return []
         if vectors is None:
-            vectors = encoder.encode(list(texts), kind="document")
-            report.truncated = len(encoder.last_truncated)
+            vectors = encoder.encode(texts, kind="document")
+            report.truncated = len(getattr(encoder, "last_truncated", []))
         elif np.shape(vectors) != (len(texts), encoder.dim):
             raise CompsearchError(f"add(): vectors must have shape ({len(texts)}, {encoder.dim}), "
                                   f"not {np.shape(vectors)}")
-        with transaction(self.root) as tx:
-            ids = tx.store.add(records, vectors)
-            report.chunks_added = len(ids)
-            self._finish(tx, encoder, None, None, ids, [], report, [])
-        return ids
+        with self._lock, transaction(self.root) as tx:
+            replaced = list(tx.store.chunks_for_doc_ids(doc_ids).values()) if doc_ids else []
+            tx.store.delete(replaced)
+            new = tx.store.add(records, vectors)
+            if doc_ids:
+                tx.store.set_doc_ids(list(zip(doc_ids, new)))
+            report.chunks_added, report.chunks_removed = len(new), len(replaced)
+            self._finish(tx, encoder, None, None, new, replaced, report, [])
+        return list(doc_ids) if doc_ids else new
 
-    def delete(self, ids: Sequence[int] | None = None, *, where: dict | None = None) -> int:
-        """Remove chunks by id or filter; returns how many were removed."""
-        encoder = self.encoder
-        with transaction(self.root) as tx:
-            targets = list(ids or [])
-            if where:
-                targets += tx.store.ids_where(where).tolist()
-            existing = [i for i in tx.store.get(targets)]
-            tx.store.delete(existing)
-            self._finish(tx, encoder, None, None, [], existing, IndexReport(), [])
-        return len(existing)
+    def upsert(self, ids: Sequence[str], texts: Sequence[str],
+               metadata: Sequence[dict] | dict | None = None, *,
+               vectors: np.ndarray | None = None) -> list[str]:
+        """Insert or replace texts under your own string ids (``add(..., ids=ids)``)."""
+        return self.add(texts, metadata, ids=ids, vectors=vectors)
+
+    def delete(self, ids: Sequence[int | str] | None = None, *, where: dict | None = None) -> int:
+        """Remove chunks by id (your string ids or chunk ids) or by filter; returns how many.
+
+        Removing nothing commits nothing: no new generation is written.
+        """
+        ids = list(ids or [])
+        if not ids and not where:
+            return 0
+        with self._lock:
+            if not self.exists or not self._targets(self._open_read()[0], ids, where):
+                return 0
+            encoder = self.encoder
+            with transaction(self.root) as tx:
+                existing = self._targets(tx.store, ids, where)
+                if not existing:
+                    return 0  # a concurrent writer removed them first: roll back, commit nothing
+                tx.store.delete(existing)
+                self._finish(tx, encoder, None, None, [], existing, IndexReport(), [])
+            return len(existing)
+
+    @staticmethod
+    def _targets(store, ids: list, where: dict | None) -> list[int]:
+        chunk_ids = [int(i) for i in ids if isinstance(i, (int, np.integer)) and not isinstance(i, bool)]
+        names = [i for i in ids if isinstance(i, str)]
+        if len(chunk_ids) + len(names) != len(ids):
+            raise CompsearchError("delete(): ids must be strings (your ids) or integers (chunk ids)")
+        chunk_ids += list(store.chunks_for_doc_ids(names).values())
+        if where:
+            chunk_ids += store.ids_where(where).tolist()
+        return sorted(set(store.get(chunk_ids)))
+
+    def get(self, ids: Sequence[int | str] | None = None, *, where: dict | None = None,
+            limit: int | None = None) -> list[SearchResult]:
+        """Stored chunks by id (in the order given; missing ids are left out) or by filter.
+
+        Results carry ``score`` 0.0. With neither ``ids`` nor ``where``: every chunk (mind ``limit``).
+        """
+        with self._lock:
+            if not self.exists:
+                return []
+            store, _ = self._open_read()
+            if ids is not None:
+                ids = list(ids)
+                names = store.chunks_for_doc_ids([i for i in ids if isinstance(i, str)])
+                order = [names.get(i) if isinstance(i, str) else int(i) for i in ids]
+                order = [i for i in order if i is not None]
+                if where:
+                    allowed = set(store.ids_where(where).tolist())
+                    order = [i for i in order if i in allowed]
+            else:
+                order = (store.ids_where(where) if where else store.all_ids()).tolist()
+            order = order[:limit] if limit is not None else order
+            records = store.get(order)
+            doc_map = store.doc_ids_for_chunks(list(records))
+            return [_result(records[i], 0.0, doc_map.get(i)) for i in order if i in records]
+
+    def count(self, where: dict | None = None) -> int:
+        """How many chunks the index holds (matching ``where`` when given)."""
+        with self._lock:
+            if not self.exists:
+                return 0
+            store, _ = self._open_read()
+            return len(store.ids_where(where)) if where else store.count()
 
     def _finish(self, tx, encoder, chunking, index_type, added, removed, report, roots) -> None:
         """Bring the vector index up to date with the store and commit the generation."""
         from index_tools.choose import build_index, choose_spec
 
+        from .embedders import manifest_entry
         from .encoder import CONFIG_FILE
 
         store = tx.store
@@ -339,11 +425,7 @@ class Retriever:
         report.index_type = tx.index.spec.kind
         manifest = {
             "compsearch_version": __version__,
-            "encoder": {"source": encoder.source, "name": encoder.name,
-                        "fingerprint": encoder.fingerprint, "dim": encoder.dim,
-                        "dtype": str(encoder.dtype).replace("torch.", ""),
-                        "max_length": encoder.config.max_length,
-                        "num_memory_tokens": encoder.config.num_memory_tokens},
+            "encoder": manifest_entry(encoder),
             "index": {"spec": tx.index.spec.to_dict(), "requested": requested,
                       "factory": tx.index.spec.factory(encoder.dim), "ntotal": tx.index.ntotal},
             "chunking": chunking.to_dict() if chunking else (old or {}).get("chunking"),
@@ -352,7 +434,7 @@ class Retriever:
         }
         if old:
             manifest["created_at"] = old.get("created_at")
-        if not (self.root / ENCODER_DIR / CONFIG_FILE).is_file():
+        if hasattr(encoder, "save") and not (self.root / ENCODER_DIR / CONFIG_FILE).is_file():
             encoder.save(self.root / ENCODER_DIR)   # written once, before the first manifest
         self._reload(tx.commit(manifest))
 
@@ -384,6 +466,10 @@ class Retriever:
                        rerank="auto", fetch: int | None = None,
                        queries: Sequence[str] | None = None) -> list[list[SearchResult]]:
         """Search with query vectors you encoded yourself (same encoder)."""
+        with self._lock:
+            return self._search_vectors(qvecs, k, where, rerank, fetch, queries)
+
+    def _search_vectors(self, qvecs, k, where, rerank, fetch, queries):
         from .rerank import get_reranker
 
         store, index = self._open_read()
@@ -398,7 +484,8 @@ class Retriever:
         for qi in range(len(qvecs)):
             hits = [(float(s), int(i)) for s, i in zip(scores[qi], ids[qi]) if i >= 0]
             records = store.get([i for _, i in hits])
-            results = [_result(records[i], s) for s, i in hits if i in records]
+            doc_map = store.doc_ids_for_chunks(list(records))
+            results = [_result(records[i], s, doc_map.get(i)) for s, i in hits if i in records]
             if reranker is not None:
                 q = queries[qi] if queries else ""
                 results = reranker.rerank(q, qvecs[qi], results, self)
@@ -433,10 +520,25 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _result(rec: ChunkRecord, score: float) -> SearchResult:
+def _result(rec: ChunkRecord, score: float, doc_id: str | None = None) -> SearchResult:
     return SearchResult(id=rec.id, score=score, text=rec.text, source=rec.source,
                         start_line=rec.start_line, end_line=rec.end_line, section=rec.section,
-                        metadata=rec.metadata)
+                        metadata=rec.metadata, doc_id=doc_id)
+
+
+def _check_doc_ids(ids, n: int) -> list[str] | None:
+    if ids is None:
+        return None
+    if isinstance(ids, str):
+        raise CompsearchError("ids must be a list of strings, one per text")
+    ids = list(ids)
+    if len(ids) != n:
+        raise CompsearchError(f"{len(ids)} ids for {n} texts: give one id per text")
+    if any(not isinstance(i, str) or not i for i in ids):
+        raise CompsearchError("ids must be non-empty strings")
+    if len(set(ids)) != len(ids):
+        raise CompsearchError("ids must be unique within one call")
+    return ids
 
 
 def _exact_scores(store, qvecs: np.ndarray, allowed: np.ndarray, k: int, dim: int):

@@ -28,6 +28,9 @@ CREATE TABLE IF NOT EXISTS chunks (
     section TEXT, text TEXT NOT NULL, content_hash TEXT NOT NULL,
     metadata TEXT NOT NULL DEFAULT '{}', vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
+CREATE TABLE IF NOT EXISTS doc_ids (doc_id TEXT PRIMARY KEY, chunk_id INTEGER NOT NULL UNIQUE);
+CREATE TRIGGER IF NOT EXISTS chunks_forget_doc_id AFTER DELETE ON chunks
+    BEGIN DELETE FROM doc_ids WHERE chunk_id = old.id; END;
 """
 
 
@@ -53,9 +56,10 @@ class Store:
             if readonly:
                 if not self.path.is_file():
                     raise CompsearchError(f"chunk store {self.path} is missing")
-                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                          check_same_thread=False)
             else:
-                self.db = sqlite3.connect(self.path)
+                self.db = sqlite3.connect(self.path, check_same_thread=False)
                 self.db.executescript(SCHEMA)
             self.db.execute("SELECT count(*) FROM chunks").fetchone()
         except sqlite3.DatabaseError as exc:
@@ -164,6 +168,39 @@ class Store:
             clauses.append("(" + " OR ".join(parts) + ")")
         sql = "SELECT id FROM chunks" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         return np.array([r[0] for r in self.db.execute(sql, params)], dtype=np.int64)
+
+    # ---------------------------------------------------------------- caller-chosen ids
+    def _has_doc_ids(self) -> bool:
+        """Stores written before string ids existed have no ``doc_ids`` table (added on write)."""
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'doc_ids'"
+                               ).fetchone() is not None
+
+    def set_doc_ids(self, pairs: Sequence[tuple[str, int]]) -> None:
+        """Name chunks with the caller's string ids (one chunk per id)."""
+        self.db.executemany("INSERT INTO doc_ids (doc_id, chunk_id) VALUES (?, ?)",
+                            [(str(d), int(c)) for d, c in pairs])
+
+    def chunks_for_doc_ids(self, doc_ids: Sequence[str]) -> dict[str, int]:
+        """doc id -> chunk id, for the ids that exist."""
+        if not doc_ids or not self._has_doc_ids():
+            return {}
+        out: dict[str, int] = {}
+        for part in _batches([str(d) for d in doc_ids], 500):
+            q = ",".join("?" * len(part))
+            out.update(self.db.execute(f"SELECT doc_id, chunk_id FROM doc_ids WHERE doc_id IN ({q})",
+                                       part))
+        return out
+
+    def doc_ids_for_chunks(self, chunk_ids: Sequence[int]) -> dict[int, str]:
+        """chunk id -> doc id, for the chunks that have one."""
+        if not len(chunk_ids) or not self._has_doc_ids():
+            return {}
+        out: dict[int, str] = {}
+        for part in _batches([int(c) for c in chunk_ids], 500):
+            q = ",".join("?" * len(part))
+            out.update(self.db.execute(
+                f"SELECT chunk_id, doc_id FROM doc_ids WHERE chunk_id IN ({q})", part))
+        return out
 
     # ---------------------------------------------------------------- files
     def files(self) -> dict[str, str]:
