@@ -243,5 +243,21 @@ def info(index_dir, as_json):
     _console().print(t)
 
 
+@main.command()
+@click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind (no authentication: keep it local or behind a proxy).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--model", default=None, help="Encoder for a new index (an existing one keeps its own).")
+@friendly_errors
+def serve(index_dir, host, port, model):
+    """Serve search, add/delete and OpenAI-style /v1/embeddings over HTTP."""
+    from .server import serve as run_server
+
+    _setup_logging(False)
+    click.echo(f"compsearch: serving {index_dir} on http://{host}:{port} (Ctrl-C stops)", err=True)
+    run_server(index_dir, host=host, port=port, model=model)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

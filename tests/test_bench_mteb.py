@@ -274,3 +274,15 @@ def test_a_compsearch_encoder_is_capped_at_the_profile_token_budget(tiny_encoder
     loaded = load_model(f"compsearch:{folder}", max_tokens=16)
     assert loaded.label == "compsearch:enc" and loaded.info["max_tokens"] == 16
     assert loaded.info["fingerprint"] == saved        # recorded as saved, before the cap
+
+
+def test_package_mteb_adapter_scores_any_encoder_and_real_compsearch_encoders(suite, tiny_encoder):
+    """``compsearch.integrations.mteb`` is installed with the package (benchmarks/ is not)."""
+    from compsearch.integrations import mteb as cmteb
+
+    assert cmteb.CompsearchMTEBEncoder is CompsearchMTEBEncoder
+    task = make_task(suite / "TinyRetrieval", "quick")
+    assert _score(cmteb.from_pretrained(BagOfWords()), task)["ndcg_at_10"] == pytest.approx(1.0)
+    model = cmteb.from_pretrained(tiny_encoder)
+    assert model.mteb_model_meta.embed_dim == tiny_encoder.dim
+    assert 0.0 <= _score(model, make_task(suite / "TinyRetrieval", "quick"))["ndcg_at_10"] <= 1.0

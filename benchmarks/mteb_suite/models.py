@@ -21,90 +21,14 @@ import contextlib
 import hashlib
 import importlib.util
 import os
-import re
 import time
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from mteb.models.abs_encoder import AbsEncoder
-from mteb.models.model_meta import ModelMeta, ScoringFunction
-from mteb.types import PromptType
 
-
-@runtime_checkable
-class EncoderLike(Protocol):
-    """The compsearch encoder interface (``compsearch.Encoder``) the wrapper needs."""
-
-    dim: int
-    name: str
-    fingerprint: str
-
-    def encode(self, texts: list[str], *, kind: str = "document", batch_size: int = 32,
-               show_progress: bool = False) -> np.ndarray: ...
-
-
-def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", s).strip("-") or "model"
-
-
-def model_meta(name: str, revision: str, dim: int | None, *, n_parameters: int | None = None,
-               max_tokens: int | None = None, model_type: str = "dense") -> ModelMeta:
-    return ModelMeta.create_empty(overwrites={
-        "name": name if "/" in name else f"compsearch/{_slug(name)}",
-        "revision": revision,
-        "embed_dim": dim,
-        "n_parameters": n_parameters,
-        "max_tokens": max_tokens,
-        "languages": ["eng-Latn"],
-        "similarity_fn_name": ScoringFunction.COSINE if model_type == "dense" else None,
-        "framework": ["PyTorch"] if model_type == "dense" else [],
-        "model_type": [model_type],
-        "use_instructions": model_type == "dense",
-        "open_weights": True,
-    })
-
-
-class CompsearchMTEBEncoder(AbsEncoder):
-    """mteb ``EncoderProtocol`` around a compsearch-style encoder."""
-
-    def __init__(self, encoder: EncoderLike, *, label: str | None = None, batch_size: int | None = None,
-                 **_: Any) -> None:
-        self.encoder = encoder
-        self.label = label or encoder.name
-        self.batch_size = batch_size
-        self.mteb_model_meta = model_meta(self.label, str(encoder.fingerprint)[:16], int(encoder.dim),
-                                          n_parameters=getattr(encoder, "n_parameters", None),
-                                          max_tokens=getattr(encoder, "max_tokens", None))
-        self.calls: list[tuple[str, str, int]] = []  # (task, kind, n texts): what was asked, for tests/logs
-        self.encode_seconds = 0.0
-        self.texts_encoded = 0
-
-    @staticmethod
-    def kind_for(prompt_type: PromptType | str | None) -> str:
-        return "query" if prompt_type is not None and PromptType(prompt_type) == PromptType.query else "document"
-
-    def encode(self, inputs, *, task_metadata, hf_split: str, hf_subset: str,
-               prompt_type: PromptType | None = None, **kwargs: Any) -> np.ndarray:
-        texts: list[str] = []
-        for batch in inputs:
-            texts.extend(batch["text"])
-        kind = self.kind_for(prompt_type)
-        self.calls.append((task_metadata.name, kind, len(texts)))
-        if not texts:
-            return np.zeros((0, int(self.encoder.dim)), dtype=np.float32)
-        index: dict[str, int] = {}
-        order = [index.setdefault(t, len(index)) for t in texts]
-        unique = list(index)
-        bs = int(self.batch_size or kwargs.get("batch_size") or 32)
-        t0 = time.perf_counter()
-        emb = np.asarray(self.encoder.encode(unique, kind=kind, batch_size=bs, show_progress=False), dtype=np.float32)
-        self.encode_seconds += time.perf_counter() - t0
-        self.texts_encoded += len(unique)
-        if emb.shape != (len(unique), int(self.encoder.dim)):
-            raise ValueError(f"{self.label}: encode returned shape {emb.shape}, expected ({len(unique)}, {self.encoder.dim})")
-        return emb[np.asarray(order)]
+from compsearch.integrations.mteb import CompsearchMTEBEncoder, EncoderLike, _slug, model_meta  # noqa: F401
 
 
 # --------------------------------------------------------------------------- baselines
