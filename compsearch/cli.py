@@ -1,8 +1,11 @@
-"""The ``compsearch`` command: a thin layer over ``compsearch.Retriever``.
+"""The ``compsearch`` command: a thin layer over ``compsearch.Retriever`` and
+``compsearch.maintenance``; every policy (re-chunking, index choice) is decided in the library.
 
     compsearch index ./docs              # build or update ./.compsearch
     compsearch query "how do I ..." -k 5
     compsearch info
+    compsearch inspect|verify|rebuild|compact .compsearch   # maintenance
+    compsearch choose 2000000            # what --type auto picks for 2M vectors
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import sys
 import click
 
 from .errors import CompsearchError
+from .indexspec import REQUESTABLE
 
 DEFAULT_INDEX = os.environ.get("COMPSEARCH_INDEX", ".compsearch")
-INDEX_TYPES = ["auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw"]
+INDEX_TYPES = list(REQUESTABLE)
 
 
 def _console(stderr: bool = False):
@@ -241,6 +245,74 @@ def info(index_dir, as_json):
     t.add_row("created / updated", f"{data.get('created_at')} / {data.get('updated_at')}")
     t.add_row("format", f"{data['format']} v{data['format_version']}, generation {data['generation']}")
     _console().print(t)
+
+
+# ---------------------------------------------------------------- maintenance (compsearch.maintenance)
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@friendly_errors
+def inspect(index_dir):
+    """Sizes, type and counts of an index (JSON)."""
+    from .maintenance import inspect as run
+
+    click.echo(json.dumps(run(index_dir), indent=2))
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@click.option("--sample", default=200, show_default=True, help="Vectors checked for self-recall.")
+@friendly_errors
+def verify(index_dir, sample):
+    """Check integrity; exit 1 when a problem is found."""
+    from .maintenance import verify as run
+
+    problems = run(index_dir, sample=sample)
+    for p in problems:
+        click.echo(f"problem: {p}", err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo("ok")
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@click.option("--type", "kind", type=click.Choice(INDEX_TYPES), default=None,
+              help="New index type (default: keep the current choice).")
+@click.option("--nlist", type=int, default=None)
+@click.option("--nprobe", type=int, default=None)
+@click.option("--pq-m", type=int, default=None)
+@click.option("--hnsw-m", type=int, default=None)
+@click.option("--ef-search", type=int, default=None)
+@friendly_errors
+def rebuild(index_dir, kind, nlist, nprobe, pq_m, hnsw_m, ef_search):
+    """Rebuild the vector index from stored vectors (no re-encoding)."""
+    from .maintenance import rebuild as run
+
+    m = run(index_dir, kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m, hnsw_m=hnsw_m, ef_search=ef_search)
+    click.echo(f"rebuilt: {m['index']['factory']}, {m['index']['ntotal']} vectors, generation {m['generation']}")
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@friendly_errors
+def compact(index_dir):
+    """Reclaim space left by deletions."""
+    from .maintenance import compact as run
+
+    m = run(index_dir)
+    click.echo(f"compacted: {m['index']['ntotal']} vectors, generation {m['generation']}")
+
+
+@main.command()
+@click.argument("n", type=int)
+@click.option("--dim", default=576, show_default=True)
+@friendly_errors
+def choose(n, dim):
+    """Which index type and parameters `--type auto` picks for N vectors (JSON)."""
+    from .index import choose_spec
+
+    spec = choose_spec(n, dim)
+    click.echo(json.dumps(dict(spec.to_dict(), factory=spec.factory(dim)), indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover

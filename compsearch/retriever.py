@@ -313,9 +313,8 @@ class Retriever:
 
     def _finish(self, tx, encoder, chunking, index_type, added, removed, report, roots) -> None:
         """Bring the vector index up to date with the store and commit the generation."""
-        from index_tools.choose import build_index, choose_spec
-
         from .encoder import CONFIG_FILE
+        from .index import build_index, choose_spec
 
         store = tx.store
         n = store.count()

@@ -1,6 +1,7 @@
-"""Maintenance of an index directory: inspect, verify, rebuild (change type / retrain), compact.
+"""The maintenance operations on an index directory: inspect, verify, rebuild, compact.
 
 All changes go through the same atomic transaction as indexing: a crash leaves the old index.
+Nothing here re-encodes: rebuilds read the float32 vectors kept in the store.
 """
 
 from __future__ import annotations
@@ -9,12 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from compsearch.errors import CompsearchError
-from compsearch.indexdir import (ENCODER_DIR, INDEX_FILE, STORE_FILE, generation_dir,
-                                 open_generation, read_manifest, transaction)
-from compsearch.index import IndexSpec
-
-from .choose import build_index, choose_spec
+from ..errors import CompsearchError
+from ..index import IndexSpec, build_index, choose_spec
+from ..indexdir import (ENCODER_DIR, INDEX_FILE, STORE_FILE, generation_dir, open_generation,
+                        read_manifest, transaction)
 
 
 def _manifest(root: Path) -> dict:
