@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from . import __version__
-from .chunking import ChunkingConfig, chunk_document
+from .chunking import CHUNKER_VERSION, ChunkingConfig, chunk_document
 from .errors import CompsearchError
 from .index import IndexSpec
 from .indexdir import ENCODER_DIR, now, open_generation, read_manifest, transaction
@@ -180,7 +180,7 @@ class Retriever:
 
         Files whose content hash is unchanged are skipped, changed files are re-chunked and
         re-encoded, and files that disappeared from the given folders are removed. A different
-        chunking config re-chunks everything.
+        chunking config, or an index chunked by another ``CHUNKER_VERSION``, re-chunks everything.
         """
         start = time.perf_counter()
         paths = [Path(p).expanduser() for p in paths]
@@ -189,7 +189,10 @@ class Retriever:
         old_chunking = (self._manifest or {}).get("chunking")
         chunking = chunking or (ChunkingConfig.from_dict(old_chunking) if old_chunking
                                 else ChunkingConfig())
-        rechunk_all = old_chunking is not None and old_chunking != chunking.to_dict()
+        # indexes written before the version was recorded were chunked by version 1
+        old_version = (self._manifest or {}).get("chunker_version", 1)
+        rechunk_all = old_chunking is not None and (old_chunking != chunking.to_dict()
+                                                    or old_version != CHUNKER_VERSION)
         roots = [_key(p) for p in paths]
         encoder = self.encoder
 
@@ -346,6 +349,7 @@ class Retriever:
             "index": {"spec": tx.index.spec.to_dict(), "requested": requested,
                       "factory": tx.index.spec.factory(encoder.dim), "ntotal": tx.index.ntotal},
             "chunking": chunking.to_dict() if chunking else (old or {}).get("chunking"),
+            "chunker_version": CHUNKER_VERSION if chunking else (old or {}).get("chunker_version"),
             "counts": {"chunks": n, "files": report.files_total},
             "roots": sorted(set((old or {}).get("roots", [])) | set(roots)),
         }

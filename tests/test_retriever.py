@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from compsearch import CompsearchError, Encoder, Retriever
-from compsearch.chunking import ChunkingConfig
+from compsearch.chunking import CHUNKER_VERSION, ChunkingConfig
 from compsearch.indexdir import MANIFEST, read_manifest
 
 from conftest import write_corpus
@@ -84,6 +84,24 @@ def test_rechunk_when_chunking_changes(tiny_encoder, tmp_path):
     rep = r.index([docs], chunking=ChunkingConfig(max_tokens=64, overlap_tokens=0))
     assert rep.files_indexed == 4 and rep.files_unchanged == 0
     assert read_manifest(tmp_path / "ix")["chunking"]["max_tokens"] == 64
+
+
+def test_rechunk_when_chunker_version_changes(tiny_encoder, tmp_path):
+    docs = write_corpus(tmp_path / "docs")
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    first = r.index([docs], chunking=SMALL)
+    manifest = read_manifest(tmp_path / "ix")
+    assert manifest["chunker_version"] == CHUNKER_VERSION
+    # the index says another chunker made its chunks: every file is re-chunked and re-encoded
+    manifest["chunker_version"] = CHUNKER_VERSION + 1
+    (tmp_path / "ix" / MANIFEST).write_text(json.dumps(manifest))
+    rep = Retriever.open(tmp_path / "ix", tiny_encoder).index([docs])
+    assert (rep.files_indexed, rep.files_unchanged) == (first.files_indexed, 0)
+    assert rep.chunks_removed == first.chunks_added
+    after = read_manifest(tmp_path / "ix")
+    assert after["chunker_version"] == CHUNKER_VERSION and after["chunking"] == SMALL.to_dict()
+    again = Retriever.open(tmp_path / "ix", tiny_encoder).index([docs])
+    assert (again.files_indexed, again.files_unchanged) == (0, first.files_indexed)
 
 
 def test_add_filter_delete(tiny_encoder, tmp_path):
