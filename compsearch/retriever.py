@@ -16,11 +16,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import __version__
 from .chunking import CHUNKER_VERSION, ChunkingConfig, chunk_document
 from .errors import CompsearchError
-from .index import IndexSpec
-from .indexdir import ENCODER_DIR, now, open_generation, read_manifest, transaction
+from .index import build_index, choose_spec
+from .indexdir import ENCODER_DIR, encoder_entry, now, open_generation, read_manifest, transaction
+from .indexspec import AUTO, IndexSpec
 from .ingest import Candidate, Skipped, content_hash, discover, parse, read_bytes
 from .store import ChunkRecord
 
@@ -317,13 +317,12 @@ class Retriever:
     def _finish(self, tx, encoder, chunking, index_type, added, removed, report, roots) -> None:
         """Bring the vector index up to date with the store and commit the generation."""
         from .encoder import CONFIG_FILE
-        from .index import build_index, choose_spec
 
         store = tx.store
         n = store.count()
         old = self._manifest
         old_spec = IndexSpec.from_dict(old["index"]["spec"]) if old else None
-        requested = index_type or (old["index"]["requested"] if old else "auto")
+        requested = index_type or (old["index"].get("requested", AUTO) if old else AUTO)
         spec = choose_spec(n, encoder.dim, requested)
         same_kind = old_spec is not None and old_spec.kind == spec.kind and tx.index is not None
         if same_kind and (tx.index.supports_remove or not removed):
@@ -339,25 +338,12 @@ class Retriever:
         report.chunks_total = n
         report.files_total = store.file_count()
         report.index_type = tx.index.spec.kind
-        manifest = {
-            "compsearch_version": __version__,
-            "encoder": {"source": encoder.source, "name": encoder.name,
-                        "fingerprint": encoder.fingerprint, "dim": encoder.dim,
-                        "dtype": str(encoder.dtype).replace("torch.", ""),
-                        "max_length": encoder.config.max_length,
-                        "num_memory_tokens": encoder.config.num_memory_tokens},
-            "index": {"spec": tx.index.spec.to_dict(), "requested": requested,
-                      "factory": tx.index.spec.factory(encoder.dim), "ntotal": tx.index.ntotal},
-            "chunking": chunking.to_dict() if chunking else (old or {}).get("chunking"),
-            "chunker_version": CHUNKER_VERSION if chunking else (old or {}).get("chunker_version"),
-            "counts": {"chunks": n, "files": report.files_total},
-            "roots": sorted(set((old or {}).get("roots", [])) | set(roots)),
-        }
-        if old:
-            manifest["created_at"] = old.get("created_at")
         if not (self.root / ENCODER_DIR / CONFIG_FILE).is_file():
             encoder.save(self.root / ENCODER_DIR)   # written once, before the first manifest
-        self._reload(tx.commit(manifest))
+        self._reload(tx.commit(
+            requested=requested, encoder=encoder_entry(encoder),
+            chunking=chunking.to_dict() if chunking else None,
+            chunker_version=CHUNKER_VERSION if chunking else None, roots=roots))
 
     # ---------------------------------------------------------------- reading
     def search(self, query: str, k: int = 10, *, where: dict | None = None,

@@ -71,6 +71,22 @@ def test_errors_are_one_line(run, tiny_base, tmp_path):
     assert r.exit_code == 2 and "Traceback" not in r.output
 
 
+def test_hostile_manifest_is_one_line_for_every_command(run, tiny_base, tmp_path):
+    docs = write_corpus(tmp_path / "docs")
+    ix = tmp_path / "ix"
+    assert run("index", docs, "--index", ix, "--model", tiny_base).exit_code == 0
+    good = json.loads((ix / "manifest.json").read_text())
+    for change, needle in [({"generation": "../../etc/passwd"}, "generation must be"),
+                           ({"generation": None}, "generation must be"),
+                           ({"index": dict(good["index"], spec={"kind": "flat", "evil": 1})},
+                            "unknown index parameter")]:
+        (ix / "manifest.json").write_text(json.dumps(dict(good, **change)))
+        for cmd in [("info", "--index", ix), ("query", "x", "--index", ix),
+                    ("index", docs, "--index", ix), ("inspect", ix), ("verify", ix),
+                    ("rebuild", ix), ("compact", ix)]:
+            _one_line_error(run(*cmd), needle)
+
+
 def test_other_encoder_refused(run, tiny_base, tmp_path):
     from conftest import make_tiny_base
 

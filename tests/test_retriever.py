@@ -104,6 +104,43 @@ def test_rechunk_when_chunker_version_changes(tiny_encoder, tmp_path):
     assert (again.files_indexed, again.files_unchanged) == (0, first.files_indexed)
 
 
+@pytest.mark.parametrize("where, value, message", [
+    (("generation",), "../../etc/passwd", "generation must be a positive integer"),
+    (("generation",), 1.5, "generation must be a positive integer"),
+    (("generation",), None, "generation must be a positive integer"),
+    (("generation",), True, "generation must be a positive integer"),
+    (("format_version",), "1", "format_version must be an integer"),
+    (("encoder",), ["x"], "encoder must be a mapping"),
+    (("encoder", "dim"), "32", "encoder.dim must be a positive integer"),
+    (("index", "spec", "evil"), 1, "unknown index parameter"),
+    (("index", "spec", "nlist"), "4", "nlist must be an integer"),
+    (("index", "spec", "kind"), ["flat"], "unknown index type"),
+    (("index", "spec"), "flat", "must be a mapping"),
+    (("index", "requested"), "annoy", "index.requested must be one of"),
+    (("chunking", "max_tokens"), "many", "chunking: max_tokens must be an integer"),
+    (("chunking", "extra"), 1, "unknown chunking option"),
+    (("chunker_version",), "2", "chunker_version must be a positive integer"),
+    (("counts", "chunks"), -1, "counts must map"),
+    (("roots",), "/", "roots must be a list"),
+])
+def test_hostile_manifest_is_a_one_line_error(tiny_encoder, tmp_path, where, value, message):
+    from compsearch.maintenance import inspect
+
+    ix = tmp_path / "ix"
+    Retriever.open(ix, tiny_encoder).index([write_corpus(tmp_path / "docs")], chunking=SMALL)
+    manifest = read_manifest(ix)
+    node = manifest
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    (ix / MANIFEST).write_text(json.dumps(manifest))
+    for attempt in (lambda: Retriever.open(ix), lambda: Retriever.open(ix, tiny_encoder).index([]),
+                    lambda: inspect(ix)):
+        with pytest.raises(CompsearchError, match=message) as err:
+            attempt()
+        assert "\n" not in str(err.value) and "corrupt" in str(err.value)
+
+
 def test_add_filter_delete(tiny_encoder, tmp_path):
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
     ids = r.add(["json parse value", "log rotate size", "http cookie header"],
