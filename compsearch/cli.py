@@ -24,10 +24,14 @@ DEFAULT_INDEX = os.environ.get("COMPSEARCH_INDEX", ".compsearch")
 INDEX_TYPES = list(REQUESTABLE)
 
 
-def _console(stderr: bool = False):
+def console(stderr: bool = False):
+    """A rich console for compsearch's output (stdout, or stderr for progress and notes)."""
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+_console = console  # the name the query command uses
 
 
 def friendly_errors(fn):
@@ -84,35 +88,25 @@ def main():
 def index(paths, index_dir, model, index_type, chunk_tokens, overlap, hidden, no_gitignore,
           max_file_mb, as_json, verbose):
     """Index files and folders (incremental: only changed files are re-encoded)."""
-    from .chunking import ChunkingConfig
-    from .retriever import Retriever, require_paths
+    from .retriever import Retriever, require_paths, resolve_chunking
 
     _setup_logging(False)
     require_paths([os.path.expanduser(p) for p in paths])
     retriever = Retriever.open(index_dir, model)
-    chunking = None
-    if chunk_tokens is not None or overlap is not None:
-        base = ChunkingConfig.from_dict(retriever.manifest["chunking"]) \
-            if retriever.exists and retriever.manifest.get("chunking") else ChunkingConfig()
-        max_tokens = chunk_tokens or base.max_tokens
-        if overlap is None:  # keep the overlap, scaled down if it no longer fits the budget
-            overlap = base.overlap_tokens if base.overlap_tokens < max_tokens else max_tokens // 8
-        try:
-            chunking = ChunkingConfig(max_tokens=max_tokens, overlap_tokens=overlap)
-        except ValueError as exc:
-            raise CompsearchError(str(exc)) from None
-    err = _console(stderr=True)
+    # bad --chunk-tokens/--overlap fail before the encoder loads (Retriever.index decides again)
+    resolve_chunking((retriever.manifest or {}).get("chunking"), None, chunk_tokens, overlap)
+    err = console(stderr=True)
     if not as_json:
         err.print("[dim]loading encoder…[/dim]")
     retriever.encoder  # load (and convert the bundled model on first use) before the bar starts
-    report = index_with_progress(retriever, paths, err, disable=as_json, chunking=chunking,
-                                 index_type=index_type, include_hidden=hidden,
+    report = index_with_progress(retriever, paths, err, disable=as_json, chunk_tokens=chunk_tokens,
+                                 overlap=overlap, index_type=index_type, include_hidden=hidden,
                                  respect_gitignore=not no_gitignore,
                                  max_file_bytes=int(max_file_mb * 1_000_000))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
-    _print_report(_console(), report, index_dir, verbose)
+    print_report(console(), report, index_dir, verbose)
 
 
 def index_with_progress(retriever, paths, console, disable: bool = False, **options):
@@ -138,7 +132,8 @@ def _progress(console, disable: bool):
                     disable=disable, transient=True)
 
 
-def _print_report(console, report, index_dir, verbose):
+def print_report(console, report, index_dir, verbose: bool = False) -> None:
+    """An ``IndexReport`` as a short table, then the skipped files (all of them with ``verbose``)."""
     from rich.table import Table
 
     t = Table(show_header=False, box=None, pad_edge=False)
@@ -244,7 +239,7 @@ def info(index_dir, as_json):
     t.add_row("roots", "\n".join(data.get("roots", [])))
     t.add_row("created / updated", f"{data.get('created_at')} / {data.get('updated_at')}")
     t.add_row("format", f"{data['format']} v{data['format_version']}, generation {data['generation']}")
-    _console().print(t)
+    console().print(t)
 
 
 # ---------------------------------------------------------------- maintenance (compsearch.maintenance)

@@ -173,6 +173,7 @@ class Retriever:
 
     # ---------------------------------------------------------------- writing
     def index(self, paths: Iterable[str | os.PathLike], *, chunking: ChunkingConfig | None = None,
+              chunk_tokens: int | None = None, overlap: int | None = None,
               index_type: str | None = None, include_hidden: bool = False,
               respect_gitignore: bool = True, max_file_bytes: int = 10_000_000,
               progress: ProgressFn | None = None) -> IndexReport:
@@ -181,20 +182,24 @@ class Retriever:
         Files whose content hash is unchanged are skipped, changed files are re-chunked and
         re-encoded, and files that disappeared from the given folders are removed. A different
         chunking config, or an index chunked by another ``CHUNKER_VERSION``, re-chunks everything.
+
+        Chunking: a whole ``chunking`` config, or only ``chunk_tokens`` and/or ``overlap`` changed
+        from the index's current config (see ``resolve_chunking``); neither keeps the index's. The
+        chunk budget may not exceed the encoder's ``max_length``.
         """
         start = time.perf_counter()
         paths = [Path(p).expanduser() for p in paths]
         require_paths(paths)
         report = IndexReport()
         old_chunking = (self._manifest or {}).get("chunking")
-        chunking = chunking or (ChunkingConfig.from_dict(old_chunking) if old_chunking
-                                else ChunkingConfig())
+        chunking = resolve_chunking(old_chunking, chunking, chunk_tokens, overlap)
+        encoder = self.encoder
+        check_chunk_budget(chunking, encoder)
         # indexes written before the version was recorded were chunked by version 1
         old_version = (self._manifest or {}).get("chunker_version", 1)
         rechunk_all = old_chunking is not None and (old_chunking != chunking.to_dict()
                                                     or old_version != CHUNKER_VERSION)
         roots = [_key(p) for p in paths]
-        encoder = self.encoder
 
         with transaction(self.root) as tx:
             store = tx.store
@@ -403,6 +408,39 @@ class Retriever:
         info["path"] = str(self.root.resolve())
         info["sources"] = len(store.sources())
         return info
+
+
+def resolve_chunking(current: dict | None, chunking: ChunkingConfig | None = None,
+                     chunk_tokens: int | None = None, overlap: int | None = None) -> ChunkingConfig:
+    """The chunking config an ``index`` run uses (the one place this policy is decided).
+
+    ``chunking`` wins whole; else ``chunk_tokens``/``overlap`` change the index's ``current``
+    config (or the default): a new budget keeps the overlap, scaled to an eighth of the budget
+    when it no longer fits; neither given keeps ``current``.
+    """
+    if chunking is not None and (chunk_tokens is not None or overlap is not None):
+        raise CompsearchError("give either a chunking config or chunk_tokens/overlap, not both")
+    if chunking is not None:
+        return chunking
+    base = ChunkingConfig.from_dict(current) if current else ChunkingConfig()
+    if chunk_tokens is None and overlap is None:
+        return base
+    max_tokens = chunk_tokens if chunk_tokens is not None else base.max_tokens
+    if overlap is None:
+        overlap = base.overlap_tokens if base.overlap_tokens < max_tokens else max_tokens // 8
+    try:
+        return ChunkingConfig(max_tokens=max_tokens, overlap_tokens=overlap)
+    except ValueError as exc:
+        raise CompsearchError(str(exc)) from None
+
+
+def check_chunk_budget(chunking: ChunkingConfig, encoder) -> None:
+    """A chunk budget above the encoder's ``max_length`` would have every long chunk cut when
+    encoded (its tail unsearchable): refuse it."""
+    limit = encoder.config.max_length
+    if chunking.max_tokens > limit:
+        raise CompsearchError(f"a chunk budget of {chunking.max_tokens} tokens is above the encoder's "
+                              f"max_length of {limit}: use --chunk-tokens {limit} or less")
 
 
 def require_paths(paths: Sequence[Path]) -> None:

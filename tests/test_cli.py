@@ -66,6 +66,10 @@ def test_errors_are_one_line(run, tiny_base, tmp_path):
                         "--model", tiny_base), "nothing to index")
     _one_line_error(run("index", tmp_path, "--index", tmp_path / "i4", "--model", tiny_base,
                         "--chunk-tokens", 4), "max_tokens")
+    r = run("index", tmp_path, "--index", tmp_path / "i5", "--model", tiny_base,
+            "--chunk-tokens", 100_000)   # checked once the encoder is loaded (after its note)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.output.splitlines()[-1].startswith("error: a chunk budget of 100000 tokens is above")
     _one_line_error(run("query", "  ", "--index", ix), "empty")
     r = run("query", "x", "-k", 0)
     assert r.exit_code == 2 and "Traceback" not in r.output

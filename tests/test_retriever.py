@@ -141,6 +141,41 @@ def test_hostile_manifest_is_a_one_line_error(tiny_encoder, tmp_path, where, val
         assert "\n" not in str(err.value) and "corrupt" in str(err.value)
 
 
+def test_chunking_policy_is_decided_by_the_library(tiny_encoder, tmp_path):
+    from compsearch.retriever import resolve_chunking
+
+    current = ChunkingConfig(max_tokens=64, overlap_tokens=16).to_dict()
+    assert resolve_chunking(None) == ChunkingConfig()
+    assert resolve_chunking(current) == ChunkingConfig(64, 16)
+    assert resolve_chunking(current, chunk_tokens=128) == ChunkingConfig(128, 16)   # overlap kept
+    assert resolve_chunking(current, chunk_tokens=16) == ChunkingConfig(16, 2)      # scaled to 1/8
+    assert resolve_chunking(current, overlap=0) == ChunkingConfig(64, 0)
+    assert resolve_chunking(None, chunk_tokens=32, overlap=8) == ChunkingConfig(32, 8)
+    assert resolve_chunking(current, SMALL) == SMALL
+    with pytest.raises(CompsearchError, match="not both"):
+        resolve_chunking(None, SMALL, chunk_tokens=32)
+    with pytest.raises(CompsearchError, match="overlap_tokens"):
+        resolve_chunking(None, chunk_tokens=32, overlap=32)
+    # Retriever.index applies it: a new budget re-chunks, keeping the recorded overlap
+    docs = write_corpus(tmp_path / "docs")
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    r.index([docs], chunking=SMALL)
+    rep = r.index([docs], chunk_tokens=48)
+    assert rep.files_indexed == 4 and r.manifest["chunking"] == {"max_tokens": 48, "overlap_tokens": 4}
+
+
+def test_chunk_budget_above_encoder_max_length_is_refused(tiny_encoder, tmp_path):
+    docs = write_corpus(tmp_path / "docs")
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    limit = tiny_encoder.config.max_length
+    with pytest.raises(CompsearchError, match=f"above the encoder's max_length of {limit}"):
+        r.index([docs], chunk_tokens=limit + 1)
+    with pytest.raises(CompsearchError, match="max_length"):
+        r.index([docs], chunking=ChunkingConfig(max_tokens=limit * 2))
+    assert not r.exists   # nothing was written
+    assert r.index([docs], chunk_tokens=limit).files_indexed == 4
+
+
 def test_add_filter_delete(tiny_encoder, tmp_path):
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
     ids = r.add(["json parse value", "log rotate size", "http cookie header"],
