@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
+from .chunking import ChunkingConfig
 from .errors import CompsearchError
 from .fsutil import atomic_write_text, fsync_dir, fsync_tree, usual_modes
 from .index import VectorIndex
@@ -90,14 +91,12 @@ def _show(value) -> str:
 
 def _manifest_problem(m: dict) -> str | None:
     """What is wrong with a parsed manifest's fields (None when they are usable)."""
-    from .chunking import ChunkingConfig
-
     if not _is_int(m["generation"], 1):
         return f"generation must be a positive integer, not {_show(m['generation'])}"
     enc = m["encoder"]
     if not isinstance(enc, dict):
         return f"encoder must be a mapping, not {_show(enc)}"
-    if not isinstance(enc.get("fingerprint"), str) or not isinstance(enc.get("source", ""), str):
+    if not isinstance(enc.get("fingerprint"), str) or not isinstance(enc.get("source"), str):
         return "encoder.fingerprint and encoder.source must be strings"
     if not _is_int(enc.get("dim"), 1):
         return f"encoder.dim must be a positive integer, not {_show(enc.get('dim'))}"

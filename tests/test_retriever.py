@@ -112,6 +112,7 @@ def test_rechunk_when_chunker_version_changes(tiny_encoder, tmp_path):
     (("format_version",), "1", "format_version must be an integer"),
     (("encoder",), ["x"], "encoder must be a mapping"),
     (("encoder", "dim"), "32", "encoder.dim must be a positive integer"),
+    (("encoder", "source"), None, "encoder.fingerprint and encoder.source must be strings"),
     (("index", "spec", "evil"), 1, "unknown index parameter"),
     (("index", "spec", "nlist"), "4", "nlist must be an integer"),
     (("index", "spec", "kind"), ["flat"], "unknown index type"),
