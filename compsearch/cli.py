@@ -303,7 +303,7 @@ def compact(index_dir):
 @click.option("--dim", default=576, show_default=True)
 @friendly_errors
 def choose(n, dim):
-    """Which index type and parameters `--type auto` picks for N vectors (JSON)."""
+    """Which index type and parameters suit N vectors (what --type auto picks; JSON)."""
     from .index import choose_spec
 
     spec = choose_spec(n, dim)
