@@ -25,13 +25,14 @@ from pathlib import Path
 import click
 import numpy as np
 
+from compsearch.indexspec import KINDS
+
 from .common import RESULTS, machine_info, save, stdlib_paragraphs
 
-DEFAULT_TYPES = "flat,ivf,ivf-sq8,ivf-pq,hnsw"
-SWEEPS = {"ivf": ("nprobe", [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]),
-          "ivf-sq8": ("nprobe", [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]),
-          "ivf-pq": ("nprobe", [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]),
-          "hnsw": ("ef_search", [16, 32, 64, 128, 256, 512])}
+DEFAULT_TYPES = ",".join(KINDS)
+# the search-time knob swept for each approximate kind: nprobe for IVF, efSearch for HNSW
+SWEEPS = {kind: ("nprobe", [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]) if kind.startswith("ivf")
+          else ("ef_search", [16, 32, 64, 128, 256, 512]) for kind in KINDS if kind != "flat"}
 TIE_EPS = 1e-3  # cosine: a neighbour this close to the exact k-th score counts as found (index-only)
 
 
@@ -124,7 +125,7 @@ def _plot(rows: dict, title: str, path: Path) -> Path | None:
 
 def run_index_only(n: int, queries: int, k: int, types: list[str], encoded: int, model) -> None:
     from compsearch import Encoder
-    from index_tools.choose import build_index, choose_spec
+    from compsearch.index import build_index, choose_spec
 
     enc = Encoder.load(model)
     texts = stdlib_paragraphs(encoded + queries, seed=2)
@@ -263,7 +264,7 @@ def main(chunks, encoded, queries, k, types, index_only, minilm, model):
     if index_only:
         return run_index_only(index_only, queries, k, types.split(","), encoded, model)
     from compsearch import Encoder, Retriever
-    from index_tools.maintain import rebuild
+    from compsearch.maintenance import rebuild
 
     texts = stdlib_paragraphs(chunks + queries, seed=1)
     docs, qtexts = texts[:chunks], [t.splitlines()[0][:120] for t in texts[chunks:]]

@@ -1,8 +1,11 @@
-"""The ``compsearch`` command: a thin layer over ``compsearch.Retriever``.
+"""The ``compsearch`` command: a thin layer over ``compsearch.Retriever`` and
+``compsearch.maintenance``; every policy (re-chunking, index choice) is decided in the library.
 
     compsearch index ./docs              # build or update ./.compsearch
     compsearch query "how do I ..." -k 5
     compsearch info
+    compsearch inspect|verify|rebuild|compact .compsearch   # maintenance
+    compsearch choose 2000000            # what --type auto picks for 2M vectors
 """
 
 from __future__ import annotations
@@ -15,15 +18,20 @@ import sys
 import click
 
 from .errors import CompsearchError
+from .indexspec import REQUESTABLE
 
 DEFAULT_INDEX = os.environ.get("COMPSEARCH_INDEX", ".compsearch")
-INDEX_TYPES = ["auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw"]
+INDEX_TYPES = list(REQUESTABLE)
 
 
-def _console(stderr: bool = False):
+def console(stderr: bool = False):
+    """A rich console for compsearch's output (stdout, or stderr for progress and notes)."""
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+_console = console  # the name the query command uses
 
 
 def friendly_errors(fn):
@@ -80,35 +88,25 @@ def main():
 def index(paths, index_dir, model, index_type, chunk_tokens, overlap, hidden, no_gitignore,
           max_file_mb, as_json, verbose):
     """Index files and folders (incremental: only changed files are re-encoded)."""
-    from .chunking import ChunkingConfig
-    from .retriever import Retriever, require_paths
+    from .retriever import Retriever, require_paths, resolve_chunking
 
     _setup_logging(False)
     require_paths([os.path.expanduser(p) for p in paths])
     retriever = Retriever.open(index_dir, model)
-    chunking = None
-    if chunk_tokens is not None or overlap is not None:
-        base = ChunkingConfig.from_dict(retriever.manifest["chunking"]) \
-            if retriever.exists and retriever.manifest.get("chunking") else ChunkingConfig()
-        max_tokens = chunk_tokens or base.max_tokens
-        if overlap is None:  # keep the overlap, scaled down if it no longer fits the budget
-            overlap = base.overlap_tokens if base.overlap_tokens < max_tokens else max_tokens // 8
-        try:
-            chunking = ChunkingConfig(max_tokens=max_tokens, overlap_tokens=overlap)
-        except ValueError as exc:
-            raise CompsearchError(str(exc)) from None
-    err = _console(stderr=True)
+    # bad --chunk-tokens/--overlap fail before the encoder loads (Retriever.index decides again)
+    resolve_chunking((retriever.manifest or {}).get("chunking"), None, chunk_tokens, overlap)
+    err = console(stderr=True)
     if not as_json:
         err.print("[dim]loading encoder…[/dim]")
     retriever.encoder  # load (and convert the bundled model on first use) before the bar starts
-    report = index_with_progress(retriever, paths, err, disable=as_json, chunking=chunking,
-                                 index_type=index_type, include_hidden=hidden,
+    report = index_with_progress(retriever, paths, err, disable=as_json, chunk_tokens=chunk_tokens,
+                                 overlap=overlap, index_type=index_type, include_hidden=hidden,
                                  respect_gitignore=not no_gitignore,
                                  max_file_bytes=int(max_file_mb * 1_000_000))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
-    _print_report(_console(), report, index_dir, verbose)
+    print_report(console(), report, index_dir, verbose)
 
 
 def index_with_progress(retriever, paths, console, disable: bool = False, **options):
@@ -134,7 +132,8 @@ def _progress(console, disable: bool):
                     disable=disable, transient=True)
 
 
-def _print_report(console, report, index_dir, verbose):
+def print_report(console, report, index_dir, verbose: bool = False) -> None:
+    """An ``IndexReport`` as a short table, then the skipped files (all of them with ``verbose``)."""
     from rich.table import Table
 
     t = Table(show_header=False, box=None, pad_edge=False)
@@ -240,7 +239,75 @@ def info(index_dir, as_json):
     t.add_row("roots", "\n".join(data.get("roots", [])))
     t.add_row("created / updated", f"{data.get('created_at')} / {data.get('updated_at')}")
     t.add_row("format", f"{data['format']} v{data['format_version']}, generation {data['generation']}")
-    _console().print(t)
+    console().print(t)
+
+
+# ---------------------------------------------------------------- maintenance (compsearch.maintenance)
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@friendly_errors
+def inspect(index_dir):
+    """Sizes, type and counts of an index (JSON)."""
+    from .maintenance import inspect as run
+
+    click.echo(json.dumps(run(index_dir), indent=2))
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@click.option("--sample", default=200, show_default=True, help="Vectors checked for self-recall.")
+@friendly_errors
+def verify(index_dir, sample):
+    """Check integrity; exit 1 when a problem is found."""
+    from .maintenance import verify as run
+
+    problems = run(index_dir, sample=sample)
+    for p in problems:
+        click.echo(f"problem: {p}", err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo("ok")
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@click.option("--type", "kind", type=click.Choice(INDEX_TYPES), default=None,
+              help="New index type (default: keep the current choice).")
+@click.option("--nlist", type=int, default=None)
+@click.option("--nprobe", type=int, default=None)
+@click.option("--pq-m", type=int, default=None)
+@click.option("--hnsw-m", type=int, default=None)
+@click.option("--ef-search", type=int, default=None)
+@friendly_errors
+def rebuild(index_dir, kind, nlist, nprobe, pq_m, hnsw_m, ef_search):
+    """Rebuild the vector index from stored vectors (no re-encoding)."""
+    from .maintenance import rebuild as run
+
+    m = run(index_dir, kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m, hnsw_m=hnsw_m, ef_search=ef_search)
+    click.echo(f"rebuilt: {m['index']['factory']}, {m['index']['ntotal']} vectors, generation {m['generation']}")
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@friendly_errors
+def compact(index_dir):
+    """Reclaim space left by deletions."""
+    from .maintenance import compact as run
+
+    m = run(index_dir)
+    click.echo(f"compacted: {m['index']['ntotal']} vectors, generation {m['generation']}")
+
+
+@main.command()
+@click.argument("n", type=int)
+@click.option("--dim", default=576, show_default=True)
+@friendly_errors
+def choose(n, dim):
+    """Which index type and parameters suit N vectors (what --type auto picks; JSON)."""
+    from .index import choose_spec
+
+    spec = choose_spec(n, dim)
+    click.echo(json.dumps(dict(spec.to_dict(), factory=spec.factory(dim)), indent=2))
 
 
 @main.command()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .cli import _console, _print_report, friendly_errors, index_with_progress, print_results
+from .cli import console, friendly_errors, index_with_progress, print_report, print_results
 
 QUERIES = [
     "how do I pretty-print JSON with sorted keys and indentation?",
@@ -39,7 +39,7 @@ def demo_paths() -> list[Path]:
 def main(index_dir, k, queries):
     from .retriever import Retriever
 
-    out, err = _console(), _console(stderr=True)
+    out, err = console(), console(stderr=True)
     paths = demo_paths()
     out.print("[bold]compsearch demo[/bold]: indexing " + ", ".join(str(p) for p in paths))
     retriever = Retriever.open(index_dir)
@@ -55,7 +55,7 @@ def main(index_dir, k, queries):
         out.print("[yellow]note: the default encoder was trained on a 2-core CPU with a small budget; its "
                   "scores beside BM25 and all-MiniLM-L6-v2 are in compsearch/default_model/README.md.[/yellow]")
     report = index_with_progress(retriever, paths, err)
-    _print_report(out, report, index_dir, verbose=False)
+    print_report(out, report, index_dir, verbose=False)
     for q in queries or QUERIES:
         out.print()
         print_results(out, q, retriever.search(q, k=k))

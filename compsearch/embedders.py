@@ -208,14 +208,3 @@ def load_encoder(spec: str | os.PathLike | None):
 
     return Encoder.load(spec)
 
-
-def manifest_entry(encoder) -> dict:
-    """What the manifest records about an encoder (compsearch's own or a foreign one)."""
-    if hasattr(encoder, "manifest_entry"):
-        return encoder.manifest_entry()
-    return {"source": encoder.source, "name": encoder.name, "fingerprint": encoder.fingerprint,
-            "dim": encoder.dim, "dtype": str(encoder.dtype).replace("torch.", ""),
-            "max_length": encoder.config.max_length,
-            "num_memory_tokens": encoder.config.num_memory_tokens,
-            "num_layers": getattr(encoder.config, "num_layers", None)}
-

@@ -9,6 +9,10 @@ Layout::
       encoder/             # the encoder that made the vectors (config, memory tokens, adapter)
       .lock                # held by a writer
 
+This module is the one writer and reader of ``manifest.json``: ``build_manifest`` makes the dict
+(``Transaction.commit`` adds the generation and timestamps and writes it) and ``read_manifest``
+refuses anything malformed with a one-line ``CompsearchError``.
+
 A generation is never modified once the manifest names it. A writer copies the current generation
 into a hidden temporary folder, changes the copy, fsyncs it, renames it to the next generation and
 only then replaces ``manifest.json`` (write a temp file, fsync, rename). A crash or Ctrl-C at any
@@ -24,12 +28,16 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import __version__
+from .chunking import ChunkingConfig
 from .errors import CompsearchError
-from .index import IndexSpec, VectorIndex
 from .fsutil import atomic_write_text, fsync_dir, fsync_tree, usual_modes
+from .index import VectorIndex
+from .indexspec import REQUESTABLE, IndexSpec
 from .store import Store
 
 FORMAT = "compsearch-index"
@@ -57,13 +65,112 @@ def read_manifest(root: Path) -> dict | None:
         raise CompsearchError(f"{path} is unreadable or corrupt ({exc.__class__.__name__})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CompsearchError(f"{path} is not a compsearch index manifest")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
+    version = manifest.get("format_version", 0)
+    if not _is_int(version):
+        raise CompsearchError(f"{path} is corrupt: format_version must be an integer, not {_show(version)}")
+    if version > FORMAT_VERSION:
         raise CompsearchError(f"{root} was written by a newer compsearch (format "
                               f"{manifest['format_version']}); upgrade compsearch")
     for key in ("generation", "encoder", "index"):
         if key not in manifest:
             raise CompsearchError(f"{path} is incomplete (no {key!r})")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise CompsearchError(f"{path} is corrupt: {problem}")
     return manifest
+
+
+def _is_int(value, least: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _manifest_problem(m: dict) -> str | None:
+    """What is wrong with a parsed manifest's fields (None when they are usable)."""
+    if not _is_int(m["generation"], 1):
+        return f"generation must be a positive integer, not {_show(m['generation'])}"
+    enc = m["encoder"]
+    if not isinstance(enc, dict):
+        return f"encoder must be a mapping, not {_show(enc)}"
+    if not isinstance(enc.get("fingerprint"), str) or not isinstance(enc.get("source"), (str, type(None))):
+        return "encoder.fingerprint must be a string and encoder.source a string or null"
+    if not _is_int(enc.get("dim"), 1):
+        return f"encoder.dim must be a positive integer, not {_show(enc.get('dim'))}"
+    index = m["index"]
+    if not isinstance(index, dict) or "spec" not in index:
+        return "index must be a mapping with a spec"
+    try:
+        IndexSpec.from_dict(index["spec"])
+    except CompsearchError as exc:
+        return f"index.spec: {exc}"
+    if index.get("requested", "auto") not in REQUESTABLE:
+        return f"index.requested must be one of {', '.join(REQUESTABLE)}, not {_show(index['requested'])}"
+    if m.get("chunking") is not None:
+        try:
+            ChunkingConfig.from_dict(m["chunking"])
+        except (TypeError, ValueError) as exc:
+            return f"chunking: {exc}"
+    if m.get("chunker_version") is not None and not _is_int(m["chunker_version"], 1):
+        return f"chunker_version must be a positive integer, not {_show(m['chunker_version'])}"
+    counts = m.get("counts", {})
+    if not isinstance(counts, dict) or not all(_is_int(v) for v in counts.values()):
+        return "counts must map names to non-negative integers"
+    roots = m.get("roots", [])
+    if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
+        return "roots must be a list of paths"
+    return None
+
+
+def build_manifest(old: dict | None, index: VectorIndex, counts: dict, *, requested: str | None = None,
+                   encoder: dict | None = None, chunking: dict | None = None,
+                   chunker_version: int | None = None, roots: Iterable[str] = ()) -> dict:
+    """The manifest of the next generation: what this write changed, over what ``old`` said.
+
+    ``encoder``: the ``encoder_entry`` of the encoder that made the vectors (kept from ``old``
+    when None); ``chunking`` and ``chunker_version``: set when this write chunked files, else kept;
+    ``roots``: folders indexed by this write, added to the old ones. ``Transaction.commit`` adds
+    format, generation and timestamps.
+    """
+    old = old or {}
+    encoder = encoder or old.get("encoder")
+    if encoder is None:
+        raise CompsearchError("internal error: a new index needs the encoder that made its vectors")
+    requested = requested or old.get("index", {}).get("requested", "auto")
+    dim = encoder["dim"]
+    manifest = {
+        "compsearch_version": __version__,
+        "encoder": encoder,
+        "index": {"spec": index.spec.to_dict(), "requested": requested,
+                  "factory": index.spec.factory(dim), "ntotal": index.ntotal},
+        "chunking": chunking if chunking is not None else old.get("chunking"),
+        "chunker_version": chunker_version if chunker_version is not None
+        else old.get("chunker_version"),
+        "counts": dict(counts),
+        "roots": sorted(set(old.get("roots", [])) | set(roots)),
+    }
+    if old.get("created_at"):
+        manifest["created_at"] = old["created_at"]
+    return manifest
+
+
+def encoder_entry(encoder) -> dict:
+    """How the manifest records the encoder that made the vectors.
+
+    compsearch's ``Encoder``: source, name, fingerprint, dim, dtype, max_length, memory tokens and
+    depth (``num_layers``, null = all layers). A foreign embedder (``compsearch.embedders``)
+    describes itself (``manifest_entry``); its ``source`` is null when it cannot be loaded by name.
+    """
+    if hasattr(encoder, "manifest_entry"):
+        return encoder.manifest_entry()
+    return {"source": encoder.source, "name": encoder.name, "fingerprint": encoder.fingerprint,
+            "dim": encoder.dim, "dtype": str(encoder.dtype).replace("torch.", ""),
+            "max_length": encoder.config.max_length,
+            "num_memory_tokens": encoder.config.num_memory_tokens,
+            "num_layers": getattr(encoder.config, "num_layers", None)}
 
 
 def generation_dir(root: Path, generation: int) -> Path:
@@ -93,10 +200,16 @@ class Transaction:
         self.index = index
         self.committed = False
 
-    def commit(self, manifest: dict) -> dict:
-        """Write everything, then switch the manifest; returns the manifest written."""
+    def commit(self, **changes) -> dict:
+        """Write everything, then switch the manifest; returns the manifest written.
+
+        ``changes``: what ``build_manifest`` takes besides the old manifest, the index and the
+        counts (``requested``, ``encoder``, ``chunking``, ``chunker_version``, ``roots``).
+        """
         if self.index is None:
             raise CompsearchError("nothing to commit: no vector index was built")
+        counts = {"chunks": self.store.count(), "files": self.store.file_count()}
+        manifest = build_manifest(self.manifest, self.index, counts, **changes)
         generation = (self.manifest["generation"] + 1) if self.manifest else 1
         self.store.commit()
         self.store.close()

@@ -18,29 +18,28 @@ Makefile, ...) are recognised too.  Everything else is skipped as
 "unsupported type".  Log files, lock files and minified bundles are left out
 on purpose: they are large and rarely useful as search results.
 
-HTML is reduced to its visible text *without moving it between lines*: the
-extracted text has exactly as many lines as the source and every fragment sits
-on the line where it occurs, so line spans computed on the text are valid
-citations into the original file.  Headings become Markdown ``#`` lines so the
-chunker can treat HTML like Markdown.
+This module keeps discovery and the dispatch by kind; the per-format readers
+(decoding, HTML, PDF) live in ``compsearch.readers`` and the data types in
+``compsearch.documents``.  HTML is reduced to its visible text without moving
+it between lines, so line spans stay valid citations into the original file.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import os
-import re
 import stat
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pathspec
-from charset_normalizer import from_bytes
+
+from .documents import Candidate, Document, Skipped
+from .readers.decode import decode, normalise_newlines
+from .readers.html import html_to_text
+from .readers.pdf import read_pdf
 
 __all__ = [
     "Candidate",
@@ -49,44 +48,11 @@ __all__ = [
     "classify_path",
     "content_hash",
     "discover",
+    "html_to_text",
     "load",
     "parse",
     "read_bytes",
 ]
-
-# --------------------------------------------------------------------------
-# Public data types
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A file found by :func:`discover`; not read yet."""
-
-    path: Path
-    kind: str  # "text" | "markdown" | "rst" | "html" | "code" | "pdf"
-    language: str | None  # for code: "python", "javascript", ...; else None
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A path that was looked at and rejected, with a short reason."""
-
-    path: Path
-    reason: str
-
-
-@dataclass
-class Document:
-    """Decoded or extracted text of one file."""
-
-    path: Path
-    kind: str
-    language: str | None
-    text: str  # newlines normalised to "\n"
-    encoding: str  # "utf-8", "cp1252", ..., or "pdf"
-    page_starts: list[int] | None = None  # PDF only: 1-based first line of each page
-
 
 # --------------------------------------------------------------------------
 # File classification
@@ -426,91 +392,6 @@ def load(candidate: Candidate) -> tuple[Document | Skipped, str | None]:
 
 
 # --------------------------------------------------------------------------
-# Decoding
-# --------------------------------------------------------------------------
-
-_BINARY_SNIFF_BYTES = 8192
-_BOMS: tuple[tuple[bytes, str, str], ...] = (
-    (b"\xef\xbb\xbf", "utf-8-sig", "utf-8"),
-    (b"\xff\xfe\x00\x00", "utf-32", "utf-32"),
-    (b"\x00\x00\xfe\xff", "utf-32", "utf-32"),
-    (b"\xff\xfe", "utf-16", "utf-16"),
-    (b"\xfe\xff", "utf-16", "utf-16"),
-)
-_ALLOWED_CONTROLS = frozenset("\t\n\r\f\v\x1b")
-_MAX_CONTROL_RATIO = 0.02
-
-# Non-ASCII characters that plausibly occur in Western European text.  Used
-# to prefer cp1252 (the most common legacy encoding) over the sometimes odd
-# guesses of charset_normalizer on short texts.
-_WESTERN_CHARS = frozenset(
-    "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜÝßàáâãäåæçèéêëìíîïñòóôõöøùúûüýÿŒœŠšŸŽžƒ"
-    "“”‘’‚„–—…€•«»°©®™¡¿£¥¢§·\xa0"
-)
-_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{4,}")
-
-
-def _normalise_newlines(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _control_ratio(text: str) -> float:
-    if not text:
-        return 0.0
-    sample = text[:100_000]
-    bad = sum(
-        1
-        for ch in sample
-        if ch not in _ALLOWED_CONTROLS and unicodedata.category(ch) in ("Cc", "Cs", "Co")
-    )
-    return bad / len(sample)
-
-
-def _plausible_cp1252(data: bytes) -> str | None:
-    """Decode as cp1252 if the result looks like Western European text."""
-    try:
-        text = data.decode("cp1252")
-    except UnicodeDecodeError:
-        return None
-    non_ascii = {ch for ch in text if ord(ch) > 0x7F}
-    if not non_ascii <= _WESTERN_CHARS or _NON_ASCII_RUN.search(text):
-        return None
-    if _control_ratio(text) > 0:
-        return None
-    return text
-
-
-def _decode(data: bytes) -> tuple[str, str] | str:
-    """Return ``(text, encoding)`` or a Skipped reason."""
-    for bom, codec, name in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data.decode(codec), name
-            except UnicodeDecodeError:
-                break
-    if b"\x00" in data[:_BINARY_SNIFF_BYTES]:
-        return "binary file"
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    else:
-        if _control_ratio(text) > _MAX_CONTROL_RATIO:
-            return "binary file"
-        return text, "utf-8"
-    western = _plausible_cp1252(data)
-    if western is not None:
-        return western, "cp1252"
-    best = from_bytes(data).best()
-    if best is None:
-        return "undecodable text (no encoding detected)"
-    text = str(best)
-    if _control_ratio(text) > _MAX_CONTROL_RATIO:
-        return "undecodable text (too many control characters)"
-    return text, best.encoding
-
-
-# --------------------------------------------------------------------------
 # Parsing
 # --------------------------------------------------------------------------
 
@@ -518,14 +399,14 @@ def _decode(data: bytes) -> tuple[str, str] | str:
 def parse(candidate: Candidate, data: bytes) -> Document | Skipped:
     """Decode or extract the text of a candidate's bytes."""
     if candidate.kind == "pdf":
-        return _parse_pdf(candidate, data)
+        return read_pdf(candidate, data)
     if not data.strip():
         return Skipped(candidate.path, "empty file")
-    decoded = _decode(data)
+    decoded = decode(data)
     if isinstance(decoded, str):
         return Skipped(candidate.path, decoded)
     text, encoding = decoded
-    text = _normalise_newlines(text)
+    text = normalise_newlines(text)
     if candidate.kind == "html":
         text = html_to_text(text)
         if not text.strip():
@@ -533,197 +414,3 @@ def parse(candidate: Candidate, data: bytes) -> Document | Skipped:
     elif not text.strip():
         return Skipped(candidate.path, "empty file")
     return Document(candidate.path, candidate.kind, candidate.language, text, encoding)
-
-
-def _short_error(exc: BaseException, limit: int = 120) -> str:
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _parse_pdf(candidate: Candidate, data: bytes) -> Document | Skipped:
-    path = candidate.path
-    try:
-        from pypdf import PdfReader
-    except ImportError:  # pragma: no cover - pypdf is a dependency
-        return Skipped(path, "PDF could not be parsed: pypdf is not installed")
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not _try_empty_password(reader):
-            return Skipped(path, "PDF could not be parsed: encrypted")
-        pages = list(reader.pages)
-    except Exception as exc:  # pypdf raises many exception types on bad input
-        return Skipped(path, f"PDF could not be parsed: {_short_error(exc)}")
-    texts, failures = _extract_pages(pages)
-    if not any(t.strip() for t in texts):
-        if pages and failures == len(pages):
-            return Skipped(path, "PDF could not be parsed: text extraction failed")
-        return Skipped(path, "PDF has no extractable text")
-    starts, line = [], 1
-    for page_text in texts:
-        starts.append(line)
-        line += page_text.count("\n") + 1
-    text = "\n".join(texts)
-    return Document(path, candidate.kind, candidate.language, text, "pdf", starts)
-
-
-def _try_empty_password(reader: object) -> bool:
-    try:
-        return bool(reader.decrypt(""))  # type: ignore[attr-defined]
-    except Exception:
-        return False
-
-
-def _extract_pages(pages: list) -> tuple[list[str], int]:
-    texts: list[str] = []
-    failures = 0
-    for page in pages:
-        try:
-            raw = page.extract_text() or ""
-        except Exception:
-            raw, failures = "", failures + 1
-        texts.append(_normalise_newlines(raw).replace("\x00", "").rstrip())
-    return texts, failures
-
-
-# --------------------------------------------------------------------------
-# HTML
-# --------------------------------------------------------------------------
-
-_SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "svg"})
-_HEADINGS = {f"h{n}": n for n in range(1, 7)}
-_BLOCK_TAGS = frozenset(
-    {
-        "address", "article", "aside", "blockquote", "body", "br", "caption",
-        "dd", "details", "dialog", "div", "dl", "dt", "fieldset", "figcaption",
-        "figure", "footer", "form", "header", "hr", "html", "li", "main", "nav",
-        "ol", "option", "p", "pre", "section", "summary", "table", "tbody",
-        "td", "tfoot", "th", "thead", "title", "tr", "ul",
-    }
-)  # fmt: skip
-_SPACES = re.compile(r"\s+")
-
-
-@dataclass
-class _Fragment:
-    text: str
-    heading: int = 0  # heading level, 0 for ordinary text
-    raw: bool = False  # inside <pre>: keep whitespace
-
-
-class _TextExtractor(HTMLParser):
-    """Collects visible text fragments keyed by their source line."""
-
-    def __init__(self, line_count: int) -> None:
-        super().__init__(convert_charrefs=True)
-        self.lines: list[list[_Fragment]] = [[] for _ in range(line_count)]
-        self.skip_depth = 0
-        self.in_head = False
-        self.in_title = False
-        self.pre_depth = 0
-        self.heading: tuple[int, int, list[str]] | None = None  # level, line, parts
-
-    # -- tag events ------------------------------------------------------
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag in _SKIP_TAGS:
-            self.skip_depth += 1
-        elif tag == "head":
-            self.in_head = True
-        elif tag == "title":
-            self.in_title = True
-        elif tag == "pre":
-            self.pre_depth += 1
-        if tag in _HEADINGS and self.skip_depth == 0:
-            self._finish_heading()
-            self.heading = (_HEADINGS[tag], self.getpos()[0], [])
-        elif tag in _BLOCK_TAGS:
-            self._separate()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIP_TAGS:
-            self.skip_depth = max(0, self.skip_depth - 1)
-        elif tag == "head":
-            self.in_head = False
-        elif tag == "title":
-            self.in_title = False
-        elif tag == "pre":
-            self.pre_depth = max(0, self.pre_depth - 1)
-        if tag in _HEADINGS:
-            self._finish_heading()
-        elif tag in _BLOCK_TAGS:
-            self._separate()
-
-    def handle_startendtag(self, tag: str, attrs: list) -> None:
-        if tag in _BLOCK_TAGS:  # <br/>, <hr/>
-            self._separate()
-
-    # -- text events -----------------------------------------------------
-    def handle_data(self, data: str) -> None:
-        if self.skip_depth or (self.in_head and not self.in_title):
-            return
-        if self.heading is not None:
-            self.heading[2].append(data)
-            return
-        line = self.getpos()[0]
-        for offset, piece in enumerate(data.split("\n")):
-            if self.pre_depth:
-                self._add(line + offset, _Fragment(piece, raw=True))
-            elif piece:
-                self._add(line + offset, _Fragment(_SPACES.sub(" ", piece)))
-
-    def close(self) -> None:
-        super().close()
-        self._finish_heading()
-
-    # -- helpers ---------------------------------------------------------
-    def _add(self, line: int, fragment: _Fragment) -> None:
-        if 1 <= line <= len(self.lines):
-            self.lines[line - 1].append(fragment)
-
-    def _separate(self) -> None:
-        """Block boundary: keep words on the same source line apart."""
-        if self.heading is not None:
-            self.heading[2].append(" ")
-        else:
-            self._add(self.getpos()[0], _Fragment(" "))
-
-    def _finish_heading(self) -> None:
-        if self.heading is None:
-            return
-        level, line, parts = self.heading
-        self.heading = None
-        title = _SPACES.sub(" ", "".join(parts)).strip()
-        if title:
-            self._add(line, _Fragment(title, heading=level))
-            self._add(line, _Fragment(" "))
-
-    def render(self) -> list[str]:
-        return [_render_line(fragments) for fragments in self.lines]
-
-
-def _render_line(fragments: list[_Fragment]) -> str:
-    visible = [f for f in fragments if f.text.strip()]
-    if len(visible) == 1 and visible[0].heading:
-        return "#" * visible[0].heading + " " + visible[0].text
-    if any(f.raw for f in fragments):
-        return "".join(f.text for f in fragments).rstrip()
-    return _SPACES.sub(" ", "".join(f.text for f in fragments)).strip()
-
-
-def html_to_text(source: str) -> str:
-    """Visible text of an HTML page, each fragment on its source line.
-
-    The result has exactly as many lines as ``source``.  Text inside
-    script/style/noscript/template/svg and inside ``<head>`` (except
-    ``<title>``) is dropped.  A heading alone on its line becomes a Markdown
-    heading (``## Title``); several blocks on one source line are joined with
-    a space.
-    """
-    source = _normalise_newlines(source)
-    extractor = _TextExtractor(source.count("\n") + 1)
-    try:
-        extractor.feed(source)
-        extractor.close()
-    except Exception:  # html.parser is lenient; be safe anyway
-        pass
-    return "\n".join(extractor.render())

@@ -17,11 +17,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import __version__
-from .chunking import ChunkingConfig, chunk_document
+from .chunking import CHUNKER_VERSION, ChunkingConfig, chunk_document
 from .errors import CompsearchError
-from .index import IndexSpec
-from .indexdir import ENCODER_DIR, now, open_generation, read_manifest, transaction
+from .index import build_index, choose_spec
+from .indexdir import ENCODER_DIR, encoder_entry, now, open_generation, read_manifest, transaction
+from .indexspec import AUTO, IndexSpec
 from .ingest import Candidate, Skipped, content_hash, discover, parse, read_bytes
 from .store import ChunkRecord
 
@@ -187,6 +187,7 @@ class Retriever:
 
     # ---------------------------------------------------------------- writing
     def index(self, paths: Iterable[str | os.PathLike], *, chunking: ChunkingConfig | None = None,
+              chunk_tokens: int | None = None, overlap: int | None = None,
               index_type: str | None = None, include_hidden: bool = False,
               respect_gitignore: bool = True, max_file_bytes: int = 10_000_000,
               progress: ProgressFn | None = None) -> IndexReport:
@@ -194,18 +195,25 @@ class Retriever:
 
         Files whose content hash is unchanged are skipped, changed files are re-chunked and
         re-encoded, and files that disappeared from the given folders are removed. A different
-        chunking config re-chunks everything.
+        chunking config, or an index chunked by another ``CHUNKER_VERSION``, re-chunks everything.
+
+        Chunking: a whole ``chunking`` config, or only ``chunk_tokens`` and/or ``overlap`` changed
+        from the index's current config (see ``resolve_chunking``); neither keeps the index's. The
+        chunk budget may not exceed the encoder's ``max_length``.
         """
         start = time.perf_counter()
         paths = [Path(p).expanduser() for p in paths]
         require_paths(paths)
         report = IndexReport()
         old_chunking = (self._manifest or {}).get("chunking")
-        chunking = chunking or (ChunkingConfig.from_dict(old_chunking) if old_chunking
-                                else ChunkingConfig())
-        rechunk_all = old_chunking is not None and old_chunking != chunking.to_dict()
-        roots = [_key(p) for p in paths]
+        chunking = resolve_chunking(old_chunking, chunking, chunk_tokens, overlap)
         encoder = self.encoder
+        check_chunk_budget(chunking, encoder)
+        # indexes written before the version was recorded were chunked by version 1
+        old_version = (self._manifest or {}).get("chunker_version", 1)
+        rechunk_all = old_chunking is not None and (old_chunking != chunking.to_dict()
+                                                    or old_version != CHUNKER_VERSION)
+        roots = [_key(p) for p in paths]
 
         with transaction(self.root) as tx:
             store = tx.store
@@ -398,16 +406,13 @@ class Retriever:
 
     def _finish(self, tx, encoder, chunking, index_type, added, removed, report, roots) -> None:
         """Bring the vector index up to date with the store and commit the generation."""
-        from index_tools.choose import build_index, choose_spec
-
-        from .embedders import manifest_entry
         from .encoder import CONFIG_FILE
 
         store = tx.store
         n = store.count()
         old = self._manifest
         old_spec = IndexSpec.from_dict(old["index"]["spec"]) if old else None
-        requested = index_type or (old["index"]["requested"] if old else "auto")
+        requested = index_type or (old["index"].get("requested", AUTO) if old else AUTO)
         spec = choose_spec(n, encoder.dim, requested)
         same_kind = old_spec is not None and old_spec.kind == spec.kind and tx.index is not None
         if same_kind and (tx.index.supports_remove or not removed):
@@ -423,20 +428,12 @@ class Retriever:
         report.chunks_total = n
         report.files_total = store.file_count()
         report.index_type = tx.index.spec.kind
-        manifest = {
-            "compsearch_version": __version__,
-            "encoder": manifest_entry(encoder),
-            "index": {"spec": tx.index.spec.to_dict(), "requested": requested,
-                      "factory": tx.index.spec.factory(encoder.dim), "ntotal": tx.index.ntotal},
-            "chunking": chunking.to_dict() if chunking else (old or {}).get("chunking"),
-            "counts": {"chunks": n, "files": report.files_total},
-            "roots": sorted(set((old or {}).get("roots", [])) | set(roots)),
-        }
-        if old:
-            manifest["created_at"] = old.get("created_at")
         if hasattr(encoder, "save") and not (self.root / ENCODER_DIR / CONFIG_FILE).is_file():
             encoder.save(self.root / ENCODER_DIR)   # written once, before the first manifest
-        self._reload(tx.commit(manifest))
+        self._reload(tx.commit(
+            requested=requested, encoder=encoder_entry(encoder),
+            chunking=chunking.to_dict() if chunking else None,
+            chunker_version=CHUNKER_VERSION if chunking else None, roots=roots))
 
     # ---------------------------------------------------------------- reading
     def search(self, query: str, k: int = 10, *, where: dict | None = None,
@@ -501,6 +498,39 @@ class Retriever:
         info["path"] = str(self.root.resolve())
         info["sources"] = len(store.sources())
         return info
+
+
+def resolve_chunking(current: dict | None, chunking: ChunkingConfig | None = None,
+                     chunk_tokens: int | None = None, overlap: int | None = None) -> ChunkingConfig:
+    """The chunking config an ``index`` run uses (the one place this policy is decided).
+
+    ``chunking`` wins whole; else ``chunk_tokens``/``overlap`` change the index's ``current``
+    config (or the default): a new budget keeps the overlap, scaled to an eighth of the budget
+    when it no longer fits; neither given keeps ``current``.
+    """
+    if chunking is not None and (chunk_tokens is not None or overlap is not None):
+        raise CompsearchError("give either a chunking config or chunk_tokens/overlap, not both")
+    if chunking is not None:
+        return chunking
+    base = ChunkingConfig.from_dict(current) if current else ChunkingConfig()
+    if chunk_tokens is None and overlap is None:
+        return base
+    max_tokens = chunk_tokens if chunk_tokens is not None else base.max_tokens
+    if overlap is None:
+        overlap = base.overlap_tokens if base.overlap_tokens < max_tokens else max_tokens // 8
+    try:
+        return ChunkingConfig(max_tokens=max_tokens, overlap_tokens=overlap)
+    except ValueError as exc:
+        raise CompsearchError(str(exc)) from None
+
+
+def check_chunk_budget(chunking: ChunkingConfig, encoder) -> None:
+    """A chunk budget above the encoder's ``max_length`` would have every long chunk cut when
+    encoded (its tail unsearchable): refuse it."""
+    limit = encoder.config.max_length
+    if chunking.max_tokens > limit:
+        raise CompsearchError(f"a chunk budget of {chunking.max_tokens} tokens is above the encoder's "
+                              f"max_length of {limit}: use --chunk-tokens {limit} or less")
 
 
 def require_paths(paths: Sequence[Path]) -> None:

@@ -265,7 +265,10 @@ def test_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv(S.CACHE_ENV, str(tmp_path / "c"))
     assert S.cache_dir() == tmp_path / "c"
     monkeypatch.delenv(S.CACHE_ENV)
+    monkeypatch.delenv("COMPSEARCH_HOME", raising=False)   # conftest points it at a temp folder
     assert S.cache_dir() == Path.home() / ".cache" / "compsearch" / "benchmarks"
+    monkeypatch.setenv("COMPSEARCH_HOME", str(tmp_path / "home"))
+    assert S.cache_dir() == tmp_path / "home" / "benchmarks"
 
 
 def test_cached_source_record_is_reused(tmp_path):

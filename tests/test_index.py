@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from compsearch import CompsearchError
-from compsearch.index import IndexSpec, VectorIndex
+from compsearch.index import (FLAT_MAX, IVF_MAX, IndexSpec, VectorIndex, build_index, choose_spec,
+                              nlist_for)
 from compsearch.store import ChunkRecord, Store
-from index_tools.choose import FLAT_MAX, IVF_MAX, build_index, choose_spec, nlist_for
 
 
 def _vectors(n, dim=32, seed=0):

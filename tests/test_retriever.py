@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from compsearch import CompsearchError, Encoder, Retriever
-from compsearch.chunking import ChunkingConfig
+from compsearch.chunking import CHUNKER_VERSION, ChunkingConfig
 from compsearch.indexdir import MANIFEST, read_manifest
 
 from conftest import write_corpus
@@ -84,6 +84,98 @@ def test_rechunk_when_chunking_changes(tiny_encoder, tmp_path):
     rep = r.index([docs], chunking=ChunkingConfig(max_tokens=64, overlap_tokens=0))
     assert rep.files_indexed == 4 and rep.files_unchanged == 0
     assert read_manifest(tmp_path / "ix")["chunking"]["max_tokens"] == 64
+
+
+def test_rechunk_when_chunker_version_changes(tiny_encoder, tmp_path):
+    docs = write_corpus(tmp_path / "docs")
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    first = r.index([docs], chunking=SMALL)
+    manifest = read_manifest(tmp_path / "ix")
+    assert manifest["chunker_version"] == CHUNKER_VERSION
+    # the index says another chunker made its chunks: every file is re-chunked and re-encoded
+    manifest["chunker_version"] = CHUNKER_VERSION + 1
+    (tmp_path / "ix" / MANIFEST).write_text(json.dumps(manifest))
+    rep = Retriever.open(tmp_path / "ix", tiny_encoder).index([docs])
+    assert (rep.files_indexed, rep.files_unchanged) == (first.files_indexed, 0)
+    assert rep.chunks_removed == first.chunks_added
+    after = read_manifest(tmp_path / "ix")
+    assert after["chunker_version"] == CHUNKER_VERSION and after["chunking"] == SMALL.to_dict()
+    again = Retriever.open(tmp_path / "ix", tiny_encoder).index([docs])
+    assert (again.files_indexed, again.files_unchanged) == (0, first.files_indexed)
+
+
+@pytest.mark.parametrize("where, value, message", [
+    (("generation",), "../../etc/passwd", "generation must be a positive integer"),
+    (("generation",), 1.5, "generation must be a positive integer"),
+    (("generation",), None, "generation must be a positive integer"),
+    (("generation",), True, "generation must be a positive integer"),
+    (("format_version",), "1", "format_version must be an integer"),
+    (("encoder",), ["x"], "encoder must be a mapping"),
+    (("encoder", "dim"), "32", "encoder.dim must be a positive integer"),
+    (("encoder", "source"), 5, "encoder.source a string or null"),
+    (("encoder", "fingerprint"), None, "encoder.fingerprint must be a string"),
+    (("index", "spec", "evil"), 1, "unknown index parameter"),
+    (("index", "spec", "nlist"), "4", "nlist must be an integer"),
+    (("index", "spec", "kind"), ["flat"], "unknown index type"),
+    (("index", "spec"), "flat", "must be a mapping"),
+    (("index", "requested"), "annoy", "index.requested must be one of"),
+    (("chunking", "max_tokens"), "many", "chunking: max_tokens must be an integer"),
+    (("chunking", "extra"), 1, "unknown chunking option"),
+    (("chunker_version",), "2", "chunker_version must be a positive integer"),
+    (("counts", "chunks"), -1, "counts must map"),
+    (("roots",), "/", "roots must be a list"),
+])
+def test_hostile_manifest_is_a_one_line_error(tiny_encoder, tmp_path, where, value, message):
+    from compsearch.maintenance import inspect
+
+    ix = tmp_path / "ix"
+    Retriever.open(ix, tiny_encoder).index([write_corpus(tmp_path / "docs")], chunking=SMALL)
+    manifest = read_manifest(ix)
+    node = manifest
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    (ix / MANIFEST).write_text(json.dumps(manifest))
+    for attempt in (lambda: Retriever.open(ix), lambda: Retriever.open(ix, tiny_encoder).index([]),
+                    lambda: inspect(ix)):
+        with pytest.raises(CompsearchError, match=message) as err:
+            attempt()
+        assert "\n" not in str(err.value) and "corrupt" in str(err.value)
+
+
+def test_chunking_policy_is_decided_by_the_library(tiny_encoder, tmp_path):
+    from compsearch.retriever import resolve_chunking
+
+    current = ChunkingConfig(max_tokens=64, overlap_tokens=16).to_dict()
+    assert resolve_chunking(None) == ChunkingConfig()
+    assert resolve_chunking(current) == ChunkingConfig(64, 16)
+    assert resolve_chunking(current, chunk_tokens=128) == ChunkingConfig(128, 16)   # overlap kept
+    assert resolve_chunking(current, chunk_tokens=16) == ChunkingConfig(16, 2)      # scaled to 1/8
+    assert resolve_chunking(current, overlap=0) == ChunkingConfig(64, 0)
+    assert resolve_chunking(None, chunk_tokens=32, overlap=8) == ChunkingConfig(32, 8)
+    assert resolve_chunking(current, SMALL) == SMALL
+    with pytest.raises(CompsearchError, match="not both"):
+        resolve_chunking(None, SMALL, chunk_tokens=32)
+    with pytest.raises(CompsearchError, match="overlap_tokens"):
+        resolve_chunking(None, chunk_tokens=32, overlap=32)
+    # Retriever.index applies it: a new budget re-chunks, keeping the recorded overlap
+    docs = write_corpus(tmp_path / "docs")
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    r.index([docs], chunking=SMALL)
+    rep = r.index([docs], chunk_tokens=48)
+    assert rep.files_indexed == 4 and r.manifest["chunking"] == {"max_tokens": 48, "overlap_tokens": 4}
+
+
+def test_chunk_budget_above_encoder_max_length_is_refused(tiny_encoder, tmp_path):
+    docs = write_corpus(tmp_path / "docs")
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    limit = tiny_encoder.config.max_length
+    with pytest.raises(CompsearchError, match=f"above the encoder's max_length of {limit}"):
+        r.index([docs], chunk_tokens=limit + 1)
+    with pytest.raises(CompsearchError, match="max_length"):
+        r.index([docs], chunking=ChunkingConfig(max_tokens=limit * 2))
+    assert not r.exists   # nothing was written
+    assert r.index([docs], chunk_tokens=limit).files_indexed == 4
 
 
 def test_add_filter_delete(tiny_encoder, tmp_path):

@@ -28,6 +28,8 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from compsearch.fsutil import cache_home
+
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "COMPSEARCH_BENCH_CACHE"
@@ -98,9 +100,10 @@ class Source:
 
 
 def cache_dir() -> Path:
-    """Root of the suite's cache: $COMPSEARCH_BENCH_CACHE or ~/.cache/compsearch/benchmarks."""
+    """Root of the suite's cache: $COMPSEARCH_BENCH_CACHE, else ``benchmarks/`` under compsearch's
+    cache root ($COMPSEARCH_HOME or ~/.cache/compsearch, ``compsearch.fsutil.cache_home``)."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "compsearch" / "benchmarks"
+    return Path(env).expanduser() if env else cache_home() / "benchmarks"
 
 
 def sha256_file(path: Path) -> str:

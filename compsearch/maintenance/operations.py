@@ -1,6 +1,7 @@
-"""Maintenance of an index directory: inspect, verify, rebuild (change type / retrain), compact.
+"""The maintenance operations on an index directory: inspect, verify, rebuild, compact.
 
 All changes go through the same atomic transaction as indexing: a crash leaves the old index.
+Nothing here re-encodes: rebuilds read the float32 vectors kept in the store.
 """
 
 from __future__ import annotations
@@ -9,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from compsearch.errors import CompsearchError
-from compsearch.indexdir import (ENCODER_DIR, INDEX_FILE, STORE_FILE, generation_dir,
-                                 open_generation, read_manifest, transaction)
-from compsearch.index import IndexSpec
-
-from .choose import build_index, choose_spec
+from ..errors import CompsearchError
+from ..index import build_index, choose_spec
+from ..indexdir import (ENCODER_DIR, INDEX_FILE, STORE_FILE, generation_dir, open_generation,
+                        read_manifest, transaction)
+from ..indexspec import AUTO, IndexSpec
 
 
 def _manifest(root: Path) -> dict:
@@ -104,7 +104,7 @@ def rebuild(root: Path, kind: str | None = None, **params) -> dict:
     dim = manifest["encoder"]["dim"]
     with transaction(root) as tx:
         n = tx.store.count()
-        requested = kind or manifest["index"].get("requested", "auto")
+        requested = kind or manifest["index"].get("requested", AUTO)
         spec = choose_spec(n, dim, requested)
         for key, value in params.items():
             if value is not None:
@@ -114,11 +114,7 @@ def rebuild(root: Path, kind: str | None = None, **params) -> dict:
         spec = IndexSpec.from_dict(spec.to_dict())  # validate
         tx.index = build_index(spec, dim, n, lambda: tx.store.iter_vectors(dim))
         tx.store.db.execute("VACUUM")
-        new = dict(manifest)
-        new["index"] = {"spec": spec.to_dict(), "requested": requested,
-                        "factory": spec.factory(dim), "ntotal": tx.index.ntotal}
-        new["counts"] = {"chunks": n, "files": tx.store.file_count()}
-        return tx.commit(new)
+        return tx.commit(requested=requested)
 
 
 def compact(root: Path) -> dict:

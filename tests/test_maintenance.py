@@ -1,4 +1,5 @@
-"""index_tools: inspect, verify (including detecting damage), rebuild and compact."""
+"""compsearch.maintenance and its commands: inspect, verify (including detecting damage), rebuild,
+compact, choose."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from click.testing import CliRunner
 
 from compsearch import Retriever
 from compsearch.indexdir import generation_dir, read_manifest
-from index_tools.__main__ import main
-from index_tools.maintain import compact, inspect, rebuild, verify
+from compsearch.cli import main
+from compsearch.maintenance import compact, inspect, rebuild, verify
 
 TEXTS = [f"{a} {b} {c}" for a in ["json", "log", "http", "file", "page"] for b in
          ["parse", "rotate", "sort", "print", "build"] for c in ["value", "key", "size", "data"]]
