@@ -21,14 +21,28 @@ from .errors import CompsearchError
 from .indexspec import REQUESTABLE
 
 DEFAULT_INDEX = os.environ.get("COMPSEARCH_INDEX", ".compsearch")
+DEFAULT_K = 5   # = compsearch.retriever.DEFAULT_K (not imported: --help must stay light)
 INDEX_TYPES = list(REQUESTABLE)
+ENVIRONMENT = """\b
+Environment:
+  COMPSEARCH_INDEX         default index directory (.compsearch)
+  COMPSEARCH_HOME          cache for converted models and merged weights (~/.cache/compsearch)
+  COMPSEARCH_THREADS       CPU threads for encoding and search (same as --threads)
+  COMPSEARCH_LOCK_TIMEOUT  seconds a writer waits for another one (600; negative: for ever)
+  HF_HUB_OFFLINE=1         never try the Hugging Face hub
+
+\b
+Exit status: 0 success, 1 error (one line on stderr; JSON on stdout with --json),
+2 usage error, 130 interrupted (the index is left as it was)."""
 
 
 def console(stderr: bool = False):
     """A rich console for compsearch's output (stdout, or stderr for progress and notes)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    c = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    c.soft_wrap = not c.is_terminal  # piped: whole lines, never wrapped at an assumed width
+    return c
 
 
 _console = console  # the name the query command uses
@@ -39,19 +53,27 @@ def friendly_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        as_json = bool(kwargs.get("as_json"))
         try:
             return fn(*args, **kwargs)
         except CompsearchError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            _fail(str(exc), 1, as_json)
         except KeyboardInterrupt:
-            click.echo("interrupted: the index was left as it was before this run", err=True)
-            sys.exit(130)
+            _fail("interrupted: the index was left as it was before this run", 130, as_json,
+                  prefix="")
         except OSError as exc:
-            click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
-            sys.exit(1)
+            _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1, as_json)
 
     return wrapper
+
+
+def _fail(message: str, code: int, as_json: bool, prefix: str = "error: ") -> None:
+    """One line on stderr; under ``--json`` also ``{"error": ..., "exit_code": ...}`` on stdout."""
+    message = " ".join(message.split())  # one line, whatever the message held
+    if as_json:
+        click.echo(json.dumps({"error": message, "exit_code": code}))
+    click.echo(f"{prefix}{message}", err=True)
+    sys.exit(code)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -61,16 +83,20 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=ENVIRONMENT)
 @click.version_option(package_name="compsearch")
-def main():
+@click.option("--threads", type=click.IntRange(min=1), envvar="COMPSEARCH_THREADS", default=None,
+              help="CPU threads for encoding and search (default: all cores).")
+def main(threads):
     """Search your documents with an LLM2Comp text encoder."""
+    if threads:  # before torch or faiss is imported, so both of them and OpenMP see it
+        os.environ["COMPSEARCH_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True,
-              help="Index directory (created if missing).")
+              help="Index directory (created if missing; env COMPSEARCH_INDEX).")
 @click.option("--model", default=None,
               help="Encoder for a new index: 'default', a saved encoder folder, a local HF "
                    "model folder or a hub id. An existing index keeps the encoder it was built with.")
@@ -80,13 +106,17 @@ def main():
 @click.option("--overlap", type=int, default=None, help="Tokens of overlap between chunks (default 32).")
 @click.option("--hidden", is_flag=True, help="Also index hidden files and folders.")
 @click.option("--no-gitignore", is_flag=True, help="Ignore .gitignore rules.")
+@click.option("--include", multiple=True, metavar="GLOB",
+              help="Only files matching this glob (gitignore syntax, relative to each folder); repeatable.")
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Leave out files and folders matching this glob; repeatable.")
 @click.option("--max-file-mb", type=float, default=10.0, show_default=True,
               help="Skip files larger than this.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="List every skipped file.")
 @friendly_errors
 def index(paths, index_dir, model, index_type, chunk_tokens, overlap, hidden, no_gitignore,
-          max_file_mb, as_json, verbose):
+          include, exclude, max_file_mb, as_json, verbose):
     """Index files and folders (incremental: only changed files are re-encoded)."""
     from .retriever import Retriever, require_paths, resolve_chunking
 
@@ -96,13 +126,10 @@ def index(paths, index_dir, model, index_type, chunk_tokens, overlap, hidden, no
     # bad --chunk-tokens/--overlap fail before the encoder loads (Retriever.index decides again)
     resolve_chunking((retriever.manifest or {}).get("chunking"), None, chunk_tokens, overlap)
     err = console(stderr=True)
-    if not as_json:
-        err.print("[dim]loading encoder…[/dim]")
-    retriever.encoder  # load (and convert the bundled model on first use) before the bar starts
     report = index_with_progress(retriever, paths, err, disable=as_json, chunk_tokens=chunk_tokens,
                                  overlap=overlap, index_type=index_type, include_hidden=hidden,
-                                 respect_gitignore=not no_gitignore,
-                                 max_file_bytes=int(max_file_mb * 1_000_000))
+                                 respect_gitignore=not no_gitignore, include=include,
+                                 exclude=exclude, max_file_bytes=int(max_file_mb * 1_000_000))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -110,24 +137,32 @@ def index(paths, index_dir, model, index_type, chunk_tokens, overlap, hidden, no
 
 
 def index_with_progress(retriever, paths, console, disable: bool = False, **options):
-    """``Retriever.index`` with a rich progress bar (files done, chunks encoded) on ``console``."""
+    """``Retriever.index`` with rich progress bars on ``console``: the file scan, then the bytes
+    of new and changed files chunked and encoded (with a real ETA) and the chunks encoded."""
     with _progress(console, disable) as bar:
-        task = bar.add_task("indexing files", total=None)
+        task = bar.add_task("scanning files", total=None)
+        state = {"chunks": 0}
 
         def on_progress(phase, done, total):
-            if phase == "chunks":
-                bar.update(task, description=f"indexing files ({done} chunks encoded)")
-            else:
+            if phase == "scan":
                 bar.update(task, completed=done, total=total)
+            elif phase == "encoder":
+                bar.update(task, description="loading the encoder", completed=0, total=None)
+            elif phase == "chunks":
+                state["chunks"] = done
+                bar.update(task, description=f"indexing ({done:,} chunks embedded)")
+            elif phase == "bytes":
+                bar.update(task, completed=done, total=max(total, 1),
+                           description=f"indexing ({state['chunks']:,} chunks embedded)")
 
         return retriever.index(paths, progress=on_progress, **options)
 
 
 def _progress(console, disable: bool):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+    from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console,
                     disable=disable, transient=True)
 
@@ -142,11 +177,13 @@ def print_report(console, report, index_dir, verbose: bool = False) -> None:
     t.add_row("files removed", str(report.files_removed))
     t.add_row("files skipped", str(len(report.skipped)))
     t.add_row("chunks added / removed", f"{report.chunks_added} / {report.chunks_removed}")
+    t.add_row("chunks reused (not re-encoded)", str(report.chunks_reused))
     t.add_row("chunks truncated", str(report.truncated))
     t.add_row("index", f"{report.chunks_total} chunks from {report.files_total} files, "
                        f"{report.index_type}{' (rebuilt)' if report.rebuilt else ''}")
     t.add_row("time", f"{report.seconds:.1f} s")
-    console.print(f"[bold]indexed into {index_dir}[/bold]")
+    console.print(f"[bold]indexed into {index_dir}[/bold]"
+                  + ("" if report.committed else " [dim](nothing changed)[/dim]"))
     console.print(t)
     if report.skipped:
         reasons = ", ".join(f"{n} {r}" for r, n in report.skipped_by_reason().items())
@@ -172,7 +209,7 @@ def _parse_where(items) -> dict | None:
 @main.command()
 @click.argument("text")
 @click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True)
-@click.option("-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("-k", "k", type=click.IntRange(min=1), default=DEFAULT_K, show_default=True,
               help="Number of results.")
 @click.option("--rerank", type=click.Choice(["auto", "exact", "hybrid", "none"]), default="auto",
               show_default=True, help="auto: exact re-scoring when the index is approximate.")
@@ -197,16 +234,20 @@ def query(text, index_dir, k, rerank, where, as_json):
 
 
 def print_results(console, text, hits) -> None:
+    """Ranked hits with their citations; snippets are cut to 200 characters on a terminal only
+    (piped into a file or another program, every hit's full text is printed)."""
     from rich.markup import escape
 
     console.print(f"[bold]{escape(text)}[/bold]")
     if not hits:
         console.print("  no results")
+    full = not console.is_terminal
     for rank, h in enumerate(hits, 1):
         where = h.source + (f":{h.start_line}-{h.end_line}" if h.span else "")
         section = f"  [dim]§ {escape(h.section)}[/dim]" if h.section else ""
         snippet = " ".join(h.text.split())
-        snippet = snippet[:200] + ("…" if len(snippet) > 200 else "")
+        if not full:
+            snippet = snippet[:200] + ("…" if len(snippet) > 200 else "")
         console.print(f"{rank:>2}. [cyan]{h.score:.3f}[/cyan]  [green]{escape(where)}[/green]{section}")
         console.print(f"    {escape(snippet)}")
 
@@ -308,6 +349,23 @@ def choose(n, dim):
 
     spec = choose_spec(n, dim)
     click.echo(json.dumps(dict(spec.to_dict(), factory=spec.factory(dim)), indent=2))
+
+
+@main.command()
+@click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@friendly_errors
+def prune(index_dir, as_json):
+    """Remove files that no longer exist on disk (and folders that are gone) from the index."""
+    from .retriever import Retriever
+
+    report = Retriever.open(index_dir, must_exist=True).prune()
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    console().print(f"removed {report.files_removed} files ({report.chunks_removed} chunks); "
+                    f"{report.chunks_total} chunks from {report.files_total} files remain"
+                    + ("" if report.committed else " (nothing changed)"))
 
 
 @main.command()

@@ -24,8 +24,9 @@ class Candidate:
     """A file found by :func:`compsearch.ingest.discover`; not read yet."""
 
     path: Path
-    kind: str  # "text" | "markdown" | "rst" | "html" | "code" | "pdf"
+    kind: str  # "text" | "markdown" | "rst" | "html" | "code" | "pdf" | "auto" (decided by content)
     language: str | None  # for code: "python", "javascript", ...; else None
+    compressed: bool = False  # a gzip file: its text is the decompressed content
 
 
 @dataclass(frozen=True)

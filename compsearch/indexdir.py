@@ -23,6 +23,7 @@ the next writer.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -40,12 +41,16 @@ from .index import VectorIndex
 from .indexspec import REQUESTABLE, IndexSpec
 from .store import Store
 
+log = logging.getLogger(__name__)
+
 FORMAT = "compsearch-index"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 STORE_FILE = "chunks.sqlite"
 INDEX_FILE = "vectors.faiss"
 ENCODER_DIR = "encoder"
+LOCK_TIMEOUT_ENV = "COMPSEARCH_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 600.0
 
 
 def now() -> str:
@@ -127,12 +132,14 @@ def _manifest_problem(m: dict) -> str | None:
 
 def build_manifest(old: dict | None, index: VectorIndex, counts: dict, *, requested: str | None = None,
                    encoder: dict | None = None, chunking: dict | None = None,
-                   chunker_version: int | None = None, roots: Iterable[str] = ()) -> dict:
+                   chunker_version: int | None = None, roots: Iterable[str] = (),
+                   replace_roots: bool = False) -> dict:
     """The manifest of the next generation: what this write changed, over what ``old`` said.
 
     ``encoder``: the ``encoder_entry`` of the encoder that made the vectors (kept from ``old``
     when None); ``chunking`` and ``chunker_version``: set when this write chunked files, else kept;
-    ``roots``: folders indexed by this write, added to the old ones. ``Transaction.commit`` adds
+    ``roots``: folders indexed by this write, added to the old ones (``replace_roots``: instead of
+    them). ``Transaction.commit`` adds
     format, generation and timestamps.
     """
     old = old or {}
@@ -150,7 +157,7 @@ def build_manifest(old: dict | None, index: VectorIndex, counts: dict, *, reques
         "chunker_version": chunker_version if chunker_version is not None
         else old.get("chunker_version"),
         "counts": dict(counts),
-        "roots": sorted(set(old.get("roots", [])) | set(roots)),
+        "roots": sorted(set(roots)) if replace_roots else sorted(set(old.get("roots", [])) | set(roots)),
     }
     if old.get("created_at"):
         manifest["created_at"] = old["created_at"]
@@ -230,18 +237,40 @@ class Transaction:
         return manifest
 
 
+def lock_timeout() -> float:
+    """Seconds a writer waits for another writer: ``$COMPSEARCH_LOCK_TIMEOUT`` (default 600;
+    a negative value waits for ever)."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "")
+    try:
+        return float(raw) if raw.strip() else DEFAULT_LOCK_TIMEOUT
+    except ValueError:
+        raise CompsearchError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds, not {raw!r}") from None
+
+
 @contextmanager
-def transaction(root: Path):
-    """Lock the index, copy the current generation, yield a ``Transaction``; roll back on error."""
+def transaction(root: Path, timeout: float | None = None):
+    """Lock the index, copy the current generation, yield a ``Transaction``; roll back on error.
+
+    One writer at a time: a second one waits for the lock (saying so once, on the
+    ``compsearch.indexdir`` logger) for ``timeout`` seconds (default ``lock_timeout()``), then
+    gives up with a one-line error; nothing it was asked to write is half-done.
+    """
     from filelock import FileLock, Timeout
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(root / ".lock"))
+    timeout = lock_timeout() if timeout is None else timeout
     try:
-        lock.acquire(timeout=1)
+        lock.acquire(timeout=0)
     except Timeout:
-        raise CompsearchError(f"{root} is being updated by another process") from None
+        wait = "for ever" if timeout < 0 else f"up to {timeout:g} s ({LOCK_TIMEOUT_ENV})"
+        log.warning("%s is being updated by another process; waiting %s", root, wait)
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise CompsearchError(f"{root} is still being updated by another process after "
+                                  f"{timeout:g} s; try again later or raise {LOCK_TIMEOUT_ENV}") from None
     try:
         manifest = read_manifest(root)
         _remove_stale(root, keep=generation_dir(root, manifest["generation"]).name if manifest else None)

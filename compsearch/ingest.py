@@ -12,11 +12,16 @@ The pipeline has three steps, each usable on its own:
 
 :func:`load` chains 2 and 3 for convenience.
 
-File kinds are chosen by extension (see ``_KIND_BY_EXTENSION`` and
-``_LANGUAGE_BY_EXTENSION``); a few extension-less names (README, LICENSE,
-Makefile, ...) are recognised too.  Everything else is skipped as
-"unsupported type".  Log files, lock files and minified bundles are left out
-on purpose: they are large and rarely useful as search results.
+File kinds are chosen by extension where it says (see ``_KIND_BY_EXTENSION``
+and ``_LANGUAGE_BY_EXTENSION``).  A file with no extension or one we do not
+know (``NEWS``, ``TODO``, ``Apache-2.0``, ``README.Debian``) is decided by its
+content: text is indexed (as Markdown when it looks like Markdown), binary is
+skipped as "binary file".  Known binary formats (images, archives, objects)
+are skipped by extension without being read.  ``name.gz`` is read
+decompressed and classified by ``name`` (Debian ships ``changelog.gz``,
+``README.gz``).  Log files, lock files and minified bundles are left out on
+purpose: they are large and rarely useful as search results.  ``include`` /
+``exclude`` take gitignore-style globs relative to each given folder.
 
 This module keeps discovery and the dispatch by kind; the per-format readers
 (decoding, HTML, PDF) live in ``compsearch.readers`` and the data types in
@@ -27,9 +32,13 @@ it between lines, so line spans stay valid citations into the original file.
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
+import io
 import os
+import re
 import stat
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,28 +127,24 @@ _LANGUAGE_BY_EXTENSION: dict[str, str] = {
     ".css": "css",
 }
 
-# Extension-less file names (compared case-insensitively).
-_TEXT_NAMES = frozenset(
-    {
-        "readme",
-        "license",
-        "licence",
-        "copying",
-        "notice",
-        "authors",
-        "contributors",
-        "changelog",
-        "changes",
-        "history",
-        "install",
-        "contributing",
-    }
-)
 _CODE_NAMES: dict[str, str] = {
     "makefile": "make",
     "gnumakefile": "make",
     "dockerfile": "dockerfile",
 }
+
+# Never text (or never useful as text): skipped by extension without reading.
+_SKIP_EXTENSIONS = frozenset(
+    """.log .png .jpg .jpeg .gif .bmp .ico .tif .tiff .webp .svgz .psd .mp3 .mp4 .m4a .ogg .oga
+    .wav .flac .avi .mov .mkv .webm .zip .tar .tgz .bz2 .xz .zst .7z .rar .jar .war .whl .deb
+    .rpm .iso .img .dmg .so .o .a .dylib .dll .exe .bin .class .pyc .pyo .pyd .wasm .woff .woff2
+    .ttf .otf .eot .sqlite .db .pkl .pickle .npy .npz .safetensors .pt .pth .onnx .gguf .parquet
+    .mo .gmo .xls .xlsx .doc .docx .ppt .pptx .odt .ods""".split()
+)
+_MAX_DECOMPRESSED_BYTES = 100_000_000
+_MARKDOWN_HINTS = re.compile(
+    r"^(#{1,6} \S|```|\s*[-*+] \[[ x]\] |.*\]\(https?://)|^[=-]{3,}\s*$", re.MULTILINE
+)
 
 # Generated files that match a supported extension but are noise.
 _GENERATED_NAMES = frozenset(
@@ -168,20 +173,31 @@ _JUNK_DIRS = frozenset(
 
 
 def classify_path(path: Path) -> tuple[str, str | None] | None:
-    """Return ``(kind, language)`` for a file name, or None if unsupported."""
+    """Return ``(kind, language)`` for a file name, or None if it is never indexed.
+
+    ``kind`` is ``"auto"`` when only the content can tell (no or unknown extension).
+    ``name.gz`` is classified by ``name``.
+    """
     name = path.name
     lowered = name.lower()
+    if lowered.endswith(".gz") and len(lowered) > 3:
+        inner = classify_path(path.with_name(name[:-3]))
+        return None if inner is None or inner[0] == "pdf" else inner
     suffix = Path(lowered).suffix
     if suffix in _KIND_BY_EXTENSION:
         return _KIND_BY_EXTENSION[suffix], None
     if suffix in _LANGUAGE_BY_EXTENSION:
         return "code", _LANGUAGE_BY_EXTENSION[suffix]
-    if not suffix:
-        if lowered in _TEXT_NAMES:
-            return "text", None
-        if lowered in _CODE_NAMES:
-            return "code", _CODE_NAMES[lowered]
-    return None
+    if lowered in _CODE_NAMES:
+        return "code", _CODE_NAMES[lowered]
+    if suffix in _SKIP_EXTENSIONS:
+        return None
+    return "auto", None
+
+
+def looks_like_markdown(text: str) -> bool:
+    """Headings, fences, task lists, links or setext underlines in the first 20,000 characters."""
+    return len(_MARKDOWN_HINTS.findall(text[:20_000])) >= 2
 
 
 def _unsupported_reason(path: Path) -> str:
@@ -251,12 +267,36 @@ def _is_ignored(path: Path, is_dir: bool, rules: Sequence[_IgnoreRule]) -> bool:
     return ignored
 
 
+def _globs(patterns: Sequence[str], option: str) -> pathspec.GitIgnoreSpec | None:
+    patterns = [p for p in patterns if p and p.strip()]
+    if not patterns:
+        return None
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(patterns)
+    except Exception as exc:  # pathspec raises several types for a bad pattern
+        from .errors import CompsearchError
+
+        raise CompsearchError(f"bad {option} pattern: {exc}") from None
+
+
 @dataclass
 class _Walker:
     include_hidden: bool
     respect_gitignore: bool
     max_file_bytes: int
+    include: pathspec.GitIgnoreSpec | None = None
+    exclude: pathspec.GitIgnoreSpec | None = None
+    base: Path | None = None  # the given folder that include/exclude patterns are relative to
     seen: set[Path] = field(default_factory=set)
+
+    def _rel(self, path: Path, is_dir: bool) -> str | None:
+        if self.base is None:
+            return None
+        try:
+            rel = path.relative_to(self.base).as_posix()
+        except ValueError:
+            return None
+        return rel + ("/" if is_dir else "")
 
     def root(self, path: Path) -> Iterator[Candidate | Skipped]:
         """An explicitly given path: taken even if hidden or ignored."""
@@ -266,8 +306,10 @@ class _Walker:
             yield Skipped(path, _os_error_reason(exc, path))
             return
         if stat.S_ISDIR(st.st_mode):
+            self.base = path
             yield from self.walk(path, st, frozenset(), ())
         else:
+            self.base = None  # a file given by name is taken whatever the globs say
             yield from self.file(path, st)
 
     def walk(
@@ -310,8 +352,14 @@ class _Walker:
         except OSError as exc:
             st, error = None, _os_error_reason(exc, path)
         is_dir = st is not None and stat.S_ISDIR(st.st_mode)
+        rel = self._rel(path, is_dir)
         if is_dir and path.name in _JUNK_DIRS:
             yield Skipped(path, "excluded directory")
+        elif self.exclude is not None and rel is not None and self.exclude.match_file(rel):
+            yield Skipped(path, "excluded by --exclude")
+        elif (self.include is not None and rel is not None and not is_dir and st is not None
+              and not self.include.match_file(rel)):
+            yield Skipped(path, "not matched by --include")
         elif _is_ignored(path, is_dir, rules):
             yield Skipped(path, "ignored by .gitignore")
         elif st is None:
@@ -339,7 +387,8 @@ class _Walker:
         elif st.st_size == 0:
             yield Skipped(path, "empty file")
         else:
-            yield Candidate(path, *classified)
+            kind, language = classified
+            yield Candidate(path, kind, language, compressed=path.name.lower().endswith(".gz"))
 
 
 def discover(
@@ -348,6 +397,8 @@ def discover(
     include_hidden: bool = False,
     respect_gitignore: bool = True,
     max_file_bytes: int = 10_000_000,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> Iterator[Candidate | Skipped]:
     """Yield a Candidate or Skipped for every file under ``paths``.
 
@@ -357,9 +408,12 @@ def discover(
     entries, ``.gitignore``-d entries and junk folders (``.git``,
     ``node_modules``, ``__pycache__``, virtualenvs, tool caches) yield one
     Skipped each and are not descended into.  A file reached twice (for
-    example because it is given twice) is reported once.
+    example because it is given twice) is reported once.  ``include`` keeps
+    only files matching one of its globs, ``exclude`` drops files and folders
+    matching one of its globs (gitignore syntax, relative to each given folder).
     """
-    walker = _Walker(include_hidden, respect_gitignore, max_file_bytes)
+    walker = _Walker(include_hidden, respect_gitignore, max_file_bytes,
+                     _globs(include, "--include"), _globs(exclude, "--exclude"))
     for raw in paths:
         yield from walker.root(Path(os.path.abspath(os.fspath(raw))))
 
@@ -398,6 +452,10 @@ def load(candidate: Candidate) -> tuple[Document | Skipped, str | None]:
 
 def parse(candidate: Candidate, data: bytes) -> Document | Skipped:
     """Decode or extract the text of a candidate's bytes."""
+    if candidate.compressed:
+        data = _gunzip(data)
+        if isinstance(data, str):
+            return Skipped(candidate.path, data)
     if candidate.kind == "pdf":
         return read_pdf(candidate, data)
     if not data.strip():
@@ -407,10 +465,26 @@ def parse(candidate: Candidate, data: bytes) -> Document | Skipped:
         return Skipped(candidate.path, decoded)
     text, encoding = decoded
     text = normalise_newlines(text)
-    if candidate.kind == "html":
+    kind = candidate.kind
+    if kind == "auto":
+        kind = "markdown" if looks_like_markdown(text) else "text"
+    if kind == "html":
         text = html_to_text(text)
         if not text.strip():
             return Skipped(candidate.path, "empty file (no visible text)")
     elif not text.strip():
         return Skipped(candidate.path, "empty file")
-    return Document(candidate.path, candidate.kind, candidate.language, text, encoding)
+    return Document(candidate.path, kind, candidate.language, text, encoding)
+
+
+def _gunzip(data: bytes) -> bytes | str:
+    """Decompressed bytes, or a Skipped reason (corrupt, or a decompression bomb)."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            out = f.read(_MAX_DECOMPRESSED_BYTES + 1)
+    except (OSError, EOFError, zlib.error):
+        return "corrupt gzip file"
+    if len(out) > _MAX_DECOMPRESSED_BYTES:
+        return f"too large when decompressed (> {_format_size(_MAX_DECOMPRESSED_BYTES)})"
+    return out
+

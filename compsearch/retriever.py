@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
-from .chunking import CHUNKER_VERSION, ChunkingConfig, chunk_document
+from .chunking import ChunkingConfig
 from .errors import CompsearchError
-from .index import build_index, choose_spec
-from .indexdir import ENCODER_DIR, encoder_entry, now, open_generation, read_manifest, transaction
-from .indexspec import AUTO, IndexSpec
-from .ingest import Candidate, Skipped, content_hash, discover, parse, read_bytes
+from .indexdir import ENCODER_DIR, open_generation, read_manifest, transaction
+from .indexing import (ENCODE_BATCH_CHUNKS, IndexReport, ProgressFn, check_chunk_budget,  # noqa: F401
+                       finish, index_paths, prune, require_paths, resolve_chunking)
+from .ingest import content_hash
 from .store import ChunkRecord
-
-ENCODE_BATCH_CHUNKS = 256          # chunks encoded and written per step while indexing
+DEFAULT_K = 5                      # results per query, for the API, the CLI and the server alike
 EXACT_FILTER_MAX = 20_000          # filters matching fewer chunks are scored exactly
 
 
@@ -51,40 +48,6 @@ class SearchResult:
         return asdict(self)
 
 
-@dataclass
-class IndexReport:
-    """What one ``Retriever.index`` call did."""
-
-    files_indexed: int = 0          # new or changed files (re-chunked and re-encoded)
-    files_unchanged: int = 0
-    files_removed: int = 0          # deleted from disk (or now skipped) since the last run
-    chunks_added: int = 0
-    chunks_removed: int = 0
-    chunks_total: int = 0
-    files_total: int = 0
-    truncated: int = 0              # chunks longer than the encoder's max_length (cut)
-    skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
-    index_type: str = ""
-    rebuilt: bool = False
-    seconds: float = 0.0
-
-    def skipped_by_reason(self) -> dict[str, int]:
-        return dict(Counter(_reason_class(r) for _, r in self.skipped).most_common())
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["skipped"] = [{"path": p, "reason": r} for p, r in self.skipped]
-        d["skipped_by_reason"] = self.skipped_by_reason()
-        return d
-
-
-def _reason_class(reason: str) -> str:
-    return reason.split(" (")[0].split(":")[0]
-
-
-ProgressFn = Callable[[str, int, int], None]   # ("files", done, total) or ("chunks", encoded, 0)
-
-
 class Retriever:
     """A searchable index directory plus the encoder that built it."""
 
@@ -94,6 +57,7 @@ class Retriever:
         self.root = Path(root)
         self._encoder = as_encoder(encoder)
         self._lock = threading.RLock()   # one Retriever may be shared by threads (web servers, batch())
+        self._write_lock = threading.RLock()   # writes from threads of one process go one at a time
         self._manifest = read_manifest(self.root)
         self._store = None
         self._index = None
@@ -190,102 +154,31 @@ class Retriever:
               chunk_tokens: int | None = None, overlap: int | None = None,
               index_type: str | None = None, include_hidden: bool = False,
               respect_gitignore: bool = True, max_file_bytes: int = 10_000_000,
+              include: Sequence[str] = (), exclude: Sequence[str] = (),
               progress: ProgressFn | None = None) -> IndexReport:
         """Index files and folders incrementally and commit atomically.
 
         Files whose content hash is unchanged are skipped, changed files are re-chunked and
         re-encoded, and files that disappeared from the given folders are removed. A different
         chunking config, or an index chunked by another ``CHUNKER_VERSION``, re-chunks everything.
+        A run with nothing to do loads no encoder and writes no generation; a chunk whose text is
+        already in the index reuses its vector (moved, copied or partly edited files).
 
         Chunking: a whole ``chunking`` config, or only ``chunk_tokens`` and/or ``overlap`` changed
         from the index's current config (see ``resolve_chunking``); neither keeps the index's. The
-        chunk budget may not exceed the encoder's ``max_length``.
+        chunk budget may not exceed the encoder's ``max_length``. ``include``/``exclude``:
+        gitignore-style globs relative to each given folder.
         """
-        start = time.perf_counter()
-        paths = [Path(p).expanduser() for p in paths]
-        require_paths(paths)
-        report = IndexReport()
-        old_chunking = (self._manifest or {}).get("chunking")
-        chunking = resolve_chunking(old_chunking, chunking, chunk_tokens, overlap)
-        encoder = self.encoder
-        check_chunk_budget(chunking, encoder)
-        # indexes written before the version was recorded were chunked by version 1
-        old_version = (self._manifest or {}).get("chunker_version", 1)
-        rechunk_all = old_chunking is not None and (old_chunking != chunking.to_dict()
-                                                    or old_version != CHUNKER_VERSION)
-        roots = [_key(p) for p in paths]
+        with self._write_lock:
+            return index_paths(self, list(paths), chunking=chunking, chunk_tokens=chunk_tokens,
+                               overlap=overlap, index_type=index_type, include_hidden=include_hidden,
+                               respect_gitignore=respect_gitignore, max_file_bytes=max_file_bytes,
+                               include=include, exclude=exclude, progress=progress)
 
-        with transaction(self.root) as tx:
-            store = tx.store
-            known = store.files()
-            added_ids: list[int] = []
-            removed_ids: list[int] = []
-            seen: set[str] = set()
-            pending: list[tuple[ChunkRecord, str]] = []
-            pending_files: list[tuple[str, str, os.stat_result, str, int]] = []
-
-            def flush():
-                """Encode the pending chunks, store them, then record their files as indexed."""
-                if pending:
-                    vectors = encoder.encode([t for _, t in pending], kind="document")
-                    report.truncated += len(encoder.last_truncated)
-                    added_ids.extend(store.add([r for r, _ in pending], vectors))
-                    report.chunks_added += len(pending)
-                    if progress:
-                        progress("chunks", report.chunks_added, 0)
-                for path, digest, st, kind, n in pending_files:
-                    store.put_file(path, digest, st.st_size, st.st_mtime, kind, n, now())
-                pending.clear()
-                pending_files.clear()
-
-            found = list(discover(paths, include_hidden=include_hidden,
-                                  respect_gitignore=respect_gitignore, max_file_bytes=max_file_bytes))
-            candidates = [c for c in found if isinstance(c, Candidate)]
-            report.skipped.extend((str(s.path), s.reason) for s in found if isinstance(s, Skipped))
-            for done, cand in enumerate(candidates, 1):
-                key = _key(cand.path)
-                seen.add(key)
-                data = read_bytes(cand.path)
-                if isinstance(data, Skipped):
-                    report.skipped.append((str(cand.path), data.reason))
-                    if key in known:
-                        removed_ids += store.delete_file(key)
-                        report.files_removed += 1
-                    continue
-                digest = content_hash(data)
-                if known.get(key) == digest and not rechunk_all:
-                    report.files_unchanged += 1
-                else:
-                    if key in known:
-                        removed_ids += store.delete_file(key)
-                    doc = parse(cand, data)
-                    if isinstance(doc, Skipped):
-                        report.skipped.append((str(cand.path), doc.reason))
-                        report.files_removed += key in known
-                        continue
-                    chunks = chunk_document(doc, encoder.count_tokens, chunking)
-                    for ch in chunks:
-                        pending.append((ChunkRecord(
-                            text=ch.text, source=key, start_line=ch.start_line, end_line=ch.end_line,
-                            section=ch.section, content_hash=content_hash(ch.embed_text.encode()),
-                            metadata=dict(ch.metadata, kind=doc.kind)), ch.embed_text))
-                    pending_files.append((key, digest, cand.path.stat(), doc.kind, len(chunks)))
-                    report.files_indexed += 1
-                    if len(pending) >= ENCODE_BATCH_CHUNKS:
-                        flush()
-                if progress:
-                    progress("files", done, len(candidates))
-            flush()
-            # Files under the indexed folders that are gone (or now skipped) leave the index.
-            current = store.files()
-            for key in known:
-                if key in current and key not in seen and any(_under(key, r) for r in roots):
-                    removed_ids += store.delete_file(key)
-                    report.files_removed += 1
-            report.chunks_removed = len(removed_ids)
-            self._finish(tx, encoder, chunking, index_type, added_ids, removed_ids, report, roots)
-        report.seconds = time.perf_counter() - start
-        return report
+    def prune(self) -> IndexReport:
+        """Remove files that no longer exist on disk (and roots that are gone); no encoder needed."""
+        with self._write_lock:
+            return prune(self)
 
     def add(self, texts: Sequence[str], metadata: Sequence[dict] | dict | None = None, *,
             ids: Sequence[str] | None = None, source: str = "<api>",
@@ -324,14 +217,14 @@ class Retriever:
         elif np.shape(vectors) != (len(texts), encoder.dim):
             raise CompsearchError(f"add(): vectors must have shape ({len(texts)}, {encoder.dim}), "
                                   f"not {np.shape(vectors)}")
-        with self._lock, transaction(self.root) as tx:
+        with self._write_lock, transaction(self.root) as tx:
             replaced = list(tx.store.chunks_for_doc_ids(doc_ids).values()) if doc_ids else []
             tx.store.delete(replaced)
             new = tx.store.add(records, vectors)
             if doc_ids:
                 tx.store.set_doc_ids(list(zip(doc_ids, new)))
             report.chunks_added, report.chunks_removed = len(new), len(replaced)
-            self._finish(tx, encoder, None, None, new, replaced, report, [])
+            self._reload(finish(tx, encoder, report, added=new, removed=replaced))
         return list(doc_ids) if doc_ids else new
 
     def upsert(self, ids: Sequence[str], texts: Sequence[str],
@@ -348,7 +241,7 @@ class Retriever:
         ids = list(ids or [])
         if not ids and not where:
             return 0
-        with self._lock:
+        with self._write_lock:
             if not self.exists or not self._targets(self._open_read()[0], ids, where):
                 return 0
             encoder = self.encoder
@@ -357,7 +250,7 @@ class Retriever:
                 if not existing:
                     return 0  # a concurrent writer removed them first: roll back, commit nothing
                 tx.store.delete(existing)
-                self._finish(tx, encoder, None, None, [], existing, IndexReport(), [])
+                self._reload(finish(tx, encoder, IndexReport(), removed=existing))
             return len(existing)
 
     @staticmethod
@@ -404,39 +297,8 @@ class Retriever:
             store, _ = self._open_read()
             return len(store.ids_where(where)) if where else store.count()
 
-    def _finish(self, tx, encoder, chunking, index_type, added, removed, report, roots) -> None:
-        """Bring the vector index up to date with the store and commit the generation."""
-        from .encoder import CONFIG_FILE
-
-        store = tx.store
-        n = store.count()
-        old = self._manifest
-        old_spec = IndexSpec.from_dict(old["index"]["spec"]) if old else None
-        requested = index_type or (old["index"].get("requested", AUTO) if old else AUTO)
-        spec = choose_spec(n, encoder.dim, requested)
-        same_kind = old_spec is not None and old_spec.kind == spec.kind and tx.index is not None
-        if same_kind and (tx.index.supports_remove or not removed):
-            if removed:
-                tx.index.remove(np.array(removed, dtype=np.int64))
-            if added:
-                tx.index.add(np.array(added, dtype=np.int64), store.vectors(added, encoder.dim))
-        else:
-            tx.index = build_index(spec, encoder.dim, n, lambda: store.iter_vectors(encoder.dim))
-            report.rebuilt = old is not None
-        if tx.index.ntotal != n:
-            raise CompsearchError(f"internal error: index holds {tx.index.ntotal} vectors, store {n}")
-        report.chunks_total = n
-        report.files_total = store.file_count()
-        report.index_type = tx.index.spec.kind
-        if hasattr(encoder, "save") and not (self.root / ENCODER_DIR / CONFIG_FILE).is_file():
-            encoder.save(self.root / ENCODER_DIR)   # written once, before the first manifest
-        self._reload(tx.commit(
-            requested=requested, encoder=encoder_entry(encoder),
-            chunking=chunking.to_dict() if chunking else None,
-            chunker_version=CHUNKER_VERSION if chunking else None, roots=roots))
-
     # ---------------------------------------------------------------- reading
-    def search(self, query: str, k: int = 10, *, where: dict | None = None,
+    def search(self, query: str, k: int = DEFAULT_K, *, where: dict | None = None,
                rerank="auto", fetch: int | None = None) -> list[SearchResult]:
         """The ``k`` best chunks for ``query``.
 
@@ -446,7 +308,7 @@ class Retriever:
         """
         return self.search_batch([query], k, where=where, rerank=rerank, fetch=fetch)[0]
 
-    def search_batch(self, queries: Sequence[str], k: int = 10, *, where: dict | None = None,
+    def search_batch(self, queries: Sequence[str], k: int = DEFAULT_K, *, where: dict | None = None,
                      rerank="auto", fetch: int | None = None) -> list[list[SearchResult]]:
         if isinstance(queries, str):
             raise TypeError("search_batch() takes a list of queries")
@@ -459,7 +321,7 @@ class Retriever:
         return self.search_vectors(qvecs, k, where=where, rerank=rerank, fetch=fetch,
                                    queries=list(queries))
 
-    def search_vectors(self, qvecs: np.ndarray, k: int = 10, *, where: dict | None = None,
+    def search_vectors(self, qvecs: np.ndarray, k: int = DEFAULT_K, *, where: dict | None = None,
                        rerank="auto", fetch: int | None = None,
                        queries: Sequence[str] | None = None) -> list[list[SearchResult]]:
         """Search with query vectors you encoded yourself (same encoder)."""
@@ -498,56 +360,6 @@ class Retriever:
         info["path"] = str(self.root.resolve())
         info["sources"] = len(store.sources())
         return info
-
-
-def resolve_chunking(current: dict | None, chunking: ChunkingConfig | None = None,
-                     chunk_tokens: int | None = None, overlap: int | None = None) -> ChunkingConfig:
-    """The chunking config an ``index`` run uses (the one place this policy is decided).
-
-    ``chunking`` wins whole; else ``chunk_tokens``/``overlap`` change the index's ``current``
-    config (or the default): a new budget keeps the overlap, scaled to an eighth of the budget
-    when it no longer fits; neither given keeps ``current``.
-    """
-    if chunking is not None and (chunk_tokens is not None or overlap is not None):
-        raise CompsearchError("give either a chunking config or chunk_tokens/overlap, not both")
-    if chunking is not None:
-        return chunking
-    base = ChunkingConfig.from_dict(current) if current else ChunkingConfig()
-    if chunk_tokens is None and overlap is None:
-        return base
-    max_tokens = chunk_tokens if chunk_tokens is not None else base.max_tokens
-    if overlap is None:
-        overlap = base.overlap_tokens if base.overlap_tokens < max_tokens else max_tokens // 8
-    try:
-        return ChunkingConfig(max_tokens=max_tokens, overlap_tokens=overlap)
-    except ValueError as exc:
-        raise CompsearchError(str(exc)) from None
-
-
-def check_chunk_budget(chunking: ChunkingConfig, encoder) -> None:
-    """A chunk budget above the encoder's ``max_length`` would have every long chunk cut when
-    encoded (its tail unsearchable): refuse it."""
-    limit = encoder.config.max_length
-    if chunking.max_tokens > limit:
-        raise CompsearchError(f"a chunk budget of {chunking.max_tokens} tokens is above the encoder's "
-                              f"max_length of {limit}: use --chunk-tokens {limit} or less")
-
-
-def require_paths(paths: Sequence[Path]) -> None:
-    """At least one of the paths must exist (missing ones among others are reported as skipped)."""
-    if not paths:
-        raise CompsearchError("no paths given to index")
-    if not any(Path(p).exists() or Path(p).is_symlink() for p in paths):
-        raise CompsearchError("nothing to index: " + ", ".join(f"{p} not found" for p in paths))
-
-
-def _key(path: Path) -> str:
-    """How a file is named in the index: absolute and normalised, symlinks kept as given."""
-    return os.path.abspath(path)
-
-
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _result(rec: ChunkRecord, score: float, doc_id: str | None = None) -> SearchResult:

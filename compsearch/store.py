@@ -169,6 +169,21 @@ class Store:
         sql = "SELECT id FROM chunks" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         return np.array([r[0] for r in self.db.execute(sql, params)], dtype=np.int64)
 
+    # ---------------------------------------------------------------- vectors by content
+    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, bytes]:
+        """content hash -> a stored vector (raw float32 bytes) of a chunk with that ``embed_text``."""
+        out: dict[str, bytes] = {}
+        for part in _batches(list(hashes), 500):
+            q = ",".join("?" * len(part))
+            out.update(self.db.execute(
+                f"SELECT content_hash, vector FROM chunks WHERE content_hash IN ({q})", part))
+        return out
+
+    def vectors_by_source(self, source: str) -> dict[str, bytes]:
+        """content hash -> vector of every chunk of one source (kept for reuse before a delete)."""
+        return dict(self.db.execute("SELECT content_hash, vector FROM chunks WHERE source = ?",
+                                    (source,)))
+
     # ---------------------------------------------------------------- caller-chosen ids
     def _has_doc_ids(self) -> bool:
         """Stores written before string ids existed have no ``doc_ids`` table (added on write)."""

@@ -115,12 +115,18 @@ def make_pdf(pages: list[list[str]]) -> bytes:
         ("app.tsx", ("code", "typescript")),
         ("lib.rs", ("code", "rust")),
         ("conf.yml", ("code", "yaml")),
-        ("README", ("text", None)),
-        ("LICENSE", ("text", None)),
+        ("README", ("auto", None)),          # decided by content: text or Markdown
+        ("LICENSE", ("auto", None)),
         ("Makefile", ("code", "make")),
         ("server.log", None),
         ("image.png", None),
-        ("randomname", None),
+        ("randomname", ("auto", None)),
+        ("Apache-2.0", ("auto", None)),
+        ("README.Debian", ("auto", None)),
+        ("notes.txt.gz", ("text", None)),
+        ("changelog.Debian.gz", ("auto", None)),
+        ("paper.pdf.gz", None),
+        ("archive.tar.gz", None),
     ],
 )
 def test_classify_path(name, expected):
@@ -294,12 +300,11 @@ def test_too_large_unsupported_and_empty(tmp_path):
     write(tmp_path / "app.log", "x")
     write(tmp_path / "package-lock.json", "{}")
     candidates, skipped = run([tmp_path], max_file_bytes=1_000)
-    assert rel(tmp_path, candidates) == ["small.txt"]
+    # unknown or no extension: decided by content at parse time ("x" is text)
+    assert rel(tmp_path, candidates) == ["data.xyz", "noext", "small.txt"]
     assert skipped[tmp_path / "big.txt"] == "too large (2.0 KB > 1.0 KB)"
     assert skipped[tmp_path / "empty.txt"] == "empty file"
-    assert skipped[tmp_path / "data.xyz"] == "unsupported type '.xyz'"
     assert skipped[tmp_path / "app.log"] == "unsupported type '.log'"
-    assert skipped[tmp_path / "noext"].startswith("unsupported type")
     assert skipped[tmp_path / "package-lock.json"] == "generated file"
 
 
@@ -574,3 +579,51 @@ def test_corrupt_pdf_is_skipped(data):
     result = parse(candidate("/x/d.pdf", "pdf"), data)
     assert isinstance(result, Skipped)
     assert result.reason.startswith("PDF could not be parsed: ")
+
+
+def test_files_without_known_extensions_are_decided_by_content(tmp_path):
+    write(tmp_path / "NEWS", "Version 2.1\n\n* fixed the parser\n")
+    write(tmp_path / "README.Debian", "# Debian notes\n\nSee [the wiki](https://wiki.debian.org).\n\n## Setup\n")
+    write(tmp_path / "Apache-2.0", "Apache License\nVersion 2.0, January 2004\n")
+    (tmp_path / "blob.dat").write_bytes(b"\x00\x01\x02binary\x00" * 100)
+    candidates, _ = run([tmp_path])
+    docs = {c.path.name: parse(c, c.path.read_bytes()) for c in candidates}
+    assert docs["NEWS"].kind == "text" and docs["Apache-2.0"].kind == "text"
+    assert docs["README.Debian"].kind == "markdown"
+    assert isinstance(docs["blob.dat"], Skipped) and docs["blob.dat"].reason == "binary file"
+
+
+def test_gzip_text_is_read_decompressed(tmp_path):
+    import gzip
+
+    (tmp_path / "changelog.gz").write_bytes(gzip.compress(b"pkg (1.2) unstable\n\n  * fixed ENOSPC\n"))
+    (tmp_path / "notes.txt.gz").write_bytes(b"not gzip at all")
+    candidates, _ = run([tmp_path])
+    docs = {c.path.name: parse(c, c.path.read_bytes()) for c in candidates}
+    assert "fixed ENOSPC" in docs["changelog.gz"].text and docs["changelog.gz"].kind == "text"
+    assert docs["notes.txt.gz"] == Skipped(tmp_path / "notes.txt.gz", "corrupt gzip file")
+
+
+def test_gzip_bomb_is_refused(tmp_path, monkeypatch):
+    import gzip
+
+    import compsearch.ingest as ingest
+
+    monkeypatch.setattr(ingest, "_MAX_DECOMPRESSED_BYTES", 1_000)
+    (tmp_path / "big.txt.gz").write_bytes(gzip.compress(b"a" * 5_000))
+    (cand,), _ = run([tmp_path])
+    assert parse(cand, cand.path.read_bytes()).reason.startswith("too large when decompressed")
+
+
+def test_include_and_exclude_globs(tmp_path):
+    write(tmp_path / "docs" / "a.md", "# A\n")
+    write(tmp_path / "docs" / "b.txt", "b\n")
+    write(tmp_path / "build" / "c.md", "# C\n")
+    write(tmp_path / "src" / "d.py", "x = 1\n")
+    candidates, skipped = run([tmp_path], include=["*.md", "*.py"], exclude=["build/"])
+    assert rel(tmp_path, candidates) == ["docs/a.md", "src/d.py"]
+    assert skipped[tmp_path / "build"] == "excluded by --exclude"
+    assert skipped[tmp_path / "docs" / "b.txt"] == "not matched by --include"
+    # a file given by name is taken whatever the globs say
+    candidates, _ = run([tmp_path / "docs" / "b.txt"], include=["*.md"])
+    assert [c.path.name for c in candidates] == ["b.txt"]
