@@ -80,7 +80,7 @@ class _Scan:
     todo: list[tuple[Candidate, str]]            # (candidate, key) to (re)index
     unchanged: int
     gone: list[str]                              # indexed keys under the roots, not found now
-    unreadable: list[str]                        # indexed keys now skipped as unreadable
+    unreadable: list[str]                        # indexed keys now unreadable, empty or binary
     skipped: list[tuple[str, str]]
     todo_bytes: int
 
@@ -216,6 +216,10 @@ def _scan(retriever, paths, roots, rechunk_all, progress, options) -> _Scan:
                 unreadable.append(key)
         elif known.get(key) == content_hash(data) and not rechunk_all:
             unchanged += 1
+        elif isinstance(doc := parse(cand, data), Skipped):   # empty, binary: never indexed
+            skipped.append((str(cand.path), doc.reason))
+            if key in known:
+                unreadable.append(key)
         else:
             todo.append((cand, key))
             total += len(data)

@@ -255,7 +255,7 @@ def test_failed_write_leaves_index_intact(tiny_encoder, tmp_path, monkeypatch):
     r.index([docs], chunking=SMALL)
     before = _snapshot(r)
     (docs / "notes.txt").write_text("json json json\n")
-    import compsearch.retriever as mod
+    import compsearch.indexing as mod  # the write path of Retriever.index
 
     def boom(*a, **k):
         raise KeyboardInterrupt

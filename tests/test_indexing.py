@@ -1,0 +1,169 @@
+"""The folder write path: no-op runs, vector reuse, prune, include/exclude, waiting writers, CLI
+conventions (JSON errors, environment in --help, full text when piped, --threads)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from compsearch import CompsearchError, Retriever
+from compsearch.cli import main
+from compsearch.indexdir import read_manifest, transaction
+from conftest import write_corpus
+
+
+class CountingEncoder:
+    """Wraps an encoder and counts the texts it was asked to encode."""
+
+    def __init__(self, inner):
+        self.inner, self.encoded = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode(self, texts, **kw):
+        self.encoded += len(texts)
+        return self.inner.encode(texts, **kw)
+
+
+def test_a_run_with_nothing_to_do_loads_no_encoder_and_writes_nothing(tmp_path, tiny_encoder, monkeypatch):
+    docs = write_corpus(tmp_path / "docs")
+    first = Retriever.open(tmp_path / "ix", tiny_encoder).index([docs])
+    assert first.committed and first.files_indexed == 4
+    gen = read_manifest(tmp_path / "ix")["generation"]
+
+    import compsearch.embedders as embedders
+
+    def no_load(*a, **k):
+        raise AssertionError("the encoder was loaded for a run with nothing to do")
+
+    monkeypatch.setattr(embedders, "load_encoder", no_load)
+    again = Retriever.open(tmp_path / "ix").index([docs])
+    assert not again.committed and again.files_unchanged == 4 and again.files_indexed == 0
+    assert again.chunks_total == first.chunks_total
+    assert read_manifest(tmp_path / "ix")["generation"] == gen
+
+
+def test_moved_and_edited_files_reuse_their_vectors(tmp_path, tiny_encoder):
+    docs = write_corpus(tmp_path / "docs")
+    enc = CountingEncoder(tiny_encoder)
+    r = Retriever.open(tmp_path / "ix", enc)
+    first = r.index([docs])
+    before = {(h.text, tuple(h.metadata.items())) for h in r.get()}
+    shutil.move(docs / "guide", docs / "manual")          # moved inside the indexed root
+    enc.encoded = 0
+    moved = r.index([docs])
+    assert moved.files_indexed == 2 and moved.files_removed == 2
+    assert moved.chunks_reused == moved.chunks_added > 0 and enc.encoded == 0
+    assert {(h.text, tuple(h.metadata.items())) for h in r.get()} == before
+    assert moved.chunks_total == first.chunks_total
+    # an edit re-encodes only the chunk that changed
+    (docs / "notes.txt").write_text("http request header cookie parse\n\nbrand new error value\n")
+    edited = r.index([docs])
+    assert edited.files_indexed == 1 and enc.encoded == edited.chunks_added - edited.chunks_reused
+    # reused vectors are the vectors the encoder gives (same text, same encoder)
+    hit = r.search("rotate log file", k=1)[0]
+    store, _ = r._open_read()
+    assert (store.vectors([hit.id], tiny_encoder.dim) @ tiny_encoder.encode(
+        [hit.text if not hit.section else _embed_text(hit)], kind="document").T).item() > 0.999
+
+
+def _embed_text(hit):
+    from compsearch.documents import Chunk
+
+    return Chunk(hit.text, hit.start_line, hit.end_line, hit.section).embed_text
+
+
+def test_prune_removes_vanished_roots_and_commits_nothing_otherwise(tmp_path, tiny_encoder):
+    a, b = write_corpus(tmp_path / "a"), tmp_path / "b"
+    b.mkdir()
+    (b / "x.md").write_text("# X\n\njson parse text\n")
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    r.index([a])
+    r.index([b])
+    assert set(read_manifest(tmp_path / "ix")["roots"]) == {str(a), str(b)}
+    gen = read_manifest(tmp_path / "ix")["generation"]
+    assert not r.prune().committed and read_manifest(tmp_path / "ix")["generation"] == gen
+    shutil.rmtree(b)
+    report = r.prune()
+    assert report.committed and report.files_removed == 1 and report.chunks_removed >= 1
+    assert read_manifest(tmp_path / "ix")["roots"] == [str(a)]
+    assert all(not h.source.startswith(str(b)) for h in r.get())
+
+
+def test_include_exclude_through_the_api_and_cli(tmp_path, tiny_encoder, tiny_base):
+    docs = write_corpus(tmp_path / "docs")
+    rep = Retriever.open(tmp_path / "ix", tiny_encoder).index([docs], include=["*.md"], exclude=["install.md"])
+    assert rep.files_indexed == 1
+    assert ("not matched by --include" in dict((os.path.basename(p), r) for p, r in rep.skipped)["notes.txt"])
+    out = CliRunner().invoke(main, ["index", str(docs), "--index", str(tmp_path / "ix2"), "--model",
+                                    str(tiny_base), "--include", "*.py", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["files_indexed"] == 1
+
+
+def test_a_second_writer_waits_then_proceeds_and_loses_nothing(tmp_path, tiny_encoder, monkeypatch):
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    r.add(["json parse text"], ids=["a"])
+    held = threading.Event()
+
+    def hold():
+        with transaction(tmp_path / "ix"):
+            held.set()
+            time.sleep(1.5)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    start = time.perf_counter()
+    Retriever.open(tmp_path / "ix", tiny_encoder).add(["rotate log file"], ids=["b"])
+    assert time.perf_counter() - start > 1.0          # it waited instead of failing
+    t.join()
+    assert Retriever.open(tmp_path / "ix", tiny_encoder).count() == 2
+
+
+def test_a_writer_gives_up_after_the_lock_timeout(tmp_path, tiny_encoder, monkeypatch, caplog):
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    r.add(["json parse text"], ids=["a"])
+    monkeypatch.setenv("COMPSEARCH_LOCK_TIMEOUT", "0.3")
+    with transaction(tmp_path / "ix"):
+        with pytest.raises(CompsearchError, match="still being updated by another process"):
+            Retriever.open(tmp_path / "ix", tiny_encoder).add(["rotate log file"], ids=["b"])
+    assert "waiting up to 0.3 s" in caplog.text
+    monkeypatch.setenv("COMPSEARCH_LOCK_TIMEOUT", "soon")
+    with pytest.raises(CompsearchError, match="must be a number of seconds"):
+        r.add(["x y"], ids=["c"])
+
+
+def test_cli_conventions(tmp_path, tiny_base, monkeypatch):
+    runner = CliRunner()
+    help_text = runner.invoke(main, ["--help"]).output
+    for name in ("COMPSEARCH_INDEX", "COMPSEARCH_HOME", "COMPSEARCH_THREADS", "COMPSEARCH_LOCK_TIMEOUT",
+                 "Exit status", "--threads"):
+        assert name in help_text
+    # errors under --json: one JSON object on stdout, one line on stderr, exit 1
+    res = runner.invoke(main, ["query", "x", "--index", str(tmp_path / "none"), "--json"])
+    assert res.exit_code == 1
+    payload = json.loads(res.stdout)
+    assert payload["exit_code"] == 1 and "no index" in payload["error"]
+    assert len(res.stderr.strip().splitlines()) == 1
+    # piped output is never cut: a 600-character chunk comes back whole
+    long = "json " * 120
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "long.txt").write_text(long.strip() + "\n")
+    ix = tmp_path / "ix"
+    assert runner.invoke(main, ["index", str(docs), "--index", str(ix), "--model", str(tiny_base)]).exit_code == 0
+    out = runner.invoke(main, ["query", "json", "--index", str(ix), "-k", "1"]).output
+    assert long.strip() in out and "…" not in out
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("COMPSEARCH_THREADS", raising=False)
+    assert runner.invoke(main, ["--threads", "1", "info", "--index", str(ix)]).exit_code == 0
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert runner.invoke(main, ["--threads", "0", "info", "--index", str(ix)]).exit_code == 2
