@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from compsearch.encoder import CONFIG_FILE, PACKAGED_DEFAULT
+from compsearch.fsutil import atomic_write_text
 
 from .errors import TrainingError
 from .processes import barrier
@@ -69,7 +70,7 @@ def save_checkpoint(run_dir: Path, step: int, model, opt, params: dict, extra: d
     if rank == 0:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        (run_dir / CKPT_DIR / "latest").write_text(final.name + "\n")
+        atomic_write_text(run_dir / CKPT_DIR / "latest", final.name + "\n")
         if keep:
             done = sorted(p for p in (run_dir / CKPT_DIR).glob("step_*") if (p / STATE_FILE).is_file())
             for old in done[:-keep]:
@@ -130,7 +131,7 @@ def truncate_metrics(path: Path, upto_step: int) -> None:
             continue
         if row.get("step", 0) <= upto_step:
             keep.append(line)
-    path.write_text("".join(k + "\n" for k in keep))
+    atomic_write_text(path, "".join(k + "\n" for k in keep))
 
 
 # ---------------------------------------------------------------------------- stage continuation

@@ -172,7 +172,7 @@ class LLM2Comp(nn.Module):
     def from_config(cls, cfg: ModelConfig, *, device: str | torch.device = "auto", precision: str = "auto",
                     gradient_checkpointing: bool = False) -> "LLM2Comp":
         import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
@@ -183,6 +183,8 @@ class LLM2Comp(nn.Module):
         else:
             weights = pick_dtype(dev, cfg.base_dtype)
         folder = resolve_base(cfg.base)
+        # a depth the base does not have: refused before its weights are read
+        student_depth(cfg.num_layers, int(AutoConfig.from_pretrained(folder).get_text_config().num_hidden_layers))
         lm = AutoModelForCausalLM.from_pretrained(folder, dtype=weights).to(dev)
         tok = AutoTokenizer.from_pretrained(folder)
         if tok.pad_token_id is None:

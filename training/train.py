@@ -26,12 +26,14 @@ from pathlib import Path
 
 import torch
 
+from compsearch.fsutil import atomic_write_text
+
 from .checkpoint import (CKPT_DIR, METRICS_FILE, MODEL_FILE, find_checkpoint, load_checkpoint, previous_stages,
                          resolve_init, save_checkpoint, truncate_metrics)
 from .config import PRETEXT_STAGES, TrainConfig
 from .data import stage_data
 from .diagnostics import after_stage
-from .errors import TrainingError
+from .errors import TrainingError, is_oom, oom_message
 from .export import export_encoder, git_commit
 from .model import LLM2Comp
 from .objectives import stage_loss
@@ -64,7 +66,7 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
     run_dir = cfg.run_dir
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
     started = time.time()
 
     # -------------------------------------------------------------- model, continued from the previous stage
@@ -207,7 +209,7 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
                                                     training=training))
         if cfg.diagnostics:
             summary["diagnostics"] = after_stage(model, cfg, data, run_dir / "diagnostics")
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
     barrier()
     return summary
 
@@ -225,23 +227,3 @@ def stage_record(cfg: TrainConfig, *, init_from, precision: str, micro_bs: int, 
         "attention_dropout": m.attention_dropout, "train_memory": m.train_memory,
         "init_from": init_from, "data": data.provenance(), "items": len(data),
     }
-
-
-def is_oom(exc: BaseException) -> bool:
-    """CUDA OOM, or a CPU allocation failure (MemoryError / "DefaultCPUAllocator: can't allocate")."""
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and any(
-        s in text for s in ("out of memory", "can't allocate memory", "defaultcpuallocator"))
-
-
-def oom_message(batch, cfg: TrainConfig, device, step: int, world_size: int) -> str:
-    rows = getattr(batch, "context", None) or getattr(batch, "texts", None) or getattr(batch, "queries", [])
-    longest = max((len(r) for r in rows), default=0)
-    return (f"a micro-batch of {len(batch)} samples ({batch.tokens} tokens, longest text {longest} tokens) "
-            f"does not fit in {device} memory at step {step + 1}. Lower optim.micro_batch_size "
-            f"(now {cfg.optim.micro_batch_size}; optim.batch_size={cfg.optim.batch_size} is kept by gradient "
-            f"accumulation), lower model.max_length (now {cfg.model.max_length}) or "
-            f"data.max_continuation_tokens, or set gradient_checkpointing=true"
-            + (" (contrastive stages: fewer in-batch negatives per micro-batch)" if cfg.stage in ("ucl", "scl") else ""))
