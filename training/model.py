@@ -219,7 +219,7 @@ class LLM2Comp(nn.Module):
         if missing or extra:
             raise TrainingError(f"{where}: adapter does not match this LoRA config "
                              f"(missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]}; "
-                             f"check lora_r / lora_targets)")
+                             f"check lora_r / lora_targets / num_layers)")
         with torch.no_grad():
             for k, p in adapter.items():
                 if tensors[k].shape != p.shape:
