@@ -11,8 +11,9 @@ import pytest
 
 from conftest import WORDS
 from training import testing as T
-from training.config import ConfigError, TrainConfig, load_config, parse_overrides
-from training.data import DataError, TokenStore, TripleData, stage_data
+from training.config import TrainConfig, load_config, parse_overrides
+from training.data import TokenStore, TripleData, stage_data
+from training.errors import TrainingError
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 
@@ -37,7 +38,7 @@ def _cfg(stage, files, **data):
 def test_malformed_jsonl_is_reported_with_file_and_line(tmp_path):
     f = tmp_path / "bad.jsonl"
     f.write_text('{"text": "one two three four five six seven"}\n\n{"text": "broken\n[1, 2]\n')
-    with pytest.raises(DataError, match=r"bad\.jsonl:3: malformed JSONL"):
+    with pytest.raises(TrainingError, match=r"bad\.jsonl:3: malformed JSONL"):
         stage_data(_cfg("ctkd", [f]), _words_tokenize)
     data = stage_data(_cfg("ctkd", [f], on_malformed="skip"), _words_tokenize)
     rec = data.provenance()[0]
@@ -71,18 +72,18 @@ def test_a_source_can_be_sampled_to_a_fixed_count(tmp_path):
     again = stage_data(cfg, _words_tokenize)
     assert [again.store[i] for i in range(10)] == [data.store[i] for i in range(10)]  # seeded
     cfg.data.train = [{"path": str(many), "sample": 0}]
-    with pytest.raises(DataError, match="sample"):
+    with pytest.raises(TrainingError, match="sample"):
         stage_data(cfg, _words_tokenize)
 
 
 def test_wrong_field_name_and_nothing_usable_are_clear_errors(tmp_path):
     f = T.write_jsonl(tmp_path / "q.jsonl", [{"body": "one two three four five six seven"}] * 3)
-    with pytest.raises(DataError, match="no record has the field"):
+    with pytest.raises(TrainingError, match="no record has the field"):
         stage_data(_cfg("ctkd", [f]), _words_tokenize)
     g = T.write_jsonl(tmp_path / "g.jsonl", [{"text": ""}])
-    with pytest.raises(DataError, match="no usable training records"):
+    with pytest.raises(TrainingError, match="no usable training records"):
         stage_data(_cfg("ctkd", [g]), _words_tokenize)
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(TrainingError, match="not found"):
         stage_data(_cfg("ctkd", [tmp_path / "missing.jsonl"]), _words_tokenize)
 
 
@@ -178,16 +179,16 @@ def test_overrides_are_typed_and_checked(tmp_path):
          "name=abl", "precision=fp32"]))
     assert cfg.optim.lr == 3e-5 and cfg.optim.max_steps == 7 and cfg.data.train == ["a.jsonl", "b.jsonl"]
     assert cfg.model.init_from is None and cfg.run_dir == Path("training/runs/abl/scl")
-    with pytest.raises(ConfigError, match="unknown field 'lrr'"):
+    with pytest.raises(TrainingError, match="unknown field 'lrr'"):
         load_config("cpu-small", "scl", {"optim.lrr": 1})
-    with pytest.raises(ConfigError, match="expects"):
+    with pytest.raises(TrainingError, match="expects"):
         load_config("cpu-small", "scl", {"optim.max_steps": "many"})
-    with pytest.raises(ConfigError, match="precision"):
+    with pytest.raises(TrainingError, match="precision"):
         load_config("cpu-small", "scl", {"precision": "fp8"})
-    with pytest.raises(ConfigError, match="no config"):
+    with pytest.raises(TrainingError, match="no config"):
         load_config("nope", "scl")
     cfg = load_config("cpu-small", "ctkd", {"optim.batch_size": 8, "optim.micro_batch_size": 3})
-    with pytest.raises(ConfigError, match="multiple"):
+    with pytest.raises(TrainingError, match="multiple"):
         cfg.accumulation(1)
     j = tmp_path / "c.json"
     j.write_text(json.dumps({"common": {"seed": 5, "optim": {"lr": 0.5}}, "scl": {"optim": {"lr": 0.25}}}))

@@ -11,7 +11,9 @@ import torch
 
 from conftest import WORDS
 from training import testing as T
-from training.train import TrainingError, find_checkpoint, train
+from training.checkpoint import find_checkpoint
+from training.errors import TrainingError
+from training.train import train
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 

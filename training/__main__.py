@@ -24,7 +24,8 @@ import os
 import sys
 from pathlib import Path
 
-from .config import STAGES, ConfigError, load_config, parse_overrides
+from .config import STAGES, load_config, parse_overrides
+from .errors import TrainingError
 
 
 def _stage_parser(sub, name: str, help_: str):
@@ -105,16 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose or args.command in STAGES else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .data import DataError
-    from .train import TrainingError
-
     if args.threads > 0:
         import torch
 
         torch.set_num_threads(args.threads)
     try:
         return _dispatch(args)
-    except (ConfigError, DataError, TrainingError) as exc:
+    except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -189,11 +187,11 @@ def _dispatch(args) -> int:
 
         missing_eval = [e for e in args.eval if not Path(e).is_file()]
         if missing_eval:
-            raise ConfigError(f"no evaluation results at {', '.join(missing_eval)}")
+            raise TrainingError(f"no evaluation results at {', '.join(missing_eval)}")
         rep = build([a for a in args.arms.split(",") if a], args.eval, Path(args.baselines), Path(args.runs))
         missing = [a["name"] for a in rep["arms"] if not a["stages"] or not a["scores"]]
         if missing:
-            raise ConfigError(f"no finished stages or no scores for: {', '.join(missing)}")
+            raise TrainingError(f"no finished stages or no scores for: {', '.join(missing)}")
         paths = write(rep, Path(args.out))
         print(json.dumps({k: str(v) for k, v in paths.items()}, indent=1))
         return 0

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .errors import TrainingError
+
 log = logging.getLogger(__name__)
 
 BUILDER_VERSION = 1
@@ -566,13 +568,13 @@ def build_all(out: str | None = None, cache: str | None = None, groups: Sequence
     """Fetch (or reuse) the sources through the evaluation suite and build everything."""
     from .config import default_data_dir
 
-    BD, _, _, S = _suite()
-    cache_path = Path(cache).expanduser() if cache else S.cache_dir()
-    inp = BD._Inputs(cache_path)  # the suite's parsed-source memo (fetches pinned packages on first use)
     groups = list(groups or GROUPS)
     unknown = set(groups) - set(GROUPS)
     if unknown:
-        raise ValueError(f"unknown source groups {sorted(unknown)}; known: {', '.join(GROUPS)}")
+        raise TrainingError(f"unknown source groups {sorted(unknown)}; known: {', '.join(GROUPS)}")
+    BD, _, _, S = _suite()
+    cache_path = Path(cache).expanduser() if cache else S.cache_dir()
+    inp = BD._Inputs(cache_path)  # the suite's parsed-source memo (fetches pinned packages on first use)
     inputs, sources = {}, []
     for g in groups:
         items, srcs = inp.get(g)

@@ -18,6 +18,10 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from compsearch.fsutil import cache_home
+
+from .errors import TrainingError
+
 PRETEXT_STAGES = ("ctkd", "nll", "rc")          # stage-1 objectives, same wiring
 CONTRASTIVE_STAGES = ("ucl", "scl")
 STAGES = PRETEXT_STAGES + CONTRASTIVE_STAGES
@@ -25,22 +29,19 @@ LORA_TARGETS = ["q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the field."""
-
-
 def default_data_dir() -> str:
     """Where ``python -m training data`` writes built training data ($COMPSEARCH_TRAIN_DATA)."""
     env = os.environ.get("COMPSEARCH_TRAIN_DATA")
     if env:
         return env
-    home = os.environ.get("COMPSEARCH_HOME") or str(Path.home() / ".cache" / "compsearch")
-    return str(Path(home) / "training-data")
+    return str(cache_home() / "training-data")
 
 
 @dataclass
 class ModelConfig:
     base: str = "bundled"                 # "bundled", a local HF folder, or a hub id
+    num_layers: int | None = None         # student depth: the first L layers of the base, then its final norm
+                                          # (None: all). The teacher and decoder always run the full base.
     num_memory_tokens: int = 8
     memory_seed: int = 0                  # same init as compsearch.Encoder.from_base(seed=0)
     max_length: int = 512                 # text tokens the student reads (memory tokens on top)
@@ -130,22 +131,32 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> "TrainConfig":
+        """A config from ``to_dict()`` output (e.g. a checkpoint's ``state.json``), type-checked."""
+        if not isinstance(d, dict):
+            raise TrainingError(f"{where}: a config must be a JSON object, not {type(d).__name__}")
+        return merge(cls(), _flatten(d), where)
+
     def validate(self) -> "TrainConfig":
         if self.stage not in STAGES:
-            raise ConfigError(f"stage must be one of {', '.join(STAGES)}, not {self.stage!r}")
+            raise TrainingError(f"stage must be one of {', '.join(STAGES)}, not {self.stage!r}")
         o = self.optim
         if o.batch_size < 1 or o.micro_batch_size < 0:
-            raise ConfigError("optim.batch_size must be positive and optim.micro_batch_size >= 0")
+            raise TrainingError("optim.batch_size must be positive and optim.micro_batch_size >= 0")
         if o.max_steps < 1:
-            raise ConfigError("optim.max_steps must be positive")
+            raise TrainingError("optim.max_steps must be positive")
         if self.precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError(f"precision must be auto, bf16 or fp32, not {self.precision!r}")
+            raise TrainingError(f"precision must be auto, bf16 or fp32, not {self.precision!r}")
         if self.data.on_malformed not in ("error", "skip"):
-            raise ConfigError("data.on_malformed must be 'error' or 'skip'")
+            raise TrainingError("data.on_malformed must be 'error' or 'skip'")
         if self.stage in CONTRASTIVE_STAGES and self.temperature <= 0:
-            raise ConfigError("temperature must be positive")
+            raise TrainingError("temperature must be positive")
         if self.data.min_side_tokens < 1:
-            raise ConfigError("data.min_side_tokens must be at least 1")
+            raise TrainingError("data.min_side_tokens must be at least 1")
+        n = self.model.num_layers
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise TrainingError(f"model.num_layers must be a positive number of layers or null (all), not {n!r}")
         return self
 
     def micro_batch(self, world_size: int) -> int:
@@ -153,14 +164,14 @@ class TrainConfig:
         if self.optim.micro_batch_size:
             return self.optim.micro_batch_size
         if self.optim.batch_size % world_size:
-            raise ConfigError(f"optim.batch_size {self.optim.batch_size} does not split over {world_size} processes")
+            raise TrainingError(f"optim.batch_size {self.optim.batch_size} does not split over {world_size} processes")
         return self.optim.batch_size // world_size
 
     def accumulation(self, world_size: int) -> int:
         """Micro-batches per optimizer step on each process."""
         per_step = self.micro_batch(world_size) * world_size
         if self.optim.batch_size % per_step:
-            raise ConfigError(f"optim.batch_size {self.optim.batch_size} is not a multiple of "
+            raise TrainingError(f"optim.batch_size {self.optim.batch_size} is not a multiple of "
                               f"micro_batch_size {self.optim.micro_batch_size} x {world_size} processes")
         return self.optim.batch_size // per_step
 
@@ -171,7 +182,7 @@ def _from_dict(cls, d: dict, where: str):
     known = {f.name: f for f in fields(cls)}
     unknown = set(d) - set(known)
     if unknown:
-        raise ConfigError(f"unknown field(s) in {where}: {', '.join(sorted(unknown))}")
+        raise TrainingError(f"unknown field(s) in {where}: {', '.join(sorted(unknown))}")
     return cls(**d)
 
 
@@ -188,7 +199,7 @@ def _set(obj, path: list[str], value, where: str) -> None:
     names = {f.name: f for f in fields(obj)}
     head = path[0]
     if head not in names:
-        raise ConfigError(f"{where}: unknown field {head!r} in {type(obj).__name__} "
+        raise TrainingError(f"{where}: unknown field {head!r} in {type(obj).__name__} "
                           f"(known: {', '.join(sorted(names))})")
     current = getattr(obj, head)
     if dataclasses.is_dataclass(current):
@@ -198,10 +209,10 @@ def _set(obj, path: list[str], value, where: str) -> None:
             for k, v in value.items():
                 _set(current, [k], v, where)
         else:
-            raise ConfigError(f"{where}: {head} is a section; set {head}.<field>")
+            raise TrainingError(f"{where}: {head} is a section; set {head}.<field>")
         return
     if len(path) > 1:
-        raise ConfigError(f"{where}: {head} is not a section")
+        raise TrainingError(f"{where}: {head} is not a section")
     setattr(obj, head, _coerce(value, type(obj), head, where))
 
 
@@ -227,7 +238,7 @@ def _coerce(value, owner, name: str, where: str):
             return value
     if str in allowed and isinstance(value, (int, float)):
         return str(value)
-    raise ConfigError(f"{where}: {name} expects {hint}, got {value!r}")
+    raise TrainingError(f"{where}: {name} expects {hint}, got {value!r}")
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -235,7 +246,7 @@ def parse_overrides(items: list[str]) -> dict:
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
+            raise TrainingError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
         try:
             value = json.loads(raw)
@@ -256,7 +267,7 @@ def config_path(name: str) -> Path:
         if candidate.is_file():
             return candidate
     known = sorted(q.stem.replace("_", "-") for q in CONFIG_DIR.glob("*.py") if not q.stem.startswith("_"))
-    raise ConfigError(f"no config {name!r}: give a .py/.json file or one of {', '.join(known)}")
+    raise TrainingError(f"no config {name!r}: give a .py/.json file or one of {', '.join(known)}")
 
 
 def load_config(name: str, stage: str, overrides: dict | None = None) -> TrainConfig:
@@ -266,18 +277,21 @@ def load_config(name: str, stage: str, overrides: dict | None = None) -> TrainCo
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         if not hasattr(module, "config"):
-            raise ConfigError(f"{path} must define config(stage) -> TrainConfig")
+            raise TrainingError(f"{path} must define config(stage) -> TrainConfig")
         cfg = module.config(stage)
         if not isinstance(cfg, TrainConfig):
-            raise ConfigError(f"{path}: config({stage!r}) did not return a TrainConfig")
+            raise TrainingError(f"{path}: config({stage!r}) did not return a TrainConfig")
     else:
         try:
             raw = json.loads(path.read_text())
         except ValueError as exc:
-            raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+            raise TrainingError(f"{path} is not valid JSON: {exc}") from None
+        sections = {key: raw.get(key, {}) for key in ("common", stage)} if isinstance(raw, dict) else None
+        if sections is None or not all(isinstance(v, dict) for v in sections.values()):
+            raise TrainingError(f'{path}: expected {{"common": {{...}}, "<stage>": {{...}}}} with objects as values')
         cfg = TrainConfig(stage=stage)
-        cfg = merge(cfg, _flatten(raw.get("common", {})), str(path))
-        cfg = merge(cfg, _flatten(raw.get(stage, {})), f"{path} [{stage}]")
+        cfg = merge(cfg, _flatten(sections["common"]), str(path))
+        cfg = merge(cfg, _flatten(sections[stage]), f"{path} [{stage}]")
     cfg = dataclasses.replace(cfg, stage=stage)
     if overrides:
         cfg = merge(cfg, overrides, "--set")

@@ -32,6 +32,7 @@ from typing import Iterator
 import numpy as np
 
 from .config import PRETEXT_STAGES, TrainConfig
+from .errors import TrainingError
 from .model import format_query
 from .objectives import PretextBatch, SentenceBatch, TripleBatch
 
@@ -39,10 +40,6 @@ log = logging.getLogger(__name__)
 
 TOKENIZE_CHUNK = 1024
 _WARN_LIMIT = 5
-
-
-class DataError(ValueError):
-    """Training data cannot be used; the message names the file (and line) and what is wrong."""
 
 
 # ---------------------------------------------------------------------------- specs and reading
@@ -55,9 +52,9 @@ def normalize_spec(spec, data_dir: str | Path | None = None) -> dict:
             return {"split": "train", **spec}
         if "path" in spec:
             return {**normalize_spec(spec["path"], data_dir), **{k: v for k, v in spec.items() if k != "path"}}
-        raise DataError(f"a data spec dict needs 'hub' or 'path': {spec}")
+        raise TrainingError(f"a data spec dict needs 'hub' or 'path': {spec}")
     if not isinstance(spec, str) or not spec:
-        raise DataError(f"a data spec must be a path, 'hf:NAME' or a dict, not {spec!r}")
+        raise TrainingError(f"a data spec must be a path, 'hf:NAME' or a dict, not {spec!r}")
     if spec.startswith("hf:"):
         return {"hub": spec[3:], "split": "train"}
     path = Path(spec).expanduser()
@@ -68,7 +65,7 @@ def normalize_spec(spec, data_dir: str | Path | None = None) -> dict:
         if matches:
             return {"files": matches}
     where = " or ".join(str(c) for c in candidates)
-    raise DataError(f"training data not found: {spec} (looked at {where}); build it with "
+    raise TrainingError(f"training data not found: {spec} (looked at {where}); build it with "
                     f"`python -m training data` or fix data.train / data.data_dir")
 
 
@@ -84,7 +81,7 @@ def _read_jsonl(path: str, on_malformed: str, counts: Counter) -> Iterator[dict]
             except (UnicodeDecodeError, ValueError) as exc:
                 msg = f"{path}:{lineno}: malformed JSONL line ({exc})"
                 if on_malformed == "error":
-                    raise DataError(msg + "; fix the line or set data.on_malformed=skip") from None
+                    raise TrainingError(msg + "; fix the line or set data.on_malformed=skip") from None
                 counts["malformed"] += 1
                 if counts["malformed"] <= _WARN_LIMIT:
                     log.warning("%s (skipped)", msg)
@@ -104,7 +101,7 @@ def _read_with_datasets(spec: dict, counts: Counter, cache_dir: str | None) -> I
             ds = datasets.load_dataset(spec["hub"], spec.get("config"), split=spec.get("split", "train"),
                                        cache_dir=cache_dir, **kw)
         except Exception as exc:  # offline, missing, private: one clear message
-            raise DataError(f"could not load hub dataset {spec['hub']!r} ({type(exc).__name__}: {exc}); "
+            raise TrainingError(f"could not load hub dataset {spec['hub']!r} ({type(exc).__name__}: {exc}); "
                             "offline, pass a local file") from None
         spec["fingerprint"] = getattr(ds, "_fingerprint", None)
         where = f"hf:{spec['hub']}"
@@ -114,11 +111,11 @@ def _read_with_datasets(spec: dict, counts: Counter, cache_dir: str | None) -> I
         builder = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".arrow": "arrow",
                    ".txt": "text", ".text": "text"}.get(suffix)
         if builder is None:
-            raise DataError(f"{files[0]}: unsupported file type {suffix!r} (use .jsonl, .parquet, .csv, .json, .txt)")
+            raise TrainingError(f"{files[0]}: unsupported file type {suffix!r} (use .jsonl, .parquet, .csv, .json, .txt)")
         try:
             ds = datasets.load_dataset(builder, data_files=files, split="train", cache_dir=cache_dir)
         except Exception as exc:
-            raise DataError(f"{files[0]}: could not read as {builder} ({type(exc).__name__}: {exc})") from None
+            raise TrainingError(f"{files[0]}: could not read as {builder} ({type(exc).__name__}: {exc})") from None
         where = files[0]
     for i, rec in enumerate(ds):
         counts["read"] += 1
@@ -219,7 +216,7 @@ class SourceStats:
 def _sample(records: Iterator[dict], n, seed: int, counts: Counter, where) -> list[dict]:
     """``{"path": ..., "sample": n}``: n records drawn without replacement (seeded), in file order."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise DataError(f"{where}: 'sample' must be a positive number of records, not {n!r}")
+        raise TrainingError(f"{where}: 'sample' must be a positive number of records, not {n!r}")
     import random
 
     recs = list(records)
@@ -244,7 +241,7 @@ class StageData:
     def load(self, specs: list) -> "StageData":
         d = self.cfg.data
         if not specs:
-            raise DataError(f"no training data for stage {self.cfg.stage}: set data.train")
+            raise TrainingError(f"no training data for stage {self.cfg.stage}: set data.train")
         for raw in specs:
             spec = normalize_spec(raw, d.data_dir)
             stats = SourceStats(spec=raw)
@@ -265,14 +262,14 @@ class StageData:
             if pending:
                 self._add_chunk(pending, stats)
             if stats.counts["read"] and stats.counts["missing_field"] == stats.counts["read"]:
-                raise DataError(f"{raw}: no record has the field(s) this stage needs "
+                raise TrainingError(f"{raw}: no record has the field(s) this stage needs "
                                 f"({', '.join(self.needed_fields())}); fields seen: {sorted(seen_fields)[:10]}")
             self.sources.append(stats)
             log.info("%s: %s", raw, stats.record())
             if d.limit and len(self) >= d.limit:
                 break
         if len(self) == 0:
-            raise DataError(f"no usable training records for stage {self.cfg.stage}: "
+            raise TrainingError(f"no usable training records for stage {self.cfg.stage}: "
                             + "; ".join(f"{s.spec}: {dict(s.counts)}" for s in self.sources))
         return self
 

@@ -145,3 +145,33 @@ def diagnose_encoder(encoder_path: str, texts: Sequence[str], out_dir: str | Pat
     result["texts"] = len(texts)
     result["files"] = save(result, out_dir, Path(str(encoder_path)).name)
     return result
+
+
+def after_stage(model, cfg, data, out_dir: Path) -> dict:
+    """Spectrum + memory correlation of the held-out texts (or, lacking those, training items),
+    run by the training loop when a stage ends; returns the summary's short form."""
+    from .data import heldout_texts
+
+    texts = heldout_texts(cfg)
+    if texts:
+        ids = [t[: cfg.model.max_length] for t in model.tokenize(texts)]
+        source = "heldout"
+    else:
+        store = getattr(data, "store", None) or getattr(data, "positives")
+        ids = [store[i] for i in range(min(len(store), cfg.data.heldout_limit))]
+        source = "training items (no data.heldout configured)"
+    if len(ids) < 2:
+        return {"skipped": "fewer than 2 texts"}
+    was_training = model.training
+    model.eval()
+    try:
+        with model.autocast():
+            states = collect_states(model.memory_states, ids, batch_size=max(1, cfg.optim.micro_batch_size or 16))
+    finally:
+        model.train(was_training)
+    result = analyze(states)
+    result.update(source=source, texts=len(ids), stage=cfg.stage)
+    result["files"] = save(result, out_dir, cfg.stage)
+    sp, mc = result["spectrum"], result["memory_correlation"]
+    return {"above_1pct": sp["above_1pct"], "entropy_rank": round(sp["entropy_rank"], 2),
+            "memory_mean_offdiag": mc["mean_offdiag"], "dir": str(out_dir), "source": source}

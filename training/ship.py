@@ -17,16 +17,15 @@ the second ship reuses the checked export and rewrites the model card.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
-from compsearch.fsutil import atomic_replace_dir
+from compsearch.encoder import write_encoder_folder
 
-from .export import export_checkpoint, folder_size
+from .checkpoint import find_checkpoint
 from .config import CONFIG_DIR
+from .errors import TrainingError
+from .export import export_checkpoint, folder_size
 from .report import BASELINE_NAMES
-from .train import TrainingError, find_checkpoint
 
 PREPARED = "shipped"      # <run>/shipped + <run>/ship.json: a run exported and checked on another machine
 CHECK_FILE = "ship.json"
@@ -52,10 +51,8 @@ def ship(run: str | Path, out: str | Path, *, report: str | Path | None, max_mb:
     if find_checkpoint(scl) is None and (prepared / "compsearch_encoder.json").is_file() and checked.is_file():
         # exported and checked where it was trained (a GPU machine, say); its checkpoints stayed there
         agreement = float(json.loads(checked.read_text())["min_cosine_vs_fp32"])
-        out = Path(out)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=f".{out.name}."))
-        shutil.copytree(prepared, tmp, dirs_exist_ok=True)
-        atomic_replace_dir(tmp, out)
+        there = Encoder.load(prepared, dtype="float32")
+        out = write_encoder_folder(out, there.config, there.memory, there.adapter)
     else:
         out = export_checkpoint(scl, out, adapter_dtype="bfloat16")
         shipped = Encoder.load(out, dtype="float32")
@@ -73,7 +70,8 @@ def ship(run: str | Path, out: str | Path, *, report: str | Path | None, max_mb:
     cfg = json.loads((out / "compsearch_encoder.json").read_text())
     card = model_card(cfg, arm=arm, report=rep, size=size, agreement=agreement, fingerprint=shipped.fingerprint,
                       run_name=run.name)
-    (out / "README.md").write_text(card)
+    # the same encoder again, now with its model card (the folder's one writer, atomically)
+    write_encoder_folder(out, shipped.config, shipped.memory, shipped.adapter, extra_files={"README.md": card})
     return {"out": str(out), "bytes": size, "min_cosine_vs_fp32": agreement, "fingerprint": shipped.fingerprint}
 
 
@@ -103,6 +101,7 @@ def model_card(cfg: dict, *, arm: dict | None, report: dict | None, size: int, a
          "| | |", "|---|---|",
          f"| base model | `{cfg['base_model']}` (fingerprint `{cfg.get('base_fingerprint')}`) |",
          f"| encoder fingerprint | `{fingerprint}` |",
+         f"| depth | {_depth(cfg)} |",
          f"| embedding | {cfg.get('dim') or 576} dims, max {cfg['max_length']} text tokens, query prompt "
          f"\"{cfg.get('query_prompt')}\" |",
          f"| files | {size / 2**20:.1f} MB (memory tokens fp32, LoRA adapter bf16; min cosine to the fp32-trained "
@@ -148,6 +147,11 @@ def model_card(cfg: dict, *, arm: dict | None, report: dict | None, size: int, a
           "Compare the scores above with the baselines before relying on it; for English retrieval, "
           "MiniLM and BM25 are strong references.", ""]
     return "\n".join(L)
+
+
+def _depth(cfg: dict) -> str:
+    n = cfg.get("num_layers")
+    return "all layers of the base" if n is None else f"the first {n} layers of the base, then its final norm"
 
 
 def _arm_command(run_name: str) -> str:

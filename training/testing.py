@@ -148,7 +148,7 @@ def train_worker(rank: int, world_size: int, port: int, cfg_dict: dict) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     try:
-        train(TrainConfig(**cfg_dict))
+        train(TrainConfig.from_dict(cfg_dict))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -11,47 +11,34 @@ Measured on this machine (AMD EPYC without AVX512/AMX, fp32, 1 thread, forward_c
 UCL step (32 sentences, 2 views) and ~40-49 s per SCL step (16 triples, 128 tokens), so the
 defaults below take ~1.5 h (CTKD), ~1 h (UCL) and ~2 h (SCL). Two threads were 3-4x *slower* while
 other jobs shared the CPU; without length-sorted chunks steps were 20-50% slower.
+
+Differences from ``base`` (the recipe): the sizes below, one thread, length-sorted chunks of 4 rows.
 """
 
-from training.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
+import dataclasses
+
+from training.configs.base import derive
+
+# One intra-op thread: on a CPU shared with other jobs, two threads wait for each other at every
+# op (measured 3-4x slower per step here under load); on an idle machine try --set cpu_threads=0.
+COMMON = {"name": "cpu-small", "save_every": 50, "keep_checkpoints": 2, "cpu_threads": 1,
+          "model.forward_chunk": 4}  # length-sorted chunks of 4 rows: less padding
+STAGES = {
+    "stage1": {"model.max_length": 160, "data.max_continuation_tokens": 32,
+               "optim.warmup_steps": 15, "optim.max_steps": 300, "optim.batch_size": 8, "optim.micro_batch_size": 8},
+    "ucl": {"model.max_length": 64,
+            "optim.warmup_steps": 10, "optim.max_steps": 100, "optim.batch_size": 32, "optim.micro_batch_size": 32},
+    "scl": {"model.max_length": 128, "save_every": 25, "keep_checkpoints": 0,
+            "optim.warmup_steps": 10, "optim.max_steps": 150, "optim.batch_size": 16, "optim.micro_batch_size": 16},
+}
 
 
-def config(stage: str) -> TrainConfig:
-    # One intra-op thread: on a CPU shared with other jobs, two threads wait for each other at every
-    # op (measured 3-4x slower per step here under load); on an idle machine try --set cpu_threads=0.
-    common = dict(name="cpu-small", seed=1234, precision="auto", save_every=50, keep_checkpoints=2, cpu_threads=1)
-    small = dict(base="bundled", forward_chunk=4)  # length-sorted chunks of 4 rows: less padding
-    if stage in ("ctkd", "nll", "rc"):
-        return TrainConfig(
-            stage=stage, out_dir="training/runs/{name}/stage1", **common,
-            model=ModelConfig(**small, max_length=160, train_memory=True),
-            data=DataConfig(train=["ctkd.jsonl"], heldout=["heldout.jsonl"], min_chars=200,
-                            min_side_tokens=10, max_continuation_tokens=32),
-            optim=OptimConfig(lr=1e-4, weight_decay=1e-5, warmup_steps=15, max_steps=300, grad_clip=2.0,
-                              batch_size=8, micro_batch_size=8))
-    if stage == "ucl":
-        return TrainConfig(
-            stage=stage, out_dir="training/runs/{name}/ucl", temperature=0.05, **common,
-            model=ModelConfig(**small, max_length=64, attention_dropout=0.2, lora_dropout=0.05,
-                              train_memory=False, init_from="training/runs/{name}/stage1"),
-            data=DataConfig(train=["ucl.jsonl"], heldout=["heldout.jsonl"], min_chars=20, min_tokens=4),
-            optim=OptimConfig(lr=3e-5, weight_decay=1e-5, warmup_steps=10, max_steps=100, grad_clip=1.0,
-                              batch_size=32, micro_batch_size=32))
-    if stage == "scl":
-        return TrainConfig(
-            stage=stage, out_dir="training/runs/{name}/scl", temperature=0.05, **{**common, "save_every": 25,
-                                                                          "keep_checkpoints": 0},
-            model=ModelConfig(**small, max_length=128, train_memory=False, init_from="training/runs/{name}/ucl"),
-            data=DataConfig(train=["scl.jsonl"], heldout=["heldout.jsonl"], num_hard_negatives=1),
-            optim=OptimConfig(lr=1e-4, weight_decay=1e-5, warmup_steps=10, max_steps=150, grad_clip=1.0,
-                              batch_size=16, micro_batch_size=16))
-    raise ValueError(f"cpu-small has no stage {stage!r}")
+def config(stage: str):
+    return derive(stage, COMMON, STAGES, where="cpu-small")
 
 
-def scaled(stage: str, name: str, steps: dict, warmup: dict, minutes: dict | None = None) -> TrainConfig:
+def scaled(stage: str, name: str, steps: dict, warmup: dict, minutes: dict | None = None):
     """cpu-small with other step counts (and optional per-stage time budgets): the shorter CPU configs."""
-    import dataclasses
-
     cfg = config(stage)
     optim = dict(max_steps=steps[stage], warmup_steps=warmup[stage])
     if minutes:

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The compute-optimal depth run at student depth L (configs/cpu_depth.py): stage 1 (ctkd) -> UCL -> SCL,
+# each stage the same wall-clock budget at every depth. Resumable: rerun the same command after an
+# interruption and each stage continues from its last checkpoint (finished stages are skipped).
+# Runs live outside the repository: <cache>/training-runs/depth-L/{stage1,ucl,scl} (cache:
+# $COMPSEARCH_HOME or ~/.cache/compsearch). Stage 1 starts from the shipped default encoder when no
+# checkpoint exists (add --set model.init_from=null to start from the untrained base).
+# Usage (from the repository root): training/depth.sh L [--set k=v ...]      (PYTHON=... picks the interpreter)
+set -euo pipefail
+L=${1:?usage: training/depth.sh LAYERS [--set k=v ...]}
+shift
+export COMPSEARCH_TRAIN_DEPTH=$L
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+py=${PYTHON:-python}
+runs=$("$py" -c 'from compsearch.fsutil import cache_home; print(cache_home() / "training-runs")')
+name="depth-$L"
+done_stage() { [ -f "$runs/$name/$1/summary.json" ]; }
+echo "$(date -u +%FT%TZ) depth $L: runs in $runs/$name"
+done_stage stage1 || "$py" -m training ctkd --config cpu-depth "$@"
+done_stage ucl || "$py" -m training ucl --config cpu-depth "$@"
+done_stage scl || "$py" -m training scl --config cpu-depth "$@"
+echo "$(date -u +%FT%TZ) depth $L: done; encoder in $runs/$name/scl/encoder"
