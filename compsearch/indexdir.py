@@ -22,6 +22,7 @@ the next writer.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -230,10 +231,14 @@ class Transaction:
         manifest = dict(manifest, format=FORMAT, format_version=FORMAT_VERSION,
                         generation=generation, updated_at=now())
         manifest.setdefault("created_at", (self.manifest or {}).get("created_at", now()))
-        atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        fsync_dir(self.root)
+        try:
+            atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+            fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)  # not committed: leave no generation behind
+            raise
         self.committed = True
-        _remove_stale(self.root, keep=target.name)
+        _remove_stale(self.root, keep=_kept(generation))
         return manifest
 
 
@@ -271,9 +276,10 @@ def transaction(root: Path, timeout: float | None = None):
         except Timeout:
             raise CompsearchError(f"{root} is still being updated by another process after "
                                   f"{timeout:g} s; try again later or raise {LOCK_TIMEOUT_ENV}") from None
+    work = None
     try:
         manifest = read_manifest(root)
-        _remove_stale(root, keep=generation_dir(root, manifest["generation"]).name if manifest else None)
+        _remove_stale(root, keep=_kept(manifest["generation"]) if manifest else set())
         work = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
         tx = None
         try:
@@ -291,13 +297,32 @@ def transaction(root: Path, timeout: float | None = None):
                 if tx is not None:
                     tx.store.close()
                 shutil.rmtree(work, ignore_errors=True)
+    except (OSError, sqlite3.Error, RuntimeError) as exc:
+        if _out_of_space(exc):
+            raise CompsearchError(f"no space left on the device of {root} while writing the index; "
+                                  f"nothing was changed (the previous index is intact)") from None
+        raise
     finally:
         lock.release()
 
 
-def _remove_stale(root: Path, keep: str | None) -> None:
-    """Delete generations and temp folders the manifest does not name (crash leftovers)."""
+def _kept(generation: int) -> set[str]:
+    """Generation folders kept on disk: the current one and the one before it, so that a reader
+    that read the manifest just before a commit still finds the files it names."""
+    return {generation_dir(Path("."), g).name for g in (generation, generation - 1) if g >= 1}
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return ("disk is full" in text or "no space left" in text
+            or (isinstance(exc, RuntimeError) and "write" in text and "error" in text))
+
+
+def _remove_stale(root: Path, keep: set[str]) -> None:
+    """Delete generations and temp folders not in ``keep`` (old generations, crash leftovers)."""
     for p in root.iterdir():
-        if p.is_dir() and p.name != keep and (p.name.startswith(".tmp-") or
+        if p.is_dir() and p.name not in keep and (p.name.startswith(".tmp-") or
                                                (p.name.startswith("g") and p.name[1:].isdigit())):
             shutil.rmtree(p, ignore_errors=True)

@@ -129,7 +129,15 @@ class Retriever:
         if self._store is None:
             if not self._manifest:
                 raise CompsearchError(f"no index at {self.root} (build one with: compsearch index PATH)")
-            self._store, self._index = open_generation(self.root, self._manifest)
+            try:
+                self._store, self._index = open_generation(self.root, self._manifest)
+            except CompsearchError:
+                # a writer committed (and cleaned up) since this manifest was read: take the new one
+                fresh = read_manifest(self.root)
+                if not fresh or fresh["generation"] == self._manifest["generation"]:
+                    raise
+                self._manifest = fresh
+                self._store, self._index = open_generation(self.root, fresh)
         return self._store, self._index
 
     def close(self) -> None:

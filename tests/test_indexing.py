@@ -167,3 +167,40 @@ def test_cli_conventions(tmp_path, tiny_base, monkeypatch):
     assert runner.invoke(main, ["--threads", "1", "info", "--index", str(ix)]).exit_code == 0
     assert os.environ["OMP_NUM_THREADS"] == "1"
     assert runner.invoke(main, ["--threads", "0", "info", "--index", str(ix)]).exit_code == 2
+
+
+def test_full_disk_is_one_line_and_leaves_the_index(tmp_path, tiny_encoder, monkeypatch):
+    import errno
+
+    import compsearch.indexdir as indexdir
+    from compsearch.index import VectorIndex
+
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    r.add(["json parse text"], ids=["a"])
+    gen = read_manifest(tmp_path / "ix")["generation"]
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(VectorIndex, "save", full)
+    with pytest.raises(CompsearchError, match="no space left .* previous index is intact"):
+        r.add(["rotate log file"], ids=["b"])
+    monkeypatch.undo()
+    # the manifest write fails after the new generation was renamed into place: it is removed
+    monkeypatch.setattr(indexdir, "atomic_write_text", full)
+    with pytest.raises(CompsearchError, match="no space left"):
+        r.add(["rotate log file"], ids=["b"])
+    monkeypatch.undo()
+    names = sorted(p.name for p in (tmp_path / "ix").iterdir() if p.is_dir())
+    assert names == ["encoder", f"g{gen:06d}"]
+    assert read_manifest(tmp_path / "ix")["generation"] == gen
+    assert [h.doc_id for h in Retriever.open(tmp_path / "ix", tiny_encoder).get(["a", "b"])] == ["a"]
+
+
+def test_a_reader_that_read_an_old_manifest_finds_the_new_generation(tmp_path, tiny_encoder):
+    w = Retriever.open(tmp_path / "ix", tiny_encoder)
+    w.add(["json parse text"], ids=["a"])
+    reader = Retriever.open(tmp_path / "ix", tiny_encoder)     # manifest read, files not opened yet
+    for i in range(3):                                         # three commits: its generation is gone
+        w.add([f"rotate log file {i}"], ids=[f"b{i}"])
+    assert len(reader.search("json", k=10)) == 4               # the newest generation, no error

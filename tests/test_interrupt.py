@@ -80,7 +80,9 @@ def test_interrupted_index_keeps_previous_and_next_run_completes(sig, tiny_base,
     after = _state(ix)
     assert after[0] == before[0] + 1
     assert not any(p.name.startswith((".tmp-",)) for p in ix.iterdir())
-    assert sorted(p.name for p in ix.iterdir() if p.name.startswith("g")) == [f"g{after[0]:06d}"]
+    # no half-written generation is left; the previous committed one is kept for readers
+    assert sorted(p.name for p in ix.iterdir() if p.name.startswith("g")) == [
+        f"g{before[0]:06d}", f"g{after[0]:06d}"]
     fresh = tmp_path / "fresh"
     assert runner.invoke(main, ["index", str(docs), "--index", str(fresh), "--model", str(tiny_base)]).exit_code == 0
     assert after[1] == _state(fresh)[1]
