@@ -130,6 +130,8 @@ def test_code_pairs_remove_the_docstring_and_skip_private_and_tiny():
 
 def test_first_sentence_and_summary_filter():
     assert Q.first_sentence("Return the path.  More text.\n\nOther") == "Return the path."
+    assert Q.first_sentence("Computes the inverse frequencies Args: config the model config") == \
+        "Computes the inverse frequencies"
     assert not Q._usable_summary("See foo.")
     assert not Q._usable_summary("Load a dataset builder which can be used to:")
     assert Q._usable_summary("Load a dataset builder from the hub.")
@@ -186,6 +188,18 @@ def test_finalize_dedupes_caps_and_splits_deterministically():
     assert 0.01 < sides.count("val") / 5000 < 0.03
 
 
+def test_decontaminate_drops_positives_sharing_text_with_dev_answers(tmp_path):
+    answer = "Use the resume option with an offset so that the transfer continues where it stopped last time. " * 2
+    d = tmp_path / "tasks" / "FaqRetrieval"
+    d.mkdir(parents=True)
+    (d / "corpus.jsonl").write_text(json.dumps({"id": "d1", "title": "", "text": answer}) + "\n")
+    win = Q.faq_windows(tmp_path / "tasks", None)
+    rows = [{"query": "a", "positive": "Intro text here. " + answer[10:150] + " and more"},
+            {"query": "b", "positive": "Something entirely different about widgets and their many uses. " * 3}]
+    kept, dropped = Q.decontaminate(rows, win)
+    assert dropped == 1 and [r["query"] for r in kept] == ["b"]
+
+
 def test_check_rows_catches_leaks(tmp_path):
     guard = _guard(tmp_path)
     ok = [{"query": "q", "positive": "p", "source": "sections:zsh-doc", "unit": "zsh-doc:html/Redirection.html"}]
@@ -207,6 +221,7 @@ def test_build_code_only_writes_data_manifest_and_negatives(tmp_path, monkeypatc
                      .replace("class Thing", f"class Thing{i}").replace("A thing", f"A {i} thing"))
         files.append(f)
     monkeypatch.setattr(Q, "python_roots", lambda: [("mini", "0.1", src, files)])
+    monkeypatch.setattr(Q, "faq_windows", lambda tasks, cache: set())
     m = Q.build(tmp_path / "out", cache=tmp_path / "cache", kinds=["code"], mine=True)
     rows = [json.loads(x) for x in (tmp_path / "out" / "qdata.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and m["counts"]["by_kind"] == {"code": 12}

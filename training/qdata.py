@@ -212,6 +212,7 @@ def section_pairs(package: str, root: Path, guard=None, max_positive: int = 3000
 
 def first_sentence(doc: str) -> str:
     para = " ".join(re.split(r"\n\s*\n", doc.strip(), maxsplit=1)[0].split())
+    para = re.split(r"\s(?:Args|Arguments|Returns?|Parameters|Raises|Yields|Examples?|Note):", para)[0]
     m = re.match(r"(.+?[.!?])(\s|$)", para)
     return (m.group(1) if m else para).strip()
 
@@ -382,6 +383,33 @@ def finalize(rows: list[dict], max_per_source: int | None = MAX_PER_SOURCE, seed
     return out
 
 
+def faq_windows(tasks_dir: Path | None, cache: Path | None, width: int = 80) -> set[str]:
+    """Every ``width``-character window of the FaqRetrieval answers (whitespace collapsed)."""
+    from benchmarks.mteb_suite import builders as B
+    from benchmarks.mteb_suite import faq as F
+
+    corpus = Path(tasks_dir) / F.TASK_NAME / "corpus.jsonl" if tasks_dir else None
+    if corpus is not None and corpus.is_file():
+        texts = [r["text"] for r in B.jsonl_read(corpus)]
+    else:
+        texts = [B.clip(e.answer) for e in F.keep_entries(F.faq_sources(cache)[0])]
+    out = set()
+    for t in texts:
+        t = " ".join(t.split())
+        out.update(t[i:i + width] for i in range(max(1, len(t) - width + 1)))
+    return out
+
+
+def decontaminate(rows: list[dict], windows: set[str], width: int = 80) -> tuple[list[dict], int]:
+    """Drop rows whose positive shares a ``width``-character window with a dev-task answer."""
+    keep = []
+    for r in rows:
+        t = " ".join(r["positive"].split())
+        if not any(t[i:i + width] in windows for i in range(0, max(1, len(t) - width + 1), width // 2)):
+            keep.append(r)
+    return keep, len(rows) - len(keep)
+
+
 def check_rows(rows: Iterable[dict], guard=None) -> dict:
     """Raise if a row comes from an excluded file or a ManPageRetrieval test page."""
     from benchmarks.mteb_suite import sources as S
@@ -467,7 +495,8 @@ def build(out: str | Path, cache: str | Path | None = None, kinds: Iterable[str]
             got = (section_pairs(name, src.path, guard) if kind == "sections" else manopt_pairs(name, src.path, guard))
             sources.append({"kind": kind, **src.record()})
         rows.extend(got)
-    step("dedupe, cap, split", len(jobs), len(jobs))
+    step("dedupe, decontaminate, cap, split", len(jobs), len(jobs))
+    rows, dropped = decontaminate(rows, faq_windows(cache_path / "tasks", cache_path))
     rows = finalize(rows, max_per_source)
     check = check_rows(rows, guard)
     out = Path(out).expanduser()
@@ -495,7 +524,8 @@ def build(out: str | Path, cache: str | Path | None = None, kinds: Iterable[str]
         "counts": {"by_kind": dict(sorted(by_kind.items())),
                    "by_split": dict(sorted(Counter(r["split"] for r in rows).items()))},
         "split": {"excluded": "dev task FAQ files, any *faq* path, Python faq/, perl-doc; ManPageRetrieval test pages",
-                  "man_guard": guard.summary(), "check": check},
+                  "man_guard": guard.summary(), "check": check,
+                  "dropped_sharing_text_with_faq_answers": dropped},
         "mining": mining, "files": files, "seconds": round(time.time() - t0, 1),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
