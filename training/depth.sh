@@ -16,6 +16,9 @@ runs=$("$py" -c 'from compsearch.fsutil import cache_home; print(cache_home() / 
 name="depth-$L"
 done_stage() { [ -f "$runs/$name/$1/summary.json" ]; }
 echo "$(date -u +%FT%TZ) depth $L: runs in $runs/$name"
+data=$("$py" -c 'from training.config import default_data_dir; print(default_data_dir())')
+[ -f "$data/scl.jsonl" ] || "$py" -m training data
+[ -f "$data/qdata/qdata-scl.jsonl" ] || "$py" -m training.qdata build --out "$data/qdata" --mine
 done_stage stage1 || "$py" -m training ctkd --config cpu-depth "$@"
 done_stage ucl || "$py" -m training ucl --config cpu-depth "$@"
 done_stage scl || "$py" -m training scl --config cpu-depth "$@"

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import builders as B
+from . import faq as FAQ
 from . import parse as P
 from . import sources as S
 
@@ -92,6 +93,9 @@ class _Inputs:
         src = S.brown_corpus(self.cache)
         return P.read_brown(src.path), [src]
 
+    def _faq(self):
+        return FAQ.faq_sources(self.cache)
+
     def _gensim(self):
         src = S.gensim_test_data(self.cache)
         lee = P.read_lee(src.path / "lee.cor", src.path / "similarities0-1.txt")
@@ -125,6 +129,7 @@ TASKS: dict[str, tuple[str, Callable[[_Inputs], B.TaskData]]] = {
     "PythonDocsRetrieval": ("Retrieval", lambda i: B.build_python_docs_retrieval(*i.get("pydocs"))),
     "FoldocRetrieval": ("Retrieval", lambda i: B.build_foldoc_retrieval(*i.get("foldoc"))),
     "WordNetNounRetrieval": ("Retrieval", lambda i: B.build_wordnet_retrieval(*i.get("wordnet"))),
+    FAQ.TASK_NAME: ("Retrieval", lambda i: FAQ.build_faq_retrieval(*i.get("faq"))),
     "LeeDocSTS": ("STS", _lee),
     "WordSim353STS": ("STS", _wordsim),
     "SimLex999STS": ("STS", _simlex),

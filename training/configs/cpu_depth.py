@@ -18,8 +18,9 @@ model.init_from=null`` starts from the untrained base instead. Runs, checkpoints
 outside the repository, in ``<cache>/training-runs/depth-<L>/`` (``$COMPSEARCH_HOME`` or
 ``~/.cache/compsearch``), and resume from their latest checkpoint when the same command runs again.
 
-Everything else (data, lengths, batches, learning rates, seeds) is cpu-small's, so depths differ in
-depth and steps only.
+Everything else (lengths, batches, learning rates, seeds) is cpu-small's, so depths differ in
+depth and steps only; the SCL data is cpu-small's ``scl.jsonl`` plus a sample of the question-shaped
+pairs of ``training/qdata.py`` (``QDATA_SCL``), the same at every depth.
 """
 
 import os
@@ -33,6 +34,10 @@ FULL_DEPTH = 30                                           # SmolLM2-135M
 STEPS_AT_FULL_DEPTH = {"stage1": 80, "ucl": 16, "scl": 150}   # cpu-2h
 WARMUP_FRACTION = {"stage1": 0.1, "ucl": 0.125, "scl": 0.067}  # cpu-2h's warmups (8, 2, 10) as fractions
 MINUTES = {"stage1": 32, "ucl": 9, "scl": 80}
+# SCL also reads question-shaped pairs (``python -m training.qdata build --out <data>/qdata --mine``):
+# headings -> sections of Debian manuals, docstring summaries -> code, man options -> their text,
+# each with a BM25 hard negative; a seeded sample of them beside cpu-small's scl.jsonl.
+QDATA_SCL = {"path": "qdata/qdata-scl.jsonl", "sample": 8000}
 
 
 def depth() -> int:
@@ -71,5 +76,6 @@ def config(stage: str):
         "name": f"depth-{L}", "out_dir": str(out[part]), "save_every": 10, "keep_checkpoints": 2,
         "model.num_layers": None if L == FULL_DEPTH else L, "model.init_from": init[part],
         "data.heldout_limit": 256, "optim.max_steps": steps,
+        **({"data.train": ["scl.jsonl", QDATA_SCL]} if part == "scl" else {}),
         "optim.warmup_steps": max(1, round(steps * WARMUP_FRACTION[part])), "optim.max_minutes": MINUTES[part],
     }, "cpu-depth")
