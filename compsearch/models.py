@@ -130,6 +130,7 @@ def resolve_base(spec: str) -> Path:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise CompsearchError(f"{path} is not a Hugging Face model folder (no config.json)")
+        refuse_remote_code(path)
         return path.resolve()
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         raise CompsearchError(f"model not found: {spec!r} is neither a folder nor a hub id (org/name)")
@@ -141,6 +142,20 @@ def resolve_base(spec: str) -> Path:
     except Exception as exc:  # network, auth, missing repo: all end the same way for the user
         raise CompsearchError(f"could not fetch {spec!r} from the Hugging Face hub "
                               f"({type(exc).__name__}); offline, pass a local folder") from None
+
+
+def refuse_remote_code(folder: Path) -> None:
+    """A model folder whose config asks to run its own Python (``auto_map``, ``trust_remote_code``)
+    is refused: compsearch never executes code that comes with a model."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        raise CompsearchError(f"{folder}/config.json is unreadable or not JSON") from None
+    if not isinstance(config, dict):
+        raise CompsearchError(f"{folder}/config.json is not a JSON object")
+    if config.get("auto_map") or config.get("trust_remote_code"):
+        raise CompsearchError(f"{folder} asks to run its own code (auto_map / trust_remote_code); "
+                              f"compsearch does not run code shipped with a model")
 
 
 def _gguf_identity(gguf_sha256: str, conversion_version: int) -> str:

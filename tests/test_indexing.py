@@ -204,3 +204,21 @@ def test_a_reader_that_read_an_old_manifest_finds_the_new_generation(tmp_path, t
     for i in range(3):                                         # three commits: its generation is gone
         w.add([f"rotate log file {i}"], ids=[f"b{i}"])
     assert len(reader.search("json", k=10)) == 4               # the newest generation, no error
+
+
+def test_a_base_model_that_wants_to_run_its_own_code_is_refused(tmp_path, tiny_base):
+    import json as _json
+
+    from compsearch import Encoder
+
+    evil = tmp_path / "evil"
+    shutil.copytree(tiny_base, evil)
+    cfg = _json.loads((evil / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (evil / "config.json").write_text(_json.dumps(cfg))
+    (evil / "modeling_evil.py").write_text("raise SystemExit('this must never run')\n")
+    with pytest.raises(CompsearchError, match="asks to run its own code"):
+        Encoder.load(str(evil))
+    res = CliRunner().invoke(main, ["index", str(tmp_path), "--index", str(tmp_path / "ix"),
+                                    "--model", str(evil)])
+    assert res.exit_code == 1 and "asks to run its own code" in res.output
