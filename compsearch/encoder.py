@@ -252,14 +252,17 @@ class Encoder:
         adapter = _read_adapter(path / ADAPTER_DIR) if (path / ADAPTER_DIR).is_dir() else None
         fingerprint = encoder_fingerprint(config, memory, adapter)
         cached = read_merged(fingerprint) if adapter is not None else None
-        model, tokenizer = _load_backbone(folder, device, dtype, config.num_layers, weights=cached)
+        merge = adapter is not None and cached is None
+        # the merge runs in fp32 whatever dtype the encoder then runs in, so the cache is exact
+        model, tokenizer = _load_backbone(folder, device, torch.float32 if merge else dtype,
+                                          config.num_layers, weights=cached)
         if memory.shape != (config.num_memory_tokens, model.config.hidden_size):
             raise CompsearchError(f"{path / MEMORY_FILE} has shape {tuple(memory.shape)}, expected "
                                   f"({config.num_memory_tokens}, {model.config.hidden_size})")
-        if adapter is not None and cached is None:
+        if merge:
             model = merge_adapter(model, path / ADAPTER_DIR)
-            if model.dtype == torch.float32:  # a bf16 merge would put rounded weights in the cache
-                write_merged(fingerprint, model)
+            write_merged(fingerprint, model)
+            model = model.to(pick_dtype(model.device, dtype))
         enc = cls(model, tokenizer, memory.to(model.device), config, adapter=adapter,
                   source=str(path), base_path=folder)
         enc._fingerprint = fingerprint

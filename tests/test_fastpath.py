@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 
 from compsearch import CompsearchError, Encoder
 from compsearch.encoder import CONFIG_FILE, PACKAGED_DEFAULT, encoder_fingerprint
@@ -157,6 +158,10 @@ def test_int8_option(tiny_base):
     plain = Encoder.load(str(tiny_base), dtype="float32")
     q = Encoder.load(str(tiny_base), dtype="float32", quantize="int8")
     assert q.quantize == "int8" and plain.quantize is None and q.fingerprint == plain.fingerprint
+    layer = q.model.layers[0]
+    assert type(layer.mlp.down_proj) is torch.nn.Linear and type(layer.self_attn.o_proj) is torch.nn.Linear
+    assert type(layer.self_attn.q_proj) is not torch.nn.Linear  # a dynamic-int8 Linear
+    assert "int8" in str(layer.self_attn.q_proj.weight().dtype)
     cos = (q.encode(TEXTS) * plain.encode(TEXTS)).sum(1)
     assert cos.min() > 0.95
     with pytest.raises(CompsearchError, match="quantize"):
