@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from .errors import CompsearchError
-from .fastpath import (LightTokenizer, check_quantize, merge_adapter, quantize_int8, read_merged,
-                       write_merged)
+from .backbone import _load_backbone, pick_device, pick_dtype, truncate_config  # noqa: F401 (re-exported)
+from .fastpath import check_quantize, merge_adapter, quantize_int8, read_merged, write_merged
 from .fsutil import atomic_replace_dir
 from .models import BUNDLED, base_fingerprint, resolve_base
 
@@ -79,34 +79,6 @@ class EncoderConfig:
         if cfg.pooling != "memory-mean":
             raise CompsearchError(f"unsupported pooling {cfg.pooling!r}")
         return cfg
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
-    """bf16 where the hardware runs it natively (GPUs, CPUs with AMX/AVX512-BF16), else fp32."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in (None, "auto"):
-        try:
-            return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32,
-                    "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16}[dtype]
-        except KeyError:
-            raise CompsearchError(f"unknown dtype {dtype!r}; use bfloat16 or float32") from None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    cpu = getattr(torch, "cpu", None)
-    native = False
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        try:
-            native = native or bool(getattr(cpu, probe)())
-        except Exception:
-            pass
-    return torch.bfloat16 if native else torch.float32
 
 
 def initial_memory(table: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
@@ -314,19 +286,55 @@ class Encoder:
             return []
         return [len(t) for t in self.tokenize(texts)]
 
-    @torch.inference_mode()
     def encode(self, texts: str | Sequence[str], *, kind: str = "document", batch_size: int = 32,
                show_progress: bool = False, normalize: bool | None = None,
-               max_length: int | None = None) -> np.ndarray:
+               max_length: int | None = None, prompt: str | None = None,
+               prompt_name: str | None = None, convert_to_numpy: bool = True,
+               convert_to_tensor: bool = False, device: str | None = None,
+               show_progress_bar: bool | None = None, normalize_embeddings: bool | None = None):
         """Embed texts; returns a float32 array (n, dim), L2-normalised by default.
 
         Texts are sorted by length and batched to minimise padding; the result is in input order and
         each row does not depend on the rest of the batch. Texts longer than ``max_length`` tokens
         (this call's, else the config's) are cut; their indices are in ``last_truncated`` and a
         warning is logged. A per-call ``max_length`` does not change the encoder's identity.
+
+        sentence-transformers conventions work too: a single string gives a 1-D vector;
+        ``prompt_name="query"|"document"`` is ``kind``; ``prompt`` is prepended verbatim instead of
+        the configured prompt; ``show_progress_bar``/``normalize_embeddings`` are aliases;
+        ``convert_to_tensor=True`` returns a CPU ``torch.Tensor``; ``device`` moves the encoder.
         """
-        if isinstance(texts, str):
+        single = isinstance(texts, str)
+        if single:
             texts = [texts]
+        if prompt_name is not None:
+            kind = prompt_name
+        show_progress = show_progress if show_progress_bar is None else show_progress_bar
+        normalize = normalize if normalize_embeddings is None else normalize_embeddings
+        if device is not None and torch.device(device) != self.device:
+            self.to(device)
+        out = self._encode_list(texts, kind, batch_size, show_progress, normalize, max_length, prompt)
+        if single:
+            out = out[0]
+        return torch.from_numpy(out) if convert_to_tensor else out
+
+    def encode_query(self, texts: str | Sequence[str], **kwargs):
+        """``encode(texts, kind="query")``: the query prompt applies."""
+        return self.encode(texts, kind="query", **kwargs)
+
+    def encode_document(self, texts: str | Sequence[str], **kwargs):
+        """``encode(texts, kind="document")``."""
+        return self.encode(texts, kind="document", **kwargs)
+
+    def to(self, device) -> "Encoder":
+        """Move the model and memory tokens to ``device`` (like ``nn.Module.to``)."""
+        self.model = self.model.to(device)
+        self.memory = self.memory.to(device)
+        return self
+
+    @torch.inference_mode()
+    def _encode_list(self, texts, kind, batch_size, show_progress, normalize, max_length,
+                     prompt) -> np.ndarray:
         if any(not isinstance(t, str) for t in texts):
             raise TypeError("encode() takes a string or a list of strings")
         if batch_size < 1:
@@ -334,7 +342,12 @@ class Encoder:
         if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
                                        or max_length < 1):
             raise ValueError(f"max_length must be a positive integer, not {max_length!r}")
-        ids = self.tokenize(self.prepare(texts, kind)) if texts else []
+        if prompt is not None:
+            self.prepare([], kind)  # still checks kind
+            texts = [prompt + t for t in texts]
+        else:
+            texts = self.prepare(texts, kind)
+        ids = self.tokenize(texts) if texts else []
         limit = max_length or self.config.max_length
         self.last_truncated = [i for i, t in enumerate(ids) if len(t) > limit]
         if self.last_truncated:
@@ -435,52 +448,6 @@ def write_encoder_folder(path: str | os.PathLike, config: EncoderConfig, memory:
 
 
 # -------------------------------------------------------------------- helpers
-def truncate_config(cfg, num_layers: int | None):
-    """Make a transformers config describe only the first ``num_layers`` layers (None: all).
-
-    Refuses a depth the base model does not have with one line.
-    """
-    if num_layers is None:
-        return cfg
-    total = int(cfg.num_hidden_layers)
-    if num_layers < 1 or num_layers > total:
-        raise CompsearchError(f"num_layers={num_layers} is out of range: the base model has "
-                              f"{total} layers (use 1..{total})")
-    cfg.num_hidden_layers = num_layers
-    for key in ("layer_types",):  # per-layer lists (e.g. Gemma 3's sliding/full attention pattern)
-        value = getattr(cfg, key, None)
-        if isinstance(value, list) and len(value) == total:
-            setattr(cfg, key, value[:num_layers])
-    return cfg
-
-
-def _load_backbone(folder: Path, device, dtype, num_layers: int | None = None,
-                   weights: Path | None = None):
-    """The transformer without its LM head, bidirectional, in inference mode.
-
-    ``weights``: a folder with the (merged, possibly truncated) backbone to read instead of the
-    base model's weights; the architecture always comes from the base model's config.
-    """
-    import transformers
-    from transformers import AutoConfig, AutoModel
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    dev = pick_device(device)
-    dt = pick_dtype(dev, dtype)
-    cfg = truncate_config(AutoConfig.from_pretrained(folder), num_layers)
-    cfg.is_causal = False
-    model = AutoModel.from_pretrained(weights or folder, config=cfg, dtype=dt).to(dev).eval()
-    tokenizer = LightTokenizer.from_folder(folder)
-    if tokenizer is None:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
-
-
 def _read_adapter(folder: Path) -> tuple[dict, dict]:
     from safetensors.torch import load_file
 
