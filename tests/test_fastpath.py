@@ -180,3 +180,31 @@ def test_benchmark_token_cap_is_per_call(tiny_encoder, tmp_path):
     np.testing.assert_array_equal(capped, enc.encoder.encode([long], max_length=4))
     assert not np.allclose(capped, enc.encoder.encode([long]), atol=1e-3)
     assert enc.fingerprint == tiny_encoder.fingerprint  # still the saved identity after encoding
+
+
+def test_speed_benchmark_pieces(tiny_base, tiny_encoder, tmp_path):
+    """The depth benchmark's truncation equals a depth-L encoder; its report and plot are written."""
+    from benchmarks import throughput_depth as bench
+
+    cut = bench.truncated(tiny_encoder, 1, torch.float32, None)
+    want = Encoder.from_base(str(tiny_base), dtype="float32", query_prompt=None, num_layers=1)
+    np.testing.assert_allclose(cut.encode(TEXTS), want.encode(TEXTS), atol=1e-6)
+    assert cut.fingerprint == want.fingerprint and len(tiny_encoder.model.layers) == 2
+    assert bench.truncated(tiny_encoder, 2, torch.float32, "int8").quantize == "int8"
+    row = {"depth": 1, "weights": "float32", "texts_per_s": 2.0, "tokens_per_s": 50.0, "seconds": 1.0,
+           "query_p50_ms": 10.0, "query_p95_ms": 12.0, "cosine_to_fp32": 1.0}
+    cold = {k: {"min_s": 1.0, "median_s": 1.5, "all_s": [1.0, 2.0], "stderr_lines": 0}
+            for k in ("compsearch_help", "compsearch_query", "python_empty", "import_torch",
+                      "import_torch_transformers_llama")}
+    data = {"machine": {"cpu": "cpu", "cores": 2, "torch_threads": 1, "when": "now"}, "texts": 2,
+            "batch_size": 2, "repeats": 1, "queries": 1, "text_tokens": 50, "default_dtype": "float32",
+            "rows": [row, dict(row, weights="int8", depth=1)],
+            "minilm": {"texts_per_s": 4.0, "tokens_per_s": 80.0, "tokens": 80, "seconds": 0.5,
+                       "query_p50_ms": 5.0, "query_p95_ms": 6.0},
+            "threads": [{"threads": 1, "texts_per_s": 2.0, "query_p50_ms": 10.0, "query_p95_ms": 11.0}],
+            "cold_start": cold}
+    md = bench.report(data)
+    assert "| 1 | float32 | 2.00 | 50 | 0.50 | 10 | 12 | 2.0 | 1.0000 |" in md
+    assert "`compsearch query` on a small existing index 1.00 s" in md
+    bench.plot(data, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
