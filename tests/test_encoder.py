@@ -123,9 +123,13 @@ def _with_random_adapter(enc, folder):
     """Save enc with a LoRA adapter whose weights are random (so it changes the output)."""
     from peft import LoraConfig, get_peft_model
 
+    import warnings
+
     base = Encoder.load(str(enc.base_path), dtype="float32")
-    peft_model = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=8, target_modules=[
-        "q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    with warnings.catch_warnings():  # peft reads transformers 5's deprecated is_gradient_checkpointing
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=8, target_modules=[
+            "q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
     torch.manual_seed(3)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
