@@ -70,16 +70,18 @@ def _load_backbone(folder: Path, device, dtype, num_layers: int | None = None,
     ``weights``: a folder with the (merged, possibly truncated) backbone to read instead of the
     base model's weights; the architecture always comes from the base model's config.
     """
-    import transformers
-    from transformers import AutoConfig, AutoModel
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
-    cfg = truncate_config(AutoConfig.from_pretrained(folder), num_layers)
-    cfg.is_causal = False
-    model = AutoModel.from_pretrained(weights or folder, config=cfg, dtype=dt).to(dev).eval()
+    model = _light_model(folder, weights, num_layers, dev, dt) if weights is not None else None
+    if model is None:
+        import transformers
+        from transformers import AutoConfig, AutoModel
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        cfg = truncate_config(AutoConfig.from_pretrained(folder), num_layers)
+        cfg.is_causal = False
+        model = AutoModel.from_pretrained(weights or folder, config=cfg, dtype=dt).to(dev).eval()
     tokenizer = LightTokenizer.from_folder(folder)
     if tokenizer is None:
         from transformers import AutoTokenizer
@@ -88,3 +90,23 @@ def _load_backbone(folder: Path, device, dtype, num_layers: int | None = None,
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def _light_model(folder: Path, weights: Path, num_layers: int | None, device, dtype):
+    """The merged weights on ``compsearch.llama`` (no transformers import) when the base is a plain
+    Llama; None otherwise. Set ``COMPSEARCH_TRANSFORMERS=1`` to always use transformers."""
+    import os
+    from types import SimpleNamespace
+
+    from . import llama
+
+    if os.environ.get("COMPSEARCH_TRANSFORMERS") == "1":
+        return None
+    try:
+        cfg = llama.read_config(folder)
+    except (OSError, ValueError):
+        return None
+    if not llama.supports(cfg):
+        return None
+    truncate_config(SimpleNamespace(num_hidden_layers=cfg["num_hidden_layers"]), num_layers)  # range check
+    return llama.load(weights, cfg, num_layers, device, dtype)
