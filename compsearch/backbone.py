@@ -94,13 +94,14 @@ def _load_backbone(folder: Path, device, dtype, num_layers: int | None = None,
 
 def _light_model(folder: Path, weights: Path, num_layers: int | None, device, dtype):
     """The merged weights on ``compsearch.llama`` (no transformers import) when the base is a plain
-    Llama; None otherwise. Set ``COMPSEARCH_TRANSFORMERS=1`` to always use transformers."""
+    Llama and the device is the CPU (where cold start matters and where it was measured); None
+    otherwise. Set ``COMPSEARCH_TRANSFORMERS=1`` to always use transformers."""
     import os
     from types import SimpleNamespace
 
     from . import llama
 
-    if os.environ.get("COMPSEARCH_TRANSFORMERS") == "1":
+    if os.environ.get("COMPSEARCH_TRANSFORMERS") == "1" or torch.device(device).type != "cpu":
         return None
     try:
         cfg = llama.read_config(folder)
