@@ -8,7 +8,8 @@ query encode p50/p95, and the mean cosine to the same depth in fp32 (what int8 o
 fidelity). all-MiniLM-L6-v2 (sentence-transformers, CPU) runs on the same texts and queries, so
 the ratios are what counts: other processes share this machine. Then thread counts (1 vs 2) for a
 single query and for a batch, and the wall time of fresh processes: ``compsearch --help``,
-``compsearch query`` on a small existing index, and the imports it cannot avoid.
+``compsearch query`` on a small existing index, ``import torch`` (its floor) and torch +
+transformers' Llama (what it imported before ``compsearch.llama``).
 
     OMP_NUM_THREADS=1 python -m benchmarks.throughput_depth
     python -m benchmarks.throughput_depth --texts 16 --depths 30,8 --queries 10   # quick look
@@ -259,10 +260,10 @@ def report(d: dict) -> str:
         lines.append(f"Cold start (fresh processes, wall time, best of {len(c['compsearch_help']['all_s'])} "
                      f"round-robin runs): `compsearch --help` {t('compsearch_help')}; `compsearch query` on "
                      f"a small existing index {t('compsearch_query')}, with "
-                     f"{c['compsearch_query']['stderr_lines']} lines on stderr. What a query process "
-                     f"cannot skip today: python itself {t('python_empty')}, `import torch` "
-                     f"{t('import_torch')}, torch + transformers' Llama "
-                     f"{t('import_torch_transformers_llama')}.\n")
+                     f"{c['compsearch_query']['stderr_lines']} lines on stderr. For scale: python "
+                     f"itself {t('python_empty')}; `import torch` {t('import_torch')} (the floor of a "
+                     f"query process); torch + transformers' Llama {t('import_torch_transformers_llama')} "
+                     f"(what a query process imported before compsearch.llama).\n")
     return "\n".join(lines) + "\n"
 
 

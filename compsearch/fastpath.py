@@ -4,8 +4,8 @@ Why: loading a trained encoder used to mean building the base model, wrapping it
 merging the LoRA adapter on every process start (seconds of imports and arithmetic for a query
 that takes tens of milliseconds). The merge is deterministic, so it is done once and the merged
 backbone (only the layers the encoder uses) is written as safetensors under
-``cache_home()/"merged"/<encoder fingerprint>/``. A later load is a read of that folder with
-transformers' ``from_pretrained``; peft is not imported.
+``cache_home()/"merged"/<encoder fingerprint>/``. A later load is a read of that folder; peft is
+not imported, and for a plain Llama on the CPU neither is transformers (``compsearch.llama``).
 
 The cache is trusted only if it says what it is: the safetensors header records the encoder
 fingerprint, and the file's sha256 must match the one recorded beside it at write time (hashed
