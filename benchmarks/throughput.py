@@ -56,13 +56,14 @@ def _merged(backbone, adapter_config: dict, tensors: dict):
     import tempfile
     from pathlib import Path
 
-    from peft import PeftModel
     from safetensors.torch import save_file
+
+    from compsearch.fastpath import merge_adapter
 
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "adapter_config.json").write_text(json.dumps(adapter_config))
         save_file({k: v.float().contiguous() for k, v in tensors.items()}, str(Path(d) / "adapter_model.safetensors"))
-        return PeftModel.from_pretrained(backbone, d).merge_and_unload().eval()
+        return merge_adapter(backbone, Path(d))
 
 
 @click.command()

@@ -276,6 +276,9 @@ def info(index_dir, as_json):
     t.add_row("encoder source", str(enc["source"]))
     t.add_row("encoder fingerprint", enc["fingerprint"])
     t.add_row("dim / dtype", f"{enc['dim']} / {enc['dtype']}")
+    # manifests written before depth existed have no num_layers: those encoders run every layer
+    layers = enc.get("num_layers")
+    t.add_row("layers", str(layers) if layers else "all of the base model's")
     t.add_row("chunking", json.dumps(data.get("chunking")))
     t.add_row("roots", "\n".join(data.get("roots", [])))
     t.add_row("created / updated", f"{data.get('created_at')} / {data.get('updated_at')}")

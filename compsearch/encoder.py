@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from .errors import CompsearchError
+from .backbone import _load_backbone, pick_device, pick_dtype, truncate_config  # noqa: F401 (re-exported)
+from .fastpath import check_quantize, merge_adapter, quantize_int8, read_merged, write_merged
 from .fsutil import atomic_replace_dir
 from .models import BUNDLED, base_fingerprint, resolve_base
 
@@ -77,34 +79,6 @@ class EncoderConfig:
         if cfg.pooling != "memory-mean":
             raise CompsearchError(f"unsupported pooling {cfg.pooling!r}")
         return cfg
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
-    """bf16 where the hardware runs it natively (GPUs, CPUs with AMX/AVX512-BF16), else fp32."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in (None, "auto"):
-        try:
-            return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32,
-                    "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16}[dtype]
-        except KeyError:
-            raise CompsearchError(f"unknown dtype {dtype!r}; use bfloat16 or float32") from None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    cpu = getattr(torch, "cpu", None)
-    native = False
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        try:
-            native = native or bool(getattr(cpu, probe)())
-        except Exception:
-            pass
-    return torch.bfloat16 if native else torch.float32
 
 
 def initial_memory(table: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
@@ -176,28 +150,39 @@ class Encoder:
         self.truncated_total = 0        # texts cut at max_length since this encoder was loaded
         self.last_truncated: list[int] = []   # indices of texts cut in the last encode() call
         self._fingerprint: str | None = None
+        self.quantize: str | None = None  # "int8" when loaded with quantize="int8"
 
     # ---------------------------------------------------------------- loading and saving
     @classmethod
     def load(cls, name_or_path: str | os.PathLike | None = None, *, device: str | None = None,
-             dtype: str | torch.dtype | None = None) -> "Encoder":
+             dtype: str | torch.dtype | None = None, quantize: str | None = None) -> "Encoder":
         """Load an encoder.
 
         ``None`` or ``"default"``: compsearch's default encoder. A folder with
         ``compsearch_encoder.json``: a saved (e.g. trained) encoder. Anything else is taken as a base
         causal LM (``"bundled"``, a local Hugging Face folder, or a hub id) with fresh memory tokens.
+        A trained encoder's LoRA adapter is merged once and the merged weights are cached (see
+        ``compsearch.fastpath``). ``quantize="int8"``: per-channel dynamic int8 Linear layers (CPU);
+        faster, slightly different vectors, same fingerprint (like a dtype, it is how the weights
+        run, not which weights they are).
         """
+        quantize = check_quantize(quantize)
         if name_or_path in (None, "default"):
             if (PACKAGED_DEFAULT / CONFIG_FILE).is_file():
                 enc = cls._load_folder(PACKAGED_DEFAULT, device, dtype)
             else:
                 enc = cls.from_base(BUNDLED, device=device, dtype=dtype)
             enc.source = "default"
-            return enc
-        path = Path(name_or_path).expanduser()
-        if (path / CONFIG_FILE).is_file():
-            return cls._load_folder(path, device, dtype)
-        return cls.from_base(str(name_or_path), device=device, dtype=dtype)
+        else:
+            path = Path(name_or_path).expanduser()
+            if (path / CONFIG_FILE).is_file():
+                enc = cls._load_folder(path, device, dtype)
+            else:
+                enc = cls.from_base(str(name_or_path), device=device, dtype=dtype)
+        if quantize == "int8":
+            enc.model = quantize_int8(enc.model)
+            enc.quantize = quantize
+        return enc
 
     @classmethod
     def from_base(cls, base_model: str = BUNDLED, *, num_memory_tokens: int = 8,
@@ -235,17 +220,25 @@ class Encoder:
             raise CompsearchError(
                 f"the encoder in {path} was trained on base model {config.base_model} with "
                 f"fingerprint {config.base_fingerprint[:12]}, but that model now has {actual[:12]}")
-        model, tokenizer = _load_backbone(folder, device, dtype, config.num_layers)
-        memory = load_file(str(path / MEMORY_FILE))["memory"]
+        memory = load_file(str(path / MEMORY_FILE))["memory"].float()
+        adapter = _read_adapter(path / ADAPTER_DIR) if (path / ADAPTER_DIR).is_dir() else None
+        fingerprint = encoder_fingerprint(config, memory, adapter)
+        cached = read_merged(fingerprint) if adapter is not None else None
+        merge = adapter is not None and cached is None
+        # the merge runs in fp32 whatever dtype the encoder then runs in, so the cache is exact
+        model, tokenizer = _load_backbone(folder, device, torch.float32 if merge else dtype,
+                                          config.num_layers, weights=cached)
         if memory.shape != (config.num_memory_tokens, model.config.hidden_size):
             raise CompsearchError(f"{path / MEMORY_FILE} has shape {tuple(memory.shape)}, expected "
                                   f"({config.num_memory_tokens}, {model.config.hidden_size})")
-        adapter = None
-        if (path / ADAPTER_DIR).is_dir():
-            adapter = _read_adapter(path / ADAPTER_DIR)
-            model = _merge_adapter(model, path / ADAPTER_DIR)
-        return cls(model, tokenizer, memory.float().to(model.device), config, adapter=adapter,
-                   source=str(path), base_path=folder)
+        if merge:
+            model = merge_adapter(model, path / ADAPTER_DIR)
+            write_merged(fingerprint, model)
+            model = model.to(pick_dtype(model.device, dtype))
+        enc = cls(model, tokenizer, memory.to(model.device), config, adapter=adapter,
+                  source=str(path), base_path=folder)
+        enc._fingerprint = fingerprint
+        return enc
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the encoder folder atomically (config JSON, memory tokens, LoRA adapter)."""
@@ -265,22 +258,7 @@ class Encoder:
     def fingerprint(self) -> str:
         """sha256 over the config, the base model's fingerprint and every learned tensor."""
         if self._fingerprint is None:
-            h = hashlib.sha256()
-            cfg = self.config.to_dict()
-            cfg.pop("training", None)  # provenance, not behaviour
-            if cfg.get("num_layers") is None:
-                cfg.pop("num_layers", None)  # full depth: the same identity as before depth existed
-            h.update(json.dumps(cfg, sort_keys=True).encode())
-            h.update(_tensor_bytes(self.memory))
-            if self.adapter is not None:
-                adapter_config, tensors = self.adapter
-                # peft writes target_modules from a set: same adapter, any order; hash it sorted
-                adapter_config = {k: sorted(v) if k == "target_modules" and isinstance(v, list) else v
-                                  for k, v in adapter_config.items()}
-                h.update(json.dumps(adapter_config, sort_keys=True, default=str).encode())
-                for key in sorted(tensors):
-                    h.update(key.encode() + _tensor_bytes(tensors[key]))
-            self._fingerprint = h.hexdigest()
+            self._fingerprint = encoder_fingerprint(self.config, self.memory, self.adapter)
         return self._fingerprint
 
     @property
@@ -308,23 +286,69 @@ class Encoder:
             return []
         return [len(t) for t in self.tokenize(texts)]
 
-    @torch.inference_mode()
     def encode(self, texts: str | Sequence[str], *, kind: str = "document", batch_size: int = 32,
-               show_progress: bool = False, normalize: bool | None = None) -> np.ndarray:
+               show_progress: bool = False, normalize: bool | None = None,
+               max_length: int | None = None, prompt: str | None = None,
+               prompt_name: str | None = None, convert_to_numpy: bool = True,
+               convert_to_tensor: bool = False, device: str | None = None,
+               show_progress_bar: bool | None = None, normalize_embeddings: bool | None = None):
         """Embed texts; returns a float32 array (n, dim), L2-normalised by default.
 
         Texts are sorted by length and batched to minimise padding; the result is in input order and
         each row does not depend on the rest of the batch. Texts longer than ``max_length`` tokens
-        are cut; their indices are in ``last_truncated`` and a warning is logged.
+        (this call's, else the config's) are cut; their indices are in ``last_truncated`` and a
+        warning is logged. A per-call ``max_length`` does not change the encoder's identity.
+
+        sentence-transformers conventions work too: a single string gives a 1-D vector;
+        ``prompt_name="query"|"document"`` is ``kind``; ``prompt`` is prepended verbatim instead of
+        the configured prompt; ``show_progress_bar``/``normalize_embeddings`` are aliases;
+        ``convert_to_tensor=True`` returns a CPU ``torch.Tensor``; ``device`` moves the encoder.
         """
-        if isinstance(texts, str):
+        single = isinstance(texts, str)
+        if single:
             texts = [texts]
+        if prompt_name is not None:
+            kind = prompt_name
+        show_progress = show_progress if show_progress_bar is None else show_progress_bar
+        normalize = normalize if normalize_embeddings is None else normalize_embeddings
+        if device is not None and torch.device(device) != self.device:
+            self.to(device)
+        out = self._encode_list(texts, kind, batch_size, show_progress, normalize, max_length, prompt)
+        if single:
+            out = out[0]
+        return torch.from_numpy(out) if convert_to_tensor else out
+
+    def encode_query(self, texts: str | Sequence[str], **kwargs):
+        """``encode(texts, kind="query")``: the query prompt applies."""
+        return self.encode(texts, kind="query", **kwargs)
+
+    def encode_document(self, texts: str | Sequence[str], **kwargs):
+        """``encode(texts, kind="document")``."""
+        return self.encode(texts, kind="document", **kwargs)
+
+    def to(self, device) -> "Encoder":
+        """Move the model and memory tokens to ``device`` (like ``nn.Module.to``)."""
+        self.model = self.model.to(device)
+        self.memory = self.memory.to(device)
+        return self
+
+    @torch.inference_mode()
+    def _encode_list(self, texts, kind, batch_size, show_progress, normalize, max_length,
+                     prompt) -> np.ndarray:
         if any(not isinstance(t, str) for t in texts):
             raise TypeError("encode() takes a string or a list of strings")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        ids = self.tokenize(self.prepare(texts, kind)) if texts else []
-        limit = self.config.max_length
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                       or max_length < 1):
+            raise ValueError(f"max_length must be a positive integer, not {max_length!r}")
+        if prompt is not None:
+            self.prepare([], kind)  # still checks kind
+            texts = [prompt + t for t in texts]
+        else:
+            texts = self.prepare(texts, kind)
+        ids = self.tokenize(texts) if texts else []
+        limit = max_length or self.config.max_length
         self.last_truncated = [i for i, t in enumerate(ids) if len(t) > limit]
         if self.last_truncated:
             self.truncated_total += len(self.last_truncated)
@@ -363,6 +387,31 @@ class Encoder:
                 f"fingerprint={self.fingerprint[:12]})")
 
 
+def encoder_fingerprint(config: EncoderConfig, memory: torch.Tensor,
+                        adapter: tuple[dict, dict] | None = None) -> str:
+    """sha256 over the config (less provenance), the memory tokens and the adapter.
+
+    A full-depth encoder (``num_layers`` None) hashes exactly as before depth existed, so indexes
+    built earlier keep matching; any explicit depth is part of the identity.
+    """
+    h = hashlib.sha256()
+    cfg = config.to_dict()
+    cfg.pop("training", None)  # provenance, not behaviour
+    if cfg.get("num_layers") is None:
+        cfg.pop("num_layers", None)
+    h.update(json.dumps(cfg, sort_keys=True).encode())
+    h.update(_tensor_bytes(memory))
+    if adapter is not None:
+        adapter_config, tensors = adapter
+        # peft writes target_modules from a set: same adapter, any order; hash it sorted
+        adapter_config = {k: sorted(v) if k == "target_modules" and isinstance(v, list) else v
+                          for k, v in adapter_config.items()}
+        h.update(json.dumps(adapter_config, sort_keys=True, default=str).encode())
+        for key in sorted(tensors):
+            h.update(key.encode() + _tensor_bytes(tensors[key]))
+    return h.hexdigest()
+
+
 def write_encoder_folder(path: str | os.PathLike, config: EncoderConfig, memory: torch.Tensor,
                          adapter: tuple[dict, dict] | None = None,
                          extra_files: dict[str, str] | None = None) -> Path:
@@ -399,54 +448,11 @@ def write_encoder_folder(path: str | os.PathLike, config: EncoderConfig, memory:
 
 
 # -------------------------------------------------------------------- helpers
-def truncate_config(cfg, num_layers: int | None):
-    """Make a transformers config describe only the first ``num_layers`` layers (None: all).
-
-    Refuses a depth the base model does not have with one line.
-    """
-    if num_layers is None:
-        return cfg
-    total = int(cfg.num_hidden_layers)
-    if num_layers < 1 or num_layers > total:
-        raise CompsearchError(f"num_layers={num_layers} is out of range: the base model has "
-                              f"{total} layers (use 1..{total})")
-    cfg.num_hidden_layers = num_layers
-    for key in ("layer_types",):  # per-layer lists (e.g. Gemma 3's sliding/full attention pattern)
-        value = getattr(cfg, key, None)
-        if isinstance(value, list) and len(value) == total:
-            setattr(cfg, key, value[:num_layers])
-    return cfg
-
-
-def _load_backbone(folder: Path, device, dtype, num_layers: int | None = None):
-    """The transformer without its LM head, bidirectional, in inference mode."""
-    import transformers
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    dev = pick_device(device)
-    dt = pick_dtype(dev, dtype)
-    cfg = truncate_config(AutoConfig.from_pretrained(folder), num_layers)
-    cfg.is_causal = False
-    model = AutoModel.from_pretrained(folder, config=cfg, dtype=dt).to(dev).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
-
-
 def _read_adapter(folder: Path) -> tuple[dict, dict]:
     from safetensors.torch import load_file
 
     config = json.loads((folder / "adapter_config.json").read_text())
     return config, load_file(str(folder / "adapter_model.safetensors"))
-
-
-def _merge_adapter(model, folder: Path):
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, str(folder)).merge_and_unload().eval()
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:

@@ -123,9 +123,13 @@ def _with_random_adapter(enc, folder):
     """Save enc with a LoRA adapter whose weights are random (so it changes the output)."""
     from peft import LoraConfig, get_peft_model
 
+    import warnings
+
     base = Encoder.load(str(enc.base_path), dtype="float32")
-    peft_model = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=8, target_modules=[
-        "q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    with warnings.catch_warnings():  # peft reads transformers 5's deprecated is_gradient_checkpointing
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=8, target_modules=[
+            "q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
     torch.manual_seed(3)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
@@ -238,3 +242,24 @@ def test_saved_folder_has_usual_permissions(tiny_encoder, tmp_path):
     assert any(p.is_dir() for p in entries)
     for p in entries:
         assert p.stat().st_mode & 0o777 == (0o755 if p.is_dir() else 0o644), p
+
+
+def test_sentence_transformers_conventions(tiny_base):
+    enc = Encoder.from_base(str(tiny_base), dtype="float32", query_prompt="search the index")
+    one = enc.encode("json file")
+    assert one.shape == (enc.dim,)
+    np.testing.assert_array_equal(one, enc.encode(["json file"])[0])
+    q = enc.encode(["json file"], kind="query")
+    np.testing.assert_array_equal(enc.encode_query(["json file"]), q)
+    np.testing.assert_array_equal(enc.encode(["json file"], prompt_name="query"), q)
+    np.testing.assert_array_equal(enc.encode_document("json file"), one)
+    np.testing.assert_allclose(enc.encode(["json file"], prompt="search the index: "),
+                               enc.encode(["search the index: json file"]), atol=1e-6)
+    t = enc.encode(["json file", "log"], convert_to_tensor=True)
+    assert isinstance(t, torch.Tensor) and t.shape == (2, enc.dim)
+    raw = enc.encode(["json file"], normalize_embeddings=False)
+    np.testing.assert_array_equal(raw, enc.encode(["json file"], normalize=False))
+    assert abs(float(np.linalg.norm(raw)) - 1.0) > 1e-4
+    assert enc.encode(["json"], batch_size=1, show_progress_bar=True, device="cpu").shape == (1, enc.dim)
+    with pytest.raises(ValueError, match="kind"):
+        enc.encode(["x"], prompt_name="passage")

@@ -80,3 +80,18 @@ def test_the_default_is_the_shipped_trained_encoder(real):
     from compsearch.encoder import initial_memory
     fresh = initial_memory(real.model.get_input_embeddings().weight, 8, 0).to(real.memory.device)
     assert not torch.allclose(real.memory.float(), fresh.float())
+
+
+def test_second_load_reads_the_merged_cache_quietly(real):
+    """After the first load (the fixture) merged and cached the adapter, a new process loads the
+    shipped default without peft and without a word on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, compsearch; e = compsearch.Encoder.load(); v = e.encode('rotate the log');"
+            "print('peft' in sys.modules, v.shape)")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "(576,)"] and res.stderr.strip() == ""

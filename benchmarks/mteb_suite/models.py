@@ -243,6 +243,20 @@ class LoadedModel:
         self.retrieval_only = retrieval_only
 
 
+class TokenCapped:
+    """A compsearch ``Encoder`` whose ``encode`` reads at most ``max_tokens`` tokens per text."""
+
+    def __init__(self, encoder, max_tokens: int) -> None:
+        self.encoder = encoder
+        self.max_tokens = max_tokens
+
+    def encode(self, texts, **kwargs):
+        return self.encoder.encode(texts, max_length=self.max_tokens, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.encoder, name)
+
+
 def load_model(spec: str, *, threads: int | None = None, max_tokens: int | None = None) -> LoadedModel:
     """Turn a spec (see MODEL_SPECS) into a model the runner can evaluate."""
     t0 = time.perf_counter()
@@ -265,10 +279,9 @@ def load_model(spec: str, *, threads: int | None = None, max_tokens: int | None 
 
         enc = Encoder.load(arg or None)
         label = "compsearch" if not arg else f"compsearch:{Path(arg).name}"
-        _ = enc.fingerprint  # the model as saved; the profile's token cap below applies to all models alike
-        if max_tokens and enc.config.max_length > max_tokens:
-            enc.config.max_length = max_tokens
-        enc.max_tokens = enc.config.max_length
+        # the profile's token cap applies to all models alike: a per-call length, so the encoder's
+        # config and fingerprint stay those of the model as saved
+        enc = TokenCapped(enc, min(max_tokens or enc.config.max_length, enc.config.max_length))
     else:
         raise ValueError(f"unknown model spec {spec!r}; known: {', '.join(MODEL_SPECS)}")
     wrapped = CompsearchMTEBEncoder(enc, label=label)
