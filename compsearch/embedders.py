@@ -94,9 +94,8 @@ class ExternalEncoder:
     def encode(self, texts: str | Sequence[str], *, kind: str = "document", **_: Any) -> np.ndarray:
         if kind not in ("query", "document"):
             raise ValueError(f"kind must be 'query' or 'document', not {kind!r}")
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
+        single = isinstance(texts, str)   # one string -> one 1-D vector, as in sentence-transformers
+        texts = [texts] if single else list(texts)
         if any(not isinstance(t, str) for t in texts):
             raise TypeError("encode() takes a string or a list of strings")
         if not texts:
@@ -104,7 +103,7 @@ class ExternalEncoder:
         out = _normalise(self._raw(texts, kind), len(texts))
         if self._dim is not None and out.shape[1] != self._dim:
             raise CompsearchError(f"{self._name} returned {out.shape[1]}-d vectors, expected {self._dim}")
-        return out
+        return out[0] if single else out
 
     @property
     def dim(self) -> int:

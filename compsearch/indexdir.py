@@ -178,7 +178,8 @@ def encoder_entry(encoder) -> dict:
             "dim": encoder.dim, "dtype": str(encoder.dtype).replace("torch.", ""),
             "max_length": encoder.config.max_length,
             "num_memory_tokens": encoder.config.num_memory_tokens,
-            "num_layers": getattr(encoder.config, "num_layers", None)}
+            "num_layers": getattr(encoder.config, "num_layers", None),
+            "quantize": getattr(encoder, "quantize", None)}  # int8 weights keep the fingerprint: say so
 
 
 def generation_dir(root: Path, generation: int) -> Path:
