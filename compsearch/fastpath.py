@@ -132,7 +132,7 @@ def _remember_digest(folder: Path, digest: str) -> None:
 def _header_fingerprint(weights: Path) -> str | None:
     from safetensors import safe_open
 
-    with safe_open(str(weights), framework="pt") as f:  # parses and checks the header only
+    with safe_open(str(weights), framework="np") as f:  # parses and checks the header only (no torch)
         return (f.metadata() or {}).get("compsearch_fingerprint")
 
 

@@ -58,6 +58,7 @@ class Retriever:
         self._encoder = as_encoder(encoder)
         self._lock = threading.RLock()   # one Retriever may be shared by threads (web servers, batch())
         self._write_lock = threading.RLock()   # writes from threads of one process go one at a time
+        self._light = None                      # the numpy query encoder, False when unavailable
         self._manifest = read_manifest(self.root)
         self._store = None
         self._index = None
@@ -111,6 +112,19 @@ class Retriever:
                 self._check_encoder(enc)
             self._encoder = enc
         return self._encoder
+
+    @property
+    def query_encoder(self):
+        """What encodes queries: the loaded encoder, or -- when none is loaded yet and the index's
+        encoder has a verified merged-weights cache -- its torch-free numpy forward
+        (``compsearch.npquery``), so a query process need not import torch."""
+        if self._encoder is not None:
+            return self._encoder
+        if self._light is None:
+            from .npquery import light_query_encoder
+
+            self._light = light_query_encoder(self.root, self._manifest) or False
+        return self._light or self.encoder
 
     def _check_encoder(self, encoder) -> None:
         want = self._manifest["encoder"]["fingerprint"]
@@ -325,7 +339,7 @@ class Retriever:
         if any(not isinstance(q, str) or not q.strip() for q in queries):
             raise CompsearchError("queries must be non-empty strings")
         store, index = self._open_read()
-        qvecs = self.encoder.encode(list(queries), kind="query")
+        qvecs = self.query_encoder.encode(list(queries), kind="query")
         return self.search_vectors(qvecs, k, where=where, rerank=rerank, fetch=fetch,
                                    queries=list(queries))
 
