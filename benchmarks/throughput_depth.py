@@ -111,12 +111,16 @@ def cold_start(runs: int) -> dict:
             "compsearch_help": py + ["-m", "compsearch", "--help"],
             "compsearch_query": py + ["-m", "compsearch", "query", "rotate the log file", "--index",
                                       str(index), "-k", "2"],
+            # the same query with the torch encoder (COMPSEARCH_TRANSFORMERS=1: no numpy query path)
+            "compsearch_query_torch": py + ["-m", "compsearch", "query", "rotate the log file",
+                                            "--index", str(index), "-k", "2"],
         }
+        envs = {"compsearch_query_torch": dict(env, COMPSEARCH_TRANSFORMERS="1")}
         times: dict = {name: [] for name in cases}
         stderr: dict = {}
         for _ in range(runs):  # round robin, so a burst of load from other jobs hits every case
             for name, cmd in cases.items():
-                t, rc, err = _run(cmd, env)
+                t, rc, err = _run(cmd, envs.get(name, env))
                 if rc != 0:
                     raise click.ClickException(f"{name} failed: {err.strip()[-300:]}")
                 times[name].append(t)
@@ -260,10 +264,12 @@ def report(d: dict) -> str:
         lines.append(f"Cold start (fresh processes, wall time, best of {len(c['compsearch_help']['all_s'])} "
                      f"round-robin runs): `compsearch --help` {t('compsearch_help')}; `compsearch query` on "
                      f"a small existing index {t('compsearch_query')}, with "
-                     f"{c['compsearch_query']['stderr_lines']} lines on stderr. For scale: python "
-                     f"itself {t('python_empty')}; `import torch` {t('import_torch')} (the floor of a "
-                     f"query process); torch + transformers' Llama {t('import_torch_transformers_llama')} "
-                     f"(what a query process imported before compsearch.llama).\n")
+                     f"{c['compsearch_query']['stderr_lines']} lines on stderr (numpy query path, "
+                     f"no torch); the same query with the torch encoder (`COMPSEARCH_TRANSFORMERS=1`) "
+                     + (t('compsearch_query_torch') if 'compsearch_query_torch' in c else "not measured")
+                     + f". For scale: python itself {t('python_empty')}; `import torch` "
+                     f"{t('import_torch')}; torch + transformers' Llama "
+                     f"{t('import_torch_transformers_llama')}.\n")
     return "\n".join(lines) + "\n"
 
 
