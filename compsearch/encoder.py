@@ -220,8 +220,16 @@ class Encoder:
             raise CompsearchError(
                 f"the encoder in {path} was trained on base model {config.base_model} with "
                 f"fingerprint {config.base_fingerprint[:12]}, but that model now has {actual[:12]}")
-        memory = load_file(str(path / MEMORY_FILE))["memory"].float()
-        adapter = _read_adapter(path / ADAPTER_DIR) if (path / ADAPTER_DIR).is_dir() else None
+        try:
+            memory = load_file(str(path / MEMORY_FILE))["memory"].float()
+            adapter = _read_adapter(path / ADAPTER_DIR) if (path / ADAPTER_DIR).is_dir() else None
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # safetensors' errors
+            raise CompsearchError(f"the encoder folder {path} is damaged: {type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:160] if str(exc) else 'unreadable'}") from None
+        except Exception as exc:  # noqa: BLE001  (SafetensorError does not subclass the above)
+            if type(exc).__name__ != "SafetensorError":
+                raise
+            raise CompsearchError(f"the encoder folder {path} is damaged: {str(exc)[:160]}") from None
         fingerprint = encoder_fingerprint(config, memory, adapter)
         cached = read_merged(fingerprint) if adapter is not None else None
         merge = adapter is not None and cached is None

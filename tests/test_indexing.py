@@ -222,3 +222,24 @@ def test_a_base_model_that_wants_to_run_its_own_code_is_refused(tmp_path, tiny_b
     res = CliRunner().invoke(main, ["index", str(tmp_path), "--index", str(tmp_path / "ix"),
                                     "--model", str(evil)])
     assert res.exit_code == 1 and "asks to run its own code" in res.output
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "wrong_key", "no_file"])
+def test_a_damaged_encoder_folder_is_one_line(tmp_path, tiny_encoder, damage):
+    from compsearch import Encoder
+
+    folder = tiny_encoder.save(tmp_path / "enc")
+    mem = folder / "memory.safetensors"
+    if damage == "garbage":
+        mem.write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{bad" + os.urandom(64))
+    elif damage == "empty":
+        mem.write_bytes(b"")
+    elif damage == "wrong_key":
+        from safetensors.numpy import save_file
+        import numpy as np
+
+        save_file({"not_memory": np.zeros((8, 32), np.float32)}, str(mem))
+    else:
+        mem.unlink()
+    with pytest.raises(CompsearchError, match="damaged"):
+        Encoder.load(folder)
