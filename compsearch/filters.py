@@ -72,6 +72,8 @@ def parse(where: Any) -> dict | None:
         if not m:
             raise CompsearchError(f"bad filter {item!r}: use key=value, key>=value, ... or JSON")
         key, op, raw = m.group(1), _CLI_OPS[m.group(2)], m.group(3).strip()
+        if raw[:1] in ("<", ">", "=", "!"):
+            raise CompsearchError(f"bad filter {item!r}: unknown operator")
         value = raw if key in ("source", "section") else _scalar(raw)
         if op == "$eq":          # repeated key=value means "any of" (as before)
             equals.setdefault(key, []).append(value)

@@ -43,6 +43,9 @@ _COMPOUND = re.compile(r"[^\W_]\w*(?:[.\-:/]\w+)+|\w*_\w*")
 _CAMEL = re.compile(r"[a-z0-9]+[A-Z][A-Za-z0-9]*|[A-Z]{2,}[a-z][A-Za-z0-9]*")
 _CAMEL_PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 MAX_IDENT = 64
+_STRIP = "\"'`()[]{}<>,;:!?"
+_LITERAL = re.compile(r".*_.*[^\W_]|[^\W_]+(?:[.\-:/][^\W_]+)+|[a-z][a-z0-9]*[A-Z]\w*"
+                      r"|(?=\w*\d)(?=\w*[A-Za-z])\w+|[A-Z]{4,}[0-9]*")
 
 
 def identifier_terms(text: str) -> list[str]:
@@ -77,6 +80,45 @@ def match_expression(query: str) -> str | None:
     idents = list(dict.fromkeys(identifier_terms(query)))
     parts = [f'"{t}"' for t in terms] + [f'idents : "{t}"' for t in idents if t not in terms]
     return " OR ".join(parts) if parts else None
+
+
+def literal_expression(query: str) -> str | None:
+    """An FTS5 query matching chunks that contain *every* identifier-like token of the query.
+
+    Identifier-like: ``snake_case``, dotted or dashed compounds with a digit or dot
+    (``os.path.join``, ``CVE-2024-3094``), ``camelCase``, letters mixed with digits
+    (``0x80070005``), and all-caps words of four letters or more (``ENOSPC``). None if the query
+    has none. Hybrid search puts the few chunks matching this first (see ``modes.py``).
+    """
+    parts = []
+    for raw in query.split():
+        tok = raw.strip(_STRIP).rstrip(".")
+        if not tok or not _LITERAL.fullmatch(tok):
+            continue
+        compound = re.fullmatch(r"[^\W_]+(?:[.\-:/][^\W_]+)+", tok)
+        if compound and not any(c.isdigit() or c == "." for c in tok):
+            continue        # a hyphenated word (state-of-the-art) is prose, not an identifier
+        words = _WORD.findall(tok)
+        if compound or "_" in tok:
+            squashed = "".join(words).replace("_", "").lower()
+            parts.append(f'(idents : "{squashed}")')
+        else:
+            parts.append(f'("{words[0].lower()}")')
+    return " AND ".join(dict.fromkeys(parts)) if parts else None
+
+
+def literal_matches(db: sqlite3.Connection, query: str, limit: int, filter_sql: str = "1",
+                    params: Sequence = ()) -> list[int] | None:
+    """Ids of chunks containing all identifier-like tokens of ``query``, if at most ``limit``."""
+    expr = literal_expression(query)
+    if expr is None:
+        return None
+    ensure_readable(db)
+    sql = (f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?"
+           + ("" if filter_sql == "1" else
+              f" AND rowid IN (SELECT id FROM chunks WHERE {filter_sql})") + " LIMIT ?")
+    ids = [int(r[0]) for r in db.execute(sql, [expr, *params, limit + 1])]
+    return ids if len(ids) <= limit else None
 
 
 # ---------------------------------------------------------------- maintenance

@@ -25,6 +25,7 @@ FUSIONS = ("rrf", "score")
 DEFAULT_MODE = "hybrid"
 DEFAULT_FUSION = "rrf"
 HYBRID_DEPTH = 100                 # each side's top-N that hybrid fuses
+PROMOTE_MAX = 3                    # identifier matches this rare go first in hybrid
 EXACT_FILTER_MAX = 20_000          # filters matching fewer chunks are scored exactly
 
 Hits = list[tuple[float, int]]
@@ -69,14 +70,24 @@ def lexical(store, queries: Sequence[str], n: int, where, roots: Sequence[str]) 
     return [store.lexical_search(q, n, where, roots) for q in queries]
 
 
-def fuse(dense_hits: Hits, lexical_hits: Hits, fusion: str) -> list[tuple[float, int, dict]]:
-    """``(score, id, {"dense_score", "lexical_score"})`` best first."""
+def fuse(dense_hits: Hits, lexical_hits: Hits, fusion: str,
+         literal: Sequence[int] | None = None) -> list[tuple[float, int, dict]]:
+    """``(score, id, {"dense_score", "lexical_score"})`` best first.
+
+    ``literal``: the few chunks that contain every identifier-like token of the query verbatim
+    (``store.literal_matches``). They go first, in fused order. Rank fusion alone cannot promise
+    that: a chunk ranked first by BM25 for ``ENOSPC`` but far down by the dense side loses to one
+    ranked second by both. A rare identifier typed exactly is the strongest signal a query has.
+    """
     d = {i: s for s, i in dense_hits}
     lx = {i: s for s, i in lexical_hits}
     if fusion == "rrf":
         fused = F.rrf([[i for _, i in dense_hits], [i for _, i in lexical_hits]])
     else:
         fused = F.score_fusion([dense_hits, lexical_hits])
+    if literal:
+        first = set(literal) & set(lx)
+        fused = [t for t in fused if t[1] in first] + [t for t in fused if t[1] not in first]
     return [(s, i, {"dense_score": d.get(i), "lexical_score": lx.get(i)}) for s, i in fused]
 
 

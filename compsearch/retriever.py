@@ -425,8 +425,9 @@ class Retriever:
             dense = modes.dense(store, index, qvecs, depth, allowed, exact=not index.spec.exact)
             lex = modes.lexical(store, queries, depth, where, roots)
             hits, extras = [], []
-            for d, lx in zip(dense, lex):
-                fused = modes.fuse(d, lx, fusion)[:fetch]
+            for q, d, lx in zip(queries, dense, lex):
+                literal = store.literal_matches(q, modes.PROMOTE_MAX, where, roots)
+                fused = modes.fuse(d, lx, fusion, literal)[:fetch]
                 hits.append([(s, i) for s, i, _ in fused])
                 extras.append({i: e for _, i, e in fused})
             reranker = reranker if hasattr(rerank, "rerank") else None  # fused order is final

@@ -160,6 +160,13 @@ class Store:
         sql, params = filters.compile(where, roots)
         return self._filtered(None, params, lambda: lexical.search(self.db, query, k, sql, params))
 
+    def literal_matches(self, query: str, limit: int, where=None,
+                        roots: Sequence[str] = ()) -> list[int] | None:
+        """Chunks holding every identifier-like token of ``query`` verbatim, if ``limit`` or fewer."""
+        sql, params = filters.compile(where, roots)
+        return self._filtered(None, params,
+                              lambda: lexical.literal_matches(self.db, query, limit, sql, params))
+
     def _filtered(self, sql, params, run=None):
         try:
             return run() if run else self.db.execute(sql, params).fetchall()
