@@ -83,21 +83,24 @@ def match_expression(query: str) -> str | None:
 
 
 def literal_expression(query: str) -> str | None:
-    """An FTS5 query matching chunks that contain *every* identifier-like token of the query.
+    """An FTS5 query matching chunks that contain the query's identifiers verbatim, or None.
 
-    Identifier-like: ``snake_case``, dotted or dashed compounds with a digit or dot
-    (``os.path.join``, ``CVE-2024-3094``), ``camelCase``, letters mixed with digits
-    (``0x80070005``), and all-caps words of four letters or more (``ENOSPC``). None if the query
-    has none. Hybrid search puts the few chunks matching this first (see ``modes.py``).
+    Only for queries that are *all* identifiers (stopwords aside): ``snake_case``, dotted or
+    dashed compounds with a digit or dot (``os.path.join``, ``CVE-2024-3094``), ``camelCase``,
+    letters mixed with digits (``0x80070005``), all-caps words of four letters or more
+    (``ENOSPC``). Such a query is a lookup; hybrid search puts the few chunks matching it first
+    (see ``modes.py``). A question that merely mentions ``X11`` is left to ranking: promoting on
+    such queries cost 1.2 nDCG@10 points on the Debian task (benchmarks/results/search-modes.md).
     """
     parts = []
     for raw in query.split():
         tok = raw.strip(_STRIP).rstrip(".")
-        if not tok or not _LITERAL.fullmatch(tok):
+        if not tok or tok.lower() in STOPWORDS:
             continue
         compound = re.fullmatch(r"[^\W_]+(?:[.\-:/][^\W_]+)+", tok)
-        if compound and not any(c.isdigit() or c == "." for c in tok):
-            continue        # a hyphenated word (state-of-the-art) is prose, not an identifier
+        if not _LITERAL.fullmatch(tok) or (
+                compound and not any(c.isdigit() or c == "." for c in tok)):
+            return None         # a word of prose (or a hyphenated word): not a lookup
         words = _WORD.findall(tok)
         if compound or "_" in tok:
             squashed = "".join(words).replace("_", "").lower()

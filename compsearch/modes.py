@@ -25,6 +25,7 @@ FUSIONS = ("rrf", "score")
 DEFAULT_MODE = "hybrid"
 DEFAULT_FUSION = "rrf"
 HYBRID_DEPTH = 100                 # each side's top-N that hybrid fuses
+DENSE_WEIGHT = 0.5                 # the dense side's share in hybrid fusion
 PROMOTE_MAX = 3                    # identifier matches this rare go first in hybrid
 EXACT_FILTER_MAX = 20_000          # filters matching fewer chunks are scored exactly
 
@@ -71,20 +72,26 @@ def lexical(store, queries: Sequence[str], n: int, where, roots: Sequence[str]) 
 
 
 def fuse(dense_hits: Hits, lexical_hits: Hits, fusion: str,
-         literal: Sequence[int] | None = None) -> list[tuple[float, int, dict]]:
+         literal: Sequence[int] | None = None,
+         dense_weight: float | None = None) -> list[tuple[float, int, dict]]:
     """``(score, id, {"dense_score", "lexical_score"})`` best first.
 
     ``literal``: the few chunks that contain every identifier-like token of the query verbatim
     (``store.literal_matches``). They go first, in fused order. Rank fusion alone cannot promise
     that: a chunk ranked first by BM25 for ``ENOSPC`` but far down by the dense side loses to one
     ranked second by both. A rare identifier typed exactly is the strongest signal a query has.
+    ``dense_weight`` in [0, 1] (default 0.5): the dense side's share; the lexical side gets the rest.
     """
+    w = DENSE_WEIGHT if dense_weight is None else float(dense_weight)
+    if not 0.0 <= w <= 1.0:
+        raise CompsearchError(f"dense_weight must be between 0 and 1, not {dense_weight}")
     d = {i: s for s, i in dense_hits}
     lx = {i: s for s, i in lexical_hits}
     if fusion == "rrf":
-        fused = F.rrf([[i for _, i in dense_hits], [i for _, i in lexical_hits]])
+        fused = F.rrf([[i for _, i in dense_hits], [i for _, i in lexical_hits]],
+                      weights=[2 * w, 2 * (1 - w)])
     else:
-        fused = F.score_fusion([dense_hits, lexical_hits])
+        fused = F.score_fusion([dense_hits, lexical_hits], weights=[w, 1 - w])
     if literal:
         first = set(literal) & set(lx)
         fused = [t for t in fused if t[1] in first] + [t for t in fused if t[1] not in first]

@@ -358,12 +358,13 @@ class Retriever:
 
     # ---------------------------------------------------------------- reading
     def search(self, query: str, k: int = 10, *, where=None, mode: str | None = None,
-               fusion: str | None = None, rerank="auto",
+               fusion: str | None = None, dense_weight: float | None = None, rerank="auto",
                fetch: int | None = None) -> list[SearchResult]:
         """The ``k`` best chunks for ``query``.
 
         ``mode``: ``"hybrid"`` (default: dense and BM25 over the whole corpus, fused), ``"dense"``
-        or ``"lexical"``; ``fusion``: ``"rrf"`` (default) or ``"score"`` for hybrid.
+        or ``"lexical"``; ``fusion``: ``"rrf"`` or ``"score"`` for hybrid, ``dense_weight`` the
+        dense side's share in it (0-1; defaults in ``compsearch.modes``).
         ``where`` filters (``compsearch.filters``): ``{"source": "docs/*.md"}``,
         ``{"year": {"$gte": 2020}}``, ``"kind=markdown"``, ... in every mode.
         ``rerank``: ``"auto"`` (exact re-scoring when the index is approximate), ``"exact"``,
@@ -371,10 +372,11 @@ class Retriever:
         ``fetch``: candidates taken before reranking.
         """
         return self.search_batch([query], k, where=where, mode=mode, fusion=fusion,
-                                 rerank=rerank, fetch=fetch)[0]
+                                 dense_weight=dense_weight, rerank=rerank, fetch=fetch)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, *, where=None,
-                     mode: str | None = None, fusion: str | None = None, rerank="auto",
+                     mode: str | None = None, fusion: str | None = None,
+                     dense_weight: float | None = None, rerank="auto",
                      fetch: int | None = None) -> list[list[SearchResult]]:
         from .modes import resolve
 
@@ -389,10 +391,12 @@ class Retriever:
         needs_vectors = mode != "lexical" or hasattr(rerank, "rerank")
         qvecs = self.encoder.encode(list(queries), kind="query") if needs_vectors else None
         return self.search_vectors(qvecs, k, where=where, mode=mode, fusion=fusion,
-                                   rerank=rerank, fetch=fetch, queries=list(queries))
+                                   dense_weight=dense_weight, rerank=rerank, fetch=fetch,
+                                   queries=list(queries))
 
     def search_vectors(self, qvecs: np.ndarray | None, k: int = 10, *, where=None,
-                       mode: str = "dense", fusion: str | None = None, rerank="auto",
+                       mode: str = "dense", fusion: str | None = None,
+                       dense_weight: float | None = None, rerank="auto",
                        fetch: int | None = None,
                        queries: Sequence[str] | None = None) -> list[list[SearchResult]]:
         """Search with query vectors you encoded yourself (same encoder).
@@ -427,7 +431,7 @@ class Retriever:
             hits, extras = [], []
             for q, d, lx in zip(queries, dense, lex):
                 literal = store.literal_matches(q, modes.PROMOTE_MAX, where, roots)
-                fused = modes.fuse(d, lx, fusion, literal)[:fetch]
+                fused = modes.fuse(d, lx, fusion, literal, dense_weight)[:fetch]
                 hits.append([(s, i) for s, i, _ in fused])
                 extras.append({i: e for _, i, e in fused})
             reranker = reranker if hasattr(rerank, "rerank") else None  # fused order is final

@@ -34,10 +34,11 @@ from . import builders as B
 from . import sources as S
 from .tasks import PROFILES, _subsample_retrieval
 
-RETRIEVAL_TASKS = ["DebianPackageRetrieval", "ManPageRetrieval", "PythonDocsRetrieval",
-                   "FoldocRetrieval", "WordNetNounRetrieval"]
-MODES = {"dense": ("dense", None), "lexical": ("lexical", None),
-         "hybrid-rrf": ("hybrid", "rrf"), "hybrid-score": ("hybrid", "score")}
+RETRIEVAL_TASKS = ["DebianPackageRetrieval", "WordNetNounRetrieval", "FoldocRetrieval",
+                   "ManPageRetrieval", "PythonDocsRetrieval"]      # cheapest to encode first
+MODES = {"dense": ("dense", None, None), "lexical": ("lexical", None, None),
+         "hybrid-rrf": ("hybrid", "rrf", 0.5), "hybrid-score": ("hybrid", "score", 0.5),
+         "hybrid-rrf-w.3": ("hybrid", "rrf", 0.3), "hybrid-score-w.3": ("hybrid", "score", 0.3)}
 OUT = Path(__file__).resolve().parents[1] / "results"
 
 
@@ -90,12 +91,12 @@ def evaluate_task(name: str, enc, profile: str, cache: Path, work: Path) -> dict
     doc_of = dict(zip(ids, (c["id"] for c in corpus)))
     out: dict = {"n_queries": len(queries), "n_docs": len(corpus), "encode_s": round(encode_s, 1),
                  "query_encode_ms_p50": round(1000 * float(np.median(one)), 2), "modes": {}}
-    for label, (mode, fusion) in MODES.items():
+    for label, (mode, fusion, weight) in MODES.items():
         run, lat = {}, []
         for qi, q in enumerate(queries):
             t = time.perf_counter()
             hits = r.search_vectors(qvecs[qi:qi + 1], 10, mode=mode, fusion=fusion,
-                                    queries=[q["text"]], rerank=None)[0]
+                                    dense_weight=weight, queries=[q["text"]], rerank=None)[0]
             lat.append(time.perf_counter() - t)
             run[q["id"]] = {doc_of[h.id]: float(len(hits) - rank) for rank, h in enumerate(hits)}
         out["modes"][label] = {
