@@ -161,3 +161,23 @@ def test_cli_query_modes_and_filters(tiny_encoder, tmp_path):
         assert len(res.output.strip().splitlines()) == 1
     res = run(main, ["query", "x", "--index", str(tmp_path / "ix"), "--mode", "fuzzy"])
     assert res.exit_code != 0
+
+
+@pytest.mark.slow
+def test_search_modes_benchmark_on_a_tiny_task(tiny_encoder, tmp_path):
+    from benchmarks.mteb_suite import search_modes as SM
+    from test_bench_mteb import _tiny_suite
+
+    tasks = _tiny_suite(tmp_path / "bench")
+    res = SM.evaluate_task("TinyRetrieval", tiny_encoder, "quick", tmp_path / "cache",
+                           tmp_path / "work", tasks_root=tasks)
+    assert set(res["modes"]) == set(SM.MODES) and res["n_queries"] == 6
+    # the queries are words of their document: BM25 finds every one first
+    assert res["modes"]["lexical"]["ndcg_at_10"] == pytest.approx(1.0)
+    assert all(0 <= m["ndcg_at_10"] <= 1 and m["search_ms_p95"] >= m["search_ms_p50"] >= 0
+               for m in res["modes"].values())
+    assert list((tmp_path / "cache").glob("TinyRetrieval-*.npy"))       # vectors cached
+    md = SM.render({"profile": "quick", "command": "x", "machine": "m", "created": "t",
+                    "encoder": {"name": "e", "fingerprint": "f" * 64, "max_tokens": 8},
+                    "tasks": {"TinyRetrieval": res}, "suite_bm25": {"TinyRetrieval": 0.5}})
+    assert "| TinyRetrieval |" in md and "0.500" in md

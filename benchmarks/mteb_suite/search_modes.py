@@ -67,10 +67,11 @@ def ndcg10(run: dict, qrels: dict) -> float:
     return float(np.mean([per_q[q]["ndcg_cut_10"] if q in per_q else 0.0 for q in qrels]))
 
 
-def evaluate_task(name: str, enc, profile: str, cache: Path, work: Path) -> dict:
+def evaluate_task(name: str, enc, profile: str, cache: Path, work: Path,
+                  tasks_root: Path | None = None) -> dict:
     from compsearch import Retriever
 
-    _meta, files, _units = B.read_task(S.cache_dir() / "tasks" / name)
+    _meta, files, _units = B.read_task((tasks_root or S.cache_dir() / "tasks") / name)
     settings = PROFILES[profile]
     queries, corpus, qrels = _subsample_retrieval(files, settings["retrieval_queries"],
                                                   settings["retrieval_corpus"], B.SEED)
