@@ -68,13 +68,13 @@ def ndcg10(run: dict, qrels: dict) -> float:
 
 
 def evaluate_task(name: str, enc, profile: str, cache: Path, work: Path,
-                  tasks_root: Path | None = None) -> dict:
+                  tasks_root: Path | None = None, seed: int = B.SEED) -> dict:
     from compsearch import Retriever
 
     _meta, files, _units = B.read_task((tasks_root or S.cache_dir() / "tasks") / name)
     settings = PROFILES[profile]
     queries, corpus, qrels = _subsample_retrieval(files, settings["retrieval_queries"],
-                                                  settings["retrieval_corpus"], B.SEED)
+                                                  settings["retrieval_corpus"], seed)
     t0 = time.perf_counter()
     dvecs = _encode_cached(enc, [_doc_text(c) for c in corpus], "document", cache, name)
     qtexts = [q["text"] for q in queries]
@@ -112,7 +112,8 @@ def evaluate_task(name: str, enc, profile: str, cache: Path, work: Path,
 
 def render(res: dict) -> str:
     labels = list(MODES)
-    lines = [f"# Search modes: nDCG@10 on the offline suite ({res['profile']} profile)", "",
+    lines = [f"# Search modes: nDCG@10 on the offline suite ({res['profile']} profile, "
+             f"sample seed {res.get('seed', B.SEED)})", "",
              f"Command: `{res['command']}`  ", f"Encoder: {res['encoder']['name']} "
              f"(fingerprint {res['encoder']['fingerprint'][:12]}, max {res['encoder']['max_tokens']}"
              f" tokens); machine: {res['machine']}; {res['created']}", "",
@@ -143,13 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     p.add_argument("--tasks", default=",".join(RETRIEVAL_TASKS))
     p.add_argument("--out", default=str(OUT))
+    p.add_argument("--seed", type=int, default=B.SEED,
+                   help="sample seed (default: the suite's; another one gives a held-out sample)")
+    p.add_argument("--stem", default="search-modes", help="output file name stem")
     a = p.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from .models import load_model
 
     # the suite's own loader: the shipped default encoder with the profile's token cap
     enc = load_model("compsearch", max_tokens=PROFILES[a.profile]["max_tokens"]).mteb_model.encoder
-    res = {"profile": a.profile, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    res = {"profile": a.profile, "seed": a.seed, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "command": "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "?") +
                       " python -m benchmarks.mteb_suite.search_modes " + shlex.join(argv or sys.argv[1:]),
            "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch threads "
@@ -157,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
            "encoder": {"name": enc.name, "fingerprint": enc.fingerprint,
                        "max_tokens": enc.config.max_length}, "tasks": {}}
     try:
+        if a.seed != B.SEED:
+            raise KeyError("the suite's BM25 scores are for its own sample")
         quick = json.loads((Path(a.out) / f"quality-{a.profile}.json").read_text())
         res["suite_bm25"] = {t: v["scores"]["ndcg_at_10"]
                              for t, v in quick["results"]["BM25"].items()}
@@ -166,10 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as work:
         for name in a.tasks.split(","):
             print(f"{name}: encoding and searching", flush=True)
-            res["tasks"][name] = evaluate_task(name, enc, a.profile, cache, Path(work))
+            res["tasks"][name] = evaluate_task(name, enc, a.profile, cache, Path(work),
+                                               seed=a.seed)
             out = Path(a.out)
-            (out / "search-modes.json").write_text(json.dumps(res, indent=2) + "\n")
-            (out / "search-modes.md").write_text(render(res))
+            (out / f"{a.stem}.json").write_text(json.dumps(res, indent=2) + "\n")
+            (out / f"{a.stem}.md").write_text(render(res))
     print(render(res))
     return 0
 
