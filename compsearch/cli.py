@@ -168,8 +168,9 @@ def _print_report(console, report, index_dir, verbose):
 @click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default=None,
               help="hybrid (default): dense + BM25 over the whole corpus, fused; dense: vectors "
                    "only; lexical: BM25 only (no encoder needed).")
-@click.option("--fusion", type=click.Choice(["rrf", "score"]), default=None,
-              help="How hybrid fuses the two rankings (default rrf).")
+@click.option("--fusion", type=click.Choice(["score", "rrf"]), default=None,
+              help="How hybrid fuses the two rankings: score (default; normalised scores, "
+                   "dense weight 0.3) or rrf (reciprocal rank fusion).")
 @click.option("--rerank", type=click.Choice(["auto", "exact", "hybrid", "none"]), default="auto",
               show_default=True, help="auto: exact re-scoring when the index is approximate "
                                       "(hybrid: the old name of --mode hybrid).")

@@ -363,8 +363,9 @@ class Retriever:
         """The ``k`` best chunks for ``query``.
 
         ``mode``: ``"hybrid"`` (default: dense and BM25 over the whole corpus, fused), ``"dense"``
-        or ``"lexical"``; ``fusion``: ``"rrf"`` or ``"score"`` for hybrid, ``dense_weight`` the
-        dense side's share in it (0-1; defaults in ``compsearch.modes``).
+        or ``"lexical"``; ``fusion``: ``"score"`` (default: min-max normalised scores, weighted)
+        or ``"rrf"`` for hybrid, ``dense_weight`` the dense side's share in it (0-1, default 0.3;
+        see ``compsearch.modes`` and benchmarks/results/search-modes.md for why).
         ``where`` filters (``compsearch.filters``): ``{"source": "docs/*.md"}``,
         ``{"year": {"$gte": 2020}}``, ``"kind=markdown"``, ... in every mode.
         ``rerank``: ``"auto"`` (exact re-scoring when the index is approximate), ``"exact"``,

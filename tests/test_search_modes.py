@@ -64,8 +64,13 @@ def test_score_fusion_on_hand_made_scores():
 def test_fuse_promotes_rare_literal_matches_and_reports_both_scores():
     dense = [(0.9, 1), (0.8, 2), (0.7, 3)]
     lexical = [(5.0, 2), (4.0, 3), (3.0, 9)]
-    plain = fuse(dense, lexical, "rrf")
+    plain = fuse(dense, lexical, "rrf", dense_weight=0.5)
     assert [i for _, i, _ in plain][:3] == [2, 3, 1]
+    # the dense weight moves the balance (and must be a share)
+    assert fuse(dense, lexical, "rrf", dense_weight=1.0)[0][1] == 1
+    assert fuse(dense, lexical, "score", dense_weight=0.0)[0][1] == 2
+    with pytest.raises(CompsearchError, match="between 0 and 1"):
+        fuse(dense, lexical, "score", dense_weight=1.5)
     assert plain[0][2] == {"dense_score": 0.8, "lexical_score": 5.0}
     promoted = fuse(dense, lexical, "rrf", literal=[9])
     assert promoted[0][1] == 9 and promoted[0][2]["dense_score"] is None
@@ -90,6 +95,9 @@ def test_identifier_probe_finds_all_eight_at_rank_one(probe_index, mode, fusion)
 
 
 def test_hybrid_is_the_default_and_returns_both_scores(probe_index):
+    from compsearch import modes
+
+    assert (modes.DEFAULT_MODE, modes.DEFAULT_FUSION) == ("hybrid", "score")
     hits = probe_index.search("ENOSPC", k=3)
     assert hits[0].text == PROBE["ENOSPC"]
     assert hits[0].metadata["lexical_score"] > 0 and "dense_score" in hits[0].metadata
