@@ -119,7 +119,7 @@ def literal_matches(db: sqlite3.Connection, query: str, limit: int, filter_sql: 
     ensure_readable(db)
     sql = (f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?"
            + ("" if filter_sql == "1" else
-              f" AND rowid IN (SELECT id FROM chunks WHERE {filter_sql})") + " LIMIT ?")
+              f" AND +rowid IN (SELECT id FROM chunks WHERE {filter_sql})") + " LIMIT ?")
     ids = [int(r[0]) for r in db.execute(sql, [expr, *params, limit + 1])]
     return ids if len(ids) <= limit else None
 
@@ -199,14 +199,20 @@ def check(db: sqlite3.Connection) -> list[str]:
 # ---------------------------------------------------------------- search
 def search(db: sqlite3.Connection, query: str, k: int, filter_sql: str = "1",
            params: Sequence = ()) -> list[tuple[float, int]]:
-    """``(score, chunk id)`` of the ``k`` best BM25 matches, best first (score = -bm25())."""
+    """``(score, chunk id)`` of the ``k`` best BM25 matches, best first (score = -bm25()).
+
+    A filter is ``+rowid IN (SELECT id FROM chunks WHERE ...)``: the ``+`` keeps SQLite from
+    handing the id list to FTS5 as rowid constraints, which re-runs the full-text query once
+    per allowed id (p50 8.3 s against 21 ms per query, a 1,330-id filter over 133k chunks, 20
+    queries, the setup of benchmarks/mteb_suite/lexical_scale.py); the subquery runs once.
+    """
     expr = match_expression(query)
     if expr is None or k < 1:
         return []
     ensure_readable(db)
     sql = (f"SELECT rowid, bm25({TABLE}) AS s FROM {TABLE} WHERE {TABLE} MATCH ?"
            + ("" if filter_sql == "1" else
-              f" AND rowid IN (SELECT id FROM chunks WHERE {filter_sql})")
+              f" AND +rowid IN (SELECT id FROM chunks WHERE {filter_sql})")
            + " ORDER BY s LIMIT ?")
     rows = db.execute(sql, [expr, *params, int(k)]).fetchall()
     return [(-float(s), int(i)) for i, s in rows]
