@@ -196,36 +196,37 @@ def print_report(console, report, index_dir, verbose: bool = False) -> None:
             console.print("  [dim](-v lists every skipped file)[/dim]")
 
 
-def _parse_where(items) -> dict | None:
-    where: dict = {}
-    for item in items:
-        if "=" not in item:
-            raise CompsearchError(f"--where takes key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        where.setdefault(key.strip(), []).append(value)
-    return where or None
-
-
 @main.command()
 @click.argument("text")
 @click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True)
 @click.option("-k", "k", type=click.IntRange(min=1), default=DEFAULT_K, show_default=True,
               help="Number of results.")
+@click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default=None,
+              help="hybrid (default): dense + BM25 over the whole corpus, fused; dense: vectors "
+                   "only; lexical: BM25 only (no encoder needed).")
+@click.option("--fusion", type=click.Choice(["score", "rrf"]), default=None,
+              help="How hybrid fuses the two rankings: score (default; normalised scores, "
+                   "dense weight 0.3) or rrf (reciprocal rank fusion).")
 @click.option("--rerank", type=click.Choice(["auto", "exact", "hybrid", "none"]), default="auto",
-              show_default=True, help="auto: exact re-scoring when the index is approximate.")
-@click.option("--where", multiple=True, metavar="KEY=VALUE",
-              help="Filter: source=GLOB, section=..., or a metadata key (e.g. kind=markdown).")
+              show_default=True, help="auto: exact re-scoring when the index is approximate "
+                                      "(hybrid: the old name of --mode hybrid).")
+@click.option("--where", multiple=True, metavar="FILTER",
+              help="Filter, repeatable (ANDed): source=GLOB (relative to the indexed folder), "
+                   "kind=markdown, 'year>=2020', 'draft!=true', or a JSON filter such as "
+                   "'{\"tags\": {\"$in\": [\"api\", \"cli\"]}}'.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @friendly_errors
-def query(text, index_dir, k, rerank, where, as_json):
+def query(text, index_dir, k, mode, fusion, rerank, where, as_json):
     """Search the index for TEXT."""
+    from .filters import parse
     from .retriever import Retriever
 
     _setup_logging(False)
     if not text.strip():
         raise CompsearchError("the query is empty")
+    where = parse(list(where))
     retriever = Retriever.open(index_dir, must_exist=True)
-    hits = retriever.search(text, k=k, where=_parse_where(where),
+    hits = retriever.search(text, k=k, where=where, mode=mode, fusion=fusion,
                             rerank=None if rerank == "none" else rerank)
     if as_json:
         click.echo(json.dumps({"query": text, "results": [h.to_dict() for h in hits]}, indent=2))

@@ -3,8 +3,9 @@
 A reranker takes the candidates the vector index returned and reorders (or re-scores) them.
 ``ExactRescorer`` recomputes each candidate's score from the full-precision vector kept in the
 store, which undoes the error of quantised or approximate indexes (IVF-SQ8, IVF-PQ, HNSW).
-``HybridReranker`` fuses the dense ranking with BM25 over the candidates (reciprocal rank fusion),
-which helps on queries with rare exact terms (names, error codes).
+Hybrid search is no longer a reranker: BM25 over the dense candidates alone can never bring
+back a chunk the dense search missed, so it is the ``hybrid`` search mode (``modes.py``), fusing
+full-corpus dense and lexical rankings; ``rerank="hybrid"`` still works and means that mode.
 """
 
 from __future__ import annotations
@@ -35,28 +36,11 @@ class ExactRescorer:
         return sorted(results, key=lambda r: -r.score)
 
 
-class HybridReranker:
-    """Reciprocal rank fusion of exact dense scores and BM25 computed over the candidates."""
-
-    def __init__(self, k: int = 60, k1: float = 1.2, b: float = 0.75):
-        self.k, self.k1, self.b = k, k1, b
-
-    def rerank(self, query, query_vector, results, retriever):
-        results = ExactRescorer().rerank(query, query_vector, results, retriever)
-        if not results:
-            return results
-        lexical = bm25_scores(query, [r.text for r in results], self.k1, self.b)
-        dense_rank = {r.id: i for i, r in enumerate(results)}
-        lex_order = sorted(range(len(results)), key=lambda i: -lexical[i])
-        lex_rank = {results[i].id: rank for rank, i in enumerate(lex_order)}
-        for r in results:
-            r.metadata = dict(r.metadata, dense_score=r.score)
-            r.score = 1 / (self.k + dense_rank[r.id] + 1) + 1 / (self.k + lex_rank[r.id] + 1)
-        return sorted(results, key=lambda r: -r.score)
-
-
 def bm25_scores(query: str, docs: Sequence[str], k1: float = 1.2, b: float = 0.75) -> list[float]:
-    """Okapi BM25 (``bm25s``, English stopwords) of ``query`` against ``docs`` alone."""
+    """Okapi BM25 (``bm25s``, English stopwords) of ``query`` against ``docs`` alone.
+
+    A helper for evaluating small sets; search itself uses the store's FTS5 index.
+    """
     import bm25s
 
     retriever = bm25s.BM25(k1=k1, b=b)
@@ -67,7 +51,7 @@ def bm25_scores(query: str, docs: Sequence[str], k1: float = 1.2, b: float = 0.7
 
 
 def get_reranker(spec, *, exact_index: bool) -> Reranker | None:
-    """Turn ``"auto" | "exact" | "hybrid" | None | Reranker`` into a reranker (or None)."""
+    """Turn ``"auto" | "exact" | None | Reranker`` into a reranker (or None)."""
     if spec is None or spec == "none":
         return None
     if spec == "auto":
@@ -75,7 +59,8 @@ def get_reranker(spec, *, exact_index: bool) -> Reranker | None:
     if spec == "exact":
         return ExactRescorer()
     if spec == "hybrid":
-        return HybridReranker()
+        raise CompsearchError("'hybrid' is a search mode now: use mode='hybrid' "
+                              "(compsearch query --mode hybrid)")
     if hasattr(spec, "rerank"):
         return spec
-    raise CompsearchError(f"unknown reranker {spec!r}; use auto, exact, hybrid or none")
+    raise CompsearchError(f"unknown reranker {spec!r}; use auto, exact or none")

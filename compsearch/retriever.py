@@ -22,8 +22,8 @@ from .indexing import (ENCODE_BATCH_CHUNKS, IndexReport, ProgressFn, check_chunk
                        finish, index_paths, prune, require_paths, resolve_chunking)
 from .ingest import content_hash
 from .store import ChunkRecord
+
 DEFAULT_K = 5                      # results per query, for the API, the CLI and the server alike
-EXACT_FILTER_MAX = 20_000          # filters matching fewer chunks are scored exactly
 
 
 @dataclass
@@ -264,11 +264,12 @@ class Retriever:
         if not ids and not where:
             return 0
         with self._write_lock:
-            if not self.exists or not self._targets(self._open_read()[0], ids, where):
+            roots = (self._manifest or {}).get("roots", [])
+            if not self.exists or not self._targets(self._open_read()[0], ids, where, roots):
                 return 0
             encoder = self.encoder
             with transaction(self.root) as tx:
-                existing = self._targets(tx.store, ids, where)
+                existing = self._targets(tx.store, ids, where, roots)
                 if not existing:
                     return 0  # a concurrent writer removed them first: roll back, commit nothing
                 tx.store.delete(existing)
@@ -276,14 +277,14 @@ class Retriever:
             return len(existing)
 
     @staticmethod
-    def _targets(store, ids: list, where: dict | None) -> list[int]:
+    def _targets(store, ids: list, where, roots=()) -> list[int]:
         chunk_ids = [int(i) for i in ids if isinstance(i, (int, np.integer)) and not isinstance(i, bool)]
         names = [i for i in ids if isinstance(i, str)]
         if len(chunk_ids) + len(names) != len(ids):
             raise CompsearchError("delete(): ids must be strings (your ids) or integers (chunk ids)")
         chunk_ids += list(store.chunks_for_doc_ids(names).values())
         if where:
-            chunk_ids += store.ids_where(where).tolist()
+            chunk_ids += store.ids_where(where, roots).tolist()
         return sorted(set(store.get(chunk_ids)))
 
     def get(self, ids: Sequence[int | str] | None = None, *, where: dict | None = None,
@@ -302,10 +303,11 @@ class Retriever:
                 order = [names.get(i) if isinstance(i, str) else int(i) for i in ids]
                 order = [i for i in order if i is not None]
                 if where:
-                    allowed = set(store.ids_where(where).tolist())
+                    allowed = set(store.ids_where(where, self._manifest.get("roots", [])).tolist())
                     order = [i for i in order if i in allowed]
             else:
-                order = (store.ids_where(where) if where else store.all_ids()).tolist()
+                order = (store.ids_where(where, self._manifest.get("roots", [])) if where
+                         else store.all_ids()).tolist()
             order = order[:limit] if limit is not None else order
             records = store.get(order)
             doc_map = store.doc_ids_for_chunks(list(records))
@@ -317,59 +319,103 @@ class Retriever:
             if not self.exists:
                 return 0
             store, _ = self._open_read()
-            return len(store.ids_where(where)) if where else store.count()
+            return (len(store.ids_where(where, self._manifest.get("roots", []))) if where
+                    else store.count())
 
     # ---------------------------------------------------------------- reading
-    def search(self, query: str, k: int = DEFAULT_K, *, where: dict | None = None,
-               rerank="auto", fetch: int | None = None) -> list[SearchResult]:
+    def search(self, query: str, k: int = DEFAULT_K, *, where=None, mode: str | None = None,
+               fusion: str | None = None, dense_weight: float | None = None, rerank="auto",
+               fetch: int | None = None) -> list[SearchResult]:
         """The ``k`` best chunks for ``query``.
 
-        ``where`` filters on ``source`` (path or glob), ``section`` or metadata keys.
+        ``mode``: ``"hybrid"`` (default: dense and BM25 over the whole corpus, fused), ``"dense"``
+        or ``"lexical"``; ``fusion``: ``"score"`` (default: min-max normalised scores, weighted)
+        or ``"rrf"`` for hybrid, ``dense_weight`` the dense side's share in it (0-1, default 0.3;
+        see ``compsearch.modes`` and benchmarks/results/search-modes.md for why).
+        ``where`` filters (``compsearch.filters``): ``{"source": "docs/*.md"}``,
+        ``{"year": {"$gte": 2020}}``, ``"kind=markdown"``, ... in every mode.
         ``rerank``: ``"auto"`` (exact re-scoring when the index is approximate), ``"exact"``,
-        ``None``, or a ``Reranker`` object. ``fetch``: candidates taken before reranking.
+        ``None``, or a ``Reranker`` object (``"hybrid"`` is the old name of ``mode="hybrid"``).
+        ``fetch``: candidates taken before reranking.
         """
-        return self.search_batch([query], k, where=where, rerank=rerank, fetch=fetch)[0]
+        return self.search_batch([query], k, where=where, mode=mode, fusion=fusion,
+                                 dense_weight=dense_weight, rerank=rerank, fetch=fetch)[0]
 
-    def search_batch(self, queries: Sequence[str], k: int = DEFAULT_K, *, where: dict | None = None,
-                     rerank="auto", fetch: int | None = None) -> list[list[SearchResult]]:
+    def search_batch(self, queries: Sequence[str], k: int = DEFAULT_K, *, where=None,
+                     mode: str | None = None, fusion: str | None = None,
+                     dense_weight: float | None = None, rerank="auto",
+                     fetch: int | None = None) -> list[list[SearchResult]]:
+        from .modes import resolve
+
         if isinstance(queries, str):
             raise TypeError("search_batch() takes a list of queries")
         if k < 1:
             raise CompsearchError("k must be at least 1")
         if any(not isinstance(q, str) or not q.strip() for q in queries):
             raise CompsearchError("queries must be non-empty strings")
-        store, index = self._open_read()
-        qvecs = self.query_encoder.encode(list(queries), kind="query")
-        return self.search_vectors(qvecs, k, where=where, rerank=rerank, fetch=fetch,
+        mode, fusion, rerank = resolve(mode, fusion, rerank)
+        self._open_read()
+        needs_vectors = mode != "lexical" or hasattr(rerank, "rerank")
+        qvecs = self.query_encoder.encode(list(queries), kind="query") if needs_vectors else None
+        return self.search_vectors(qvecs, k, where=where, mode=mode, fusion=fusion,
+                                   dense_weight=dense_weight, rerank=rerank, fetch=fetch,
                                    queries=list(queries))
 
-    def search_vectors(self, qvecs: np.ndarray, k: int = DEFAULT_K, *, where: dict | None = None,
-                       rerank="auto", fetch: int | None = None,
+    def search_vectors(self, qvecs: np.ndarray | None, k: int = DEFAULT_K, *, where=None,
+                       mode: str = "dense", fusion: str | None = None,
+                       dense_weight: float | None = None, rerank="auto",
+                       fetch: int | None = None,
                        queries: Sequence[str] | None = None) -> list[list[SearchResult]]:
-        """Search with query vectors you encoded yourself (same encoder)."""
-        with self._lock:
-            return self._search_vectors(qvecs, k, where, rerank, fetch, queries)
+        """Search with query vectors you encoded yourself (same encoder).
 
-    def _search_vectors(self, qvecs, k, where, rerank, fetch, queries):
+        Lexical and hybrid modes also need the ``queries`` texts; lexical needs no vectors.
+        """
+        with self._lock:
+            return self._search_vectors(qvecs, k, where, mode, fusion, dense_weight, rerank, fetch,
+                                        queries)
+
+    def _search_vectors(self, qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, queries):
+        from . import modes
+        from .filters import parse
         from .rerank import get_reranker
 
+        mode, fusion, rerank = modes.resolve(mode, fusion, rerank)
+        if mode != "dense" and queries is None:
+            raise CompsearchError(f"search mode {mode!r} needs the query texts")
+        if mode != "lexical" and qvecs is None:
+            raise CompsearchError(f"search mode {mode!r} needs query vectors")
+        n_queries = len(queries) if queries is not None else len(qvecs)
         store, index = self._open_read()
+        where, roots = parse(where), self._manifest.get("roots", [])
         reranker = get_reranker(rerank, exact_index=index.spec.exact)
         fetch = max(k, fetch or (k * 4 if reranker is not None else k))
-        allowed = store.ids_where(where) if where else None
-        if allowed is not None and len(allowed) <= EXACT_FILTER_MAX:
-            scores, ids = _exact_scores(store, qvecs, allowed, fetch, index.dim)
+        allowed = store.ids_where(where, roots) if where and mode != "lexical" else None
+        extras: list[dict] = [{} for _ in range(n_queries)]
+        if mode == "dense":
+            hits = modes.dense(store, index, qvecs, fetch, allowed)
+        elif mode == "lexical":
+            hits = modes.lexical(store, queries, fetch, where, roots)
+            reranker = reranker if hasattr(rerank, "rerank") else None  # BM25 order is final
         else:
-            scores, ids = index.search(qvecs, fetch, allowed)
+            depth = max(modes.HYBRID_DEPTH, fetch)
+            dense = modes.dense(store, index, qvecs, depth, allowed, exact=not index.spec.exact)
+            lex = modes.lexical(store, queries, depth, where, roots)
+            hits, extras = [], []
+            for q, d, lx in zip(queries, dense, lex):
+                literal = store.literal_matches(q, modes.PROMOTE_MAX, where, roots)
+                fused = modes.fuse(d, lx, fusion, literal, dense_weight)[:fetch]
+                hits.append([(s, i) for s, i, _ in fused])
+                extras.append({i: e for _, i, e in fused})
+            reranker = reranker if hasattr(rerank, "rerank") else None  # fused order is final
         out = []
-        for qi in range(len(qvecs)):
-            hits = [(float(s), int(i)) for s, i in zip(scores[qi], ids[qi]) if i >= 0]
-            records = store.get([i for _, i in hits])
+        for qi in range(n_queries):
+            records = store.get([i for _, i in hits[qi]])
             doc_map = store.doc_ids_for_chunks(list(records))
-            results = [_result(records[i], s, doc_map.get(i)) for s, i in hits if i in records]
+            results = [_result(records[i], s, extras[qi].get(i), doc_map.get(i)) for s, i in hits[qi]
+                       if i in records]
             if reranker is not None:
                 q = queries[qi] if queries else ""
-                results = reranker.rerank(q, qvecs[qi], results, self)
+                results = reranker.rerank(q, None if qvecs is None else qvecs[qi], results, self)
             out.append(results[:k])
         return out
 
@@ -384,10 +430,12 @@ class Retriever:
         return info
 
 
-def _result(rec: ChunkRecord, score: float, doc_id: str | None = None) -> SearchResult:
+def _result(rec: ChunkRecord, score: float, extra: dict | None = None,
+            doc_id: str | None = None) -> SearchResult:
     return SearchResult(id=rec.id, score=score, text=rec.text, source=rec.source,
                         start_line=rec.start_line, end_line=rec.end_line, section=rec.section,
-                        metadata=rec.metadata, doc_id=doc_id)
+                        metadata=dict(rec.metadata, **extra) if extra else rec.metadata,
+                        doc_id=doc_id)
 
 
 def _check_doc_ids(ids, n: int) -> list[str] | None:
@@ -404,11 +452,3 @@ def _check_doc_ids(ids, n: int) -> list[str] | None:
         raise CompsearchError("ids must be unique within one call")
     return ids
 
-
-def _exact_scores(store, qvecs: np.ndarray, allowed: np.ndarray, k: int, dim: int):
-    if len(allowed) == 0:
-        return np.zeros((len(qvecs), 0), np.float32), np.zeros((len(qvecs), 0), np.int64)
-    vecs = store.vectors(allowed.tolist(), dim)
-    scores = qvecs @ vecs.T
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(scores, top, 1), allowed[top]

@@ -3,7 +3,9 @@
 Chunk ids are int64, assigned from a counter that never goes back, so an id names one chunk for the
 life of an index and the FAISS index can refer to it. The float32 vector of every chunk is kept
 here: it feeds exact re-scoring after approximate search and rebuilding an index without
-re-encoding anything.
+re-encoding anything. The lexical (FTS5) index of the same chunks lives in this file too
+(``lexical.py``), kept in step by ``add``/``delete`` in the same transaction, and filters are
+compiled to SQL by ``filters.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from . import filters, lexical
 from .errors import CompsearchError
 
 SCHEMA = """
@@ -62,6 +65,8 @@ class Store:
                 self.db = sqlite3.connect(self.path, check_same_thread=False)
                 self.db.executescript(SCHEMA)
             self.db.execute("SELECT count(*) FROM chunks").fetchone()
+            if not readonly:   # an index from before the lexical index gains it on this write
+                lexical.ensure(self.db)
         except sqlite3.DatabaseError as exc:
             raise CompsearchError(f"chunk store {self.path} is unreadable or corrupt ({exc})") from None
 
@@ -93,11 +98,14 @@ class Store:
             [(i, r.source, r.start_line, r.end_line, r.section, r.text, r.content_hash,
               json.dumps(r.metadata, sort_keys=True), v.tobytes())
              for i, r, v in zip(ids, records, vectors)])
+        lexical.add(self.db, ids, [r.text for r in records])
         self._set_meta("next_id", str(start + len(records)))
         return ids
 
     def delete(self, ids: Iterable[int]) -> None:
-        self.db.executemany("DELETE FROM chunks WHERE id = ?", [(int(i),) for i in ids])
+        ids = [int(i) for i in ids]
+        self.db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in ids])
+        lexical.delete(self.db, ids)
 
     def ids_for_source(self, source: str) -> list[int]:
         return [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE source = ?", (source,))]
@@ -141,33 +149,33 @@ class Store:
         return np.array([r[0] for r in self.db.execute("SELECT id FROM chunks ORDER BY id")],
                         dtype=np.int64)
 
-    def ids_where(self, where: dict) -> np.ndarray:
-        """Chunk ids matching a filter.
+    def ids_where(self, where, roots: Sequence[str] = ()) -> np.ndarray:
+        """Chunk ids matching a filter (grammar in ``filters.py``), in id order.
 
-        Keys: ``source`` (exact path, or a glob when it contains ``*?[``), ``section``, or any
-        metadata key (compared as JSON). A list value means "any of these".
+        ``roots``: the indexed folders, so ``source`` paths and globs also match relative paths.
         """
-        clauses, params = [], []
-        for key, value in where.items():
-            values = value if isinstance(value, (list, tuple, set)) else [value]
-            if not values:
-                return np.zeros(0, dtype=np.int64)
-            if key in ("source", "section"):
-                col = key
-            else:
-                if not key.replace("_", "").replace(".", "").isalnum():
-                    raise CompsearchError(f"bad filter key {key!r}")
-                col = f"json_extract(metadata, '$.{key}')"
-            parts = []
-            for v in values:
-                if key == "source" and isinstance(v, str) and any(c in v for c in "*?["):
-                    parts.append(f"{col} GLOB ?")
-                else:
-                    parts.append(f"{col} = ?")
-                params.append(v)
-            clauses.append("(" + " OR ".join(parts) + ")")
-        sql = "SELECT id FROM chunks" + (" WHERE " + " AND ".join(clauses) if clauses else "")
-        return np.array([r[0] for r in self.db.execute(sql, params)], dtype=np.int64)
+        sql, params = filters.compile(where, roots)
+        return np.array([r[0] for r in self._filtered(
+            f"SELECT id FROM chunks WHERE {sql} ORDER BY id", params)], dtype=np.int64)
+
+    def lexical_search(self, query: str, k: int, where=None,
+                       roots: Sequence[str] = ()) -> list[tuple[float, int]]:
+        """BM25 over the whole corpus (FTS5): ``(score, id)`` best first, filtered like search."""
+        sql, params = filters.compile(where, roots)
+        return self._filtered(None, params, lambda: lexical.search(self.db, query, k, sql, params))
+
+    def literal_matches(self, query: str, limit: int, where=None,
+                        roots: Sequence[str] = ()) -> list[int] | None:
+        """Chunks holding every identifier-like token of ``query`` verbatim, if ``limit`` or fewer."""
+        sql, params = filters.compile(where, roots)
+        return self._filtered(None, params,
+                              lambda: lexical.literal_matches(self.db, query, limit, sql, params))
+
+    def _filtered(self, sql, params, run=None):
+        try:
+            return run() if run else self.db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:   # e.g. malformed JSON in stored metadata
+            raise CompsearchError(f"filter could not be applied: {exc}") from None
 
     # ---------------------------------------------------------------- vectors by content
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, bytes]:
@@ -234,6 +242,7 @@ class Store:
         """Forget a file and its chunks; returns the removed chunk ids."""
         ids = self.ids_for_source(path)
         self.db.execute("DELETE FROM chunks WHERE source = ?", (path,))
+        lexical.delete(self.db, ids)
         self.db.execute("DELETE FROM files WHERE path = ?", (path,))
         return ids
 
@@ -252,7 +261,7 @@ class Store:
             " WHERE c.source = f.path)").fetchone()[0]
         if orphans:
             problems.append(f"{orphans} files disagree with their chunk counts")
-        return problems
+        return problems + lexical.check(self.db)
 
 
 def _batches(items: list, size: int) -> Iterator[list]:

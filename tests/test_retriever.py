@@ -44,7 +44,7 @@ def test_index_and_search(tiny_encoder, tmp_path):
     # chunks without a section are embedded as their plain text)
     store, _ = r._open_read()
     some = next(c for c in store.get(store.all_ids().tolist()).values() if c.section is None)
-    hit = r.search(some.text, k=1)[0]
+    hit = r.search(some.text, k=1, mode="dense")[0]
     assert hit.text == some.text and hit.score == pytest.approx(1.0, abs=1e-4)
     assert hit.span == (some.start_line, some.end_line)
     assert hit.to_dict()["source"] == some.source
@@ -206,7 +206,7 @@ def test_index_types_and_rebuild(tiny_encoder, tmp_path):
     assert rep.rebuilt and r.manifest["index"]["spec"]["kind"] == "ivf"
     assert r.manifest["index"]["requested"] == "ivf"
     # exact re-scoring is applied automatically on approximate indexes
-    top = r.search(texts[5], k=3)
+    top = r.search(texts[5], k=3, mode="dense")
     assert top[0].text == texts[5] and top[0].score == pytest.approx(1.0, abs=1e-4)
     rep = r.index([docs], index_type="hnsw")
     assert r.manifest["index"]["spec"]["kind"] == "hnsw"

@@ -1,0 +1,113 @@
+"""Search modes: dense (vectors), lexical (BM25 over the whole corpus) and hybrid (both, fused).
+
+Why three: dense search finds paraphrases but misses rare exact strings (an error code, a
+function name, a CVE id); BM25 finds those but not paraphrases. Hybrid takes the full-corpus
+top-N of *each* (not BM25 over the dense candidates, which can never bring back a chunk the dense
+side missed) and fuses them (``fusion.py``). Filters apply to every side before ranking.
+
+The default mode and fusion were chosen by measurement on the offline suite's retrieval tasks
+(benchmarks/results/search-modes.md): hybrid with normalised-score fusion, dense weight 0.3,
+scored nDCG@10 .708 on average over the five tasks against .637 for BM25 alone, .505 for dense
+alone and .656 for RRF; it beat both dense and BM25 on each of the five tasks and was the best
+mode on four (on WordNet, RRF with the same weight scored .587 against its .569). The
+shipped encoder is weaker than BM25 on most of these tasks, which is why the lexical side gets
+the larger share; RRF, which ignores how far ahead a BM25 hit is, lost to BM25 on three of five.
+
+Everything here works on ``(score, chunk id)`` lists; ``retriever.py`` turns them into results.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from . import fusion as F
+from .errors import CompsearchError
+
+MODES = ("dense", "lexical", "hybrid")
+FUSIONS = ("rrf", "score")
+DEFAULT_MODE = "hybrid"
+DEFAULT_FUSION = "score"
+HYBRID_DEPTH = 100                 # each side's top-N that hybrid fuses
+DENSE_WEIGHT = 0.3                 # the dense side's share in hybrid fusion
+PROMOTE_MAX = 3                    # identifier matches this rare go first in hybrid
+EXACT_FILTER_MAX = 20_000          # filters matching fewer chunks are scored exactly
+
+Hits = list[tuple[float, int]]
+
+
+def resolve(mode: str | None, fusion: str | None, rerank) -> tuple[str, str, object]:
+    """Validate ``mode``/``fusion``; the old ``rerank="hybrid"`` means ``mode="hybrid"``."""
+    if rerank == "hybrid":          # before hybrid search existed this was a BM25 rerank
+        if mode not in (None, "hybrid"):
+            raise CompsearchError(f"rerank='hybrid' is the hybrid search mode; it cannot be "
+                                  f"combined with mode={mode!r}")
+        mode, rerank = "hybrid", "auto"
+    mode = mode or DEFAULT_MODE
+    fusion = fusion or DEFAULT_FUSION
+    if mode not in MODES:
+        raise CompsearchError(f"unknown search mode {mode!r}; use {', '.join(MODES)}")
+    if fusion not in FUSIONS:
+        raise CompsearchError(f"unknown fusion {fusion!r}; use {', '.join(FUSIONS)}")
+    return mode, fusion, rerank
+
+
+def dense(store, index, qvecs: np.ndarray, n: int, allowed: np.ndarray | None,
+          exact: bool = False) -> list[Hits]:
+    """Top ``n`` by inner product; ``exact`` re-scores approximate candidates from the store."""
+    if allowed is not None and len(allowed) <= EXACT_FILTER_MAX:
+        scores, ids = _exact_scores(store, qvecs, allowed, n, index.dim)
+        exact = False
+    else:
+        scores, ids = index.search(qvecs, n, allowed)
+    out = []
+    for qi in range(len(qvecs)):
+        hits = [(float(s), int(i)) for s, i in zip(scores[qi], ids[qi]) if i >= 0]
+        if exact and hits:
+            vecs = store.vectors([i for _, i in hits], index.dim)
+            new = vecs @ np.asarray(qvecs[qi], dtype=np.float32)
+            hits = sorted(((float(s), i) for s, (_, i) in zip(new, hits)), key=lambda t: -t[0])
+        out.append(hits)
+    return out
+
+
+def lexical(store, queries: Sequence[str], n: int, where, roots: Sequence[str]) -> list[Hits]:
+    return [store.lexical_search(q, n, where, roots) for q in queries]
+
+
+def fuse(dense_hits: Hits, lexical_hits: Hits, fusion: str,
+         literal: Sequence[int] | None = None,
+         dense_weight: float | None = None) -> list[tuple[float, int, dict]]:
+    """``(score, id, {"dense_score", "lexical_score"})`` best first.
+
+    ``literal``: the few chunks that contain every identifier-like token of the query verbatim
+    (``store.literal_matches``). They go first, in fused order. Rank fusion alone cannot promise
+    that: a chunk ranked first by BM25 for ``ENOSPC`` but far down by the dense side loses to one
+    ranked second by both. A rare identifier typed exactly is the strongest signal a query has.
+    ``dense_weight`` in [0, 1] (default ``DENSE_WEIGHT``): the dense side's share; the lexical side
+    gets the rest.
+    """
+    w = DENSE_WEIGHT if dense_weight is None else float(dense_weight)
+    if not 0.0 <= w <= 1.0:
+        raise CompsearchError(f"dense_weight must be between 0 and 1, not {dense_weight}")
+    d = {i: s for s, i in dense_hits}
+    lx = {i: s for s, i in lexical_hits}
+    if fusion == "rrf":
+        fused = F.rrf([[i for _, i in dense_hits], [i for _, i in lexical_hits]],
+                      weights=[2 * w, 2 * (1 - w)])
+    else:
+        fused = F.score_fusion([dense_hits, lexical_hits], weights=[w, 1 - w])
+    if literal:
+        first = set(literal) & set(lx)
+        fused = [t for t in fused if t[1] in first] + [t for t in fused if t[1] not in first]
+    return [(s, i, {"dense_score": d.get(i), "lexical_score": lx.get(i)}) for s, i in fused]
+
+
+def _exact_scores(store, qvecs: np.ndarray, allowed: np.ndarray, k: int, dim: int):
+    if len(allowed) == 0:
+        return np.zeros((len(qvecs), 0), np.float32), np.zeros((len(qvecs), 0), np.int64)
+    vecs = store.vectors(allowed.tolist(), dim)
+    scores = qvecs @ vecs.T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, top, 1), allowed[top]
