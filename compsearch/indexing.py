@@ -112,6 +112,15 @@ def index_paths(retriever, paths: Sequence[str | os.PathLike], *, chunking: Chun
     new_roots = set(roots) - set((manifest or {}).get("roots", []))
     nothing_to_do = (manifest is not None and not scan.todo and not scan.gone and not scan.unreadable
                      and not new_roots and index_type in (None, manifest["index"].get("requested")))
+    if nothing_to_do and _stale_lexical(retriever):
+        # an index from before the lexical index: store it now, without the encoder
+        from .indexdir import transaction as _tx
+
+        with _tx(retriever.root) as tx:  # a writable store builds its lexical index on open
+            retriever._reload(finish(tx, _Recorded(tx.manifest["encoder"]), report))
+        report.files_unchanged = scan.unchanged
+        report.seconds = time.perf_counter() - start
+        return report
     if nothing_to_do:
         report.files_unchanged = scan.unchanged
         report.chunks_total = manifest.get("counts", {}).get("chunks", 0)
@@ -317,6 +326,13 @@ def prune(retriever) -> IndexReport:
         retriever._reload(finish(tx, _Recorded(tx.manifest["encoder"]), report, removed=removed,
                                  roots=live, replace_roots=True))
     return report
+
+
+def _stale_lexical(retriever) -> bool:
+    from . import lexical
+
+    store, _ = retriever._open_read()
+    return not lexical.is_current(store.db)
 
 
 class _Recorded:

@@ -311,7 +311,7 @@ class Retriever:
             order = order[:limit] if limit is not None else order
             records = store.get(order)
             doc_map = store.doc_ids_for_chunks(list(records))
-            return [_result(records[i], 0.0, doc_map.get(i)) for i in order if i in records]
+            return [_result(records[i], 0.0, doc_id=doc_map.get(i)) for i in order if i in records]
 
     def count(self, where: dict | None = None) -> int:
         """How many chunks the index holds (matching ``where`` when given)."""

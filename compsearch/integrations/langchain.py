@@ -144,7 +144,8 @@ class CompsearchVectorStore(VectorStore):
                                      **kwargs: Any) -> list[tuple[Document, float]]:
         if not self.retriever.exists:
             return []
-        hits = self.retriever.search(query, k=k, where=filter, rerank=kwargs.get("rerank", "auto"))
+        hits = self.retriever.search(query, k=k, where=filter, mode=kwargs.get("mode", "dense"),
+                                     rerank=kwargs.get("rerank", "auto"))
         return [(self._document(h), h.score) for h in hits]
 
     def similarity_search_by_vector(self, embedding: list[float], k: int = 4,
