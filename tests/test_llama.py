@@ -60,6 +60,7 @@ def test_depth_and_unsupported_configs(pair):
 def test_cached_encoder_uses_it_and_matches(tiny_encoder, tmp_path, monkeypatch):
     from test_encoder import _with_random_adapter
 
+    monkeypatch.setenv("COMPSEARCH_HOME", str(tmp_path / "home"))  # no merged cache from other tests
     _with_random_adapter(tiny_encoder, tmp_path / "lora")
     first = Encoder.load(tmp_path / "lora", dtype="float32")     # merges with transformers, caches
     second = Encoder.load(tmp_path / "lora", dtype="float32")    # reads the cache: compsearch.llama
