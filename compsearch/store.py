@@ -51,6 +51,27 @@ class ChunkRecord:
     id: int | None = None
 
 
+REQUIRED_COLUMNS = {
+    "chunks": {"id", "source", "start_line", "end_line", "section", "text", "content_hash",
+               "metadata", "vector"},
+    "files": {"path", "sha256", "size", "mtime", "kind", "n_chunks", "indexed_at"},
+    "meta": {"key", "value"},
+}
+
+
+def _check_schema(db: sqlite3.Connection, path: Path) -> None:
+    """The store's tables are tables (a view could recurse for ever) with the columns we read."""
+    for table, columns in REQUIRED_COLUMNS.items():
+        row = db.execute("SELECT type FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+        if row is None or row[0] != "table":
+            what = "missing" if row is None else f"a {row[0]}, not a table"
+            raise CompsearchError(f"chunk store {path} is damaged: {table} is {what}")
+        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        if not columns <= have:
+            raise CompsearchError(f"chunk store {path} is damaged: {table} lacks "
+                                  f"{', '.join(sorted(columns - have))}")
+
+
 class Store:
     def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
@@ -64,6 +85,7 @@ class Store:
             else:
                 self.db = sqlite3.connect(self.path, check_same_thread=False)
                 self.db.executescript(SCHEMA)
+            _check_schema(self.db, self.path)
             self.db.execute("SELECT count(*) FROM chunks").fetchone()
             if not readonly:   # an index from before the lexical index gains it on this write
                 lexical.ensure(self.db)

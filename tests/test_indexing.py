@@ -243,3 +243,34 @@ def test_a_damaged_encoder_folder_is_one_line(tmp_path, tiny_encoder, damage):
         mem.unlink()
     with pytest.raises(CompsearchError, match="damaged"):
         Encoder.load(folder)
+
+
+@pytest.mark.parametrize("damage", ["view", "recursive_view", "missing_column", "dropped"])
+def test_a_tampered_store_is_one_line_never_a_hang(tmp_path, tiny_encoder, damage):
+    import sqlite3
+
+    from compsearch.indexdir import generation_dir
+
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    r.add(["json parse text", "rotate log file"], ids=["a", "b"])
+    path = generation_dir(tmp_path / "ix", r.manifest["generation"]) / "chunks.sqlite"
+    r.close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA foreign_keys=OFF")
+    if damage == "missing_column":
+        db.execute("ALTER TABLE chunks DROP COLUMN section")
+    else:
+        db.execute("DROP TABLE chunks")
+        if damage == "view":
+            db.execute("CREATE VIEW chunks AS SELECT 1 AS id")
+        elif damage == "recursive_view":
+            db.execute("CREATE VIEW chunks AS WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL "
+                       "SELECT x + 1 FROM n) SELECT x AS id FROM n")
+    db.commit()
+    db.close()
+    start = time.perf_counter()
+    with pytest.raises(CompsearchError, match="damaged"):
+        Retriever.open(tmp_path / "ix", tiny_encoder).search("json", k=1)
+    assert time.perf_counter() - start < 30
+    res = CliRunner().invoke(main, ["query", "json", "--index", str(tmp_path / "ix")])
+    assert res.exit_code == 1 and "damaged" in res.output and "Traceback" not in res.output
