@@ -128,7 +128,62 @@ def _manifest_problem(m: dict) -> str | None:
     roots = m.get("roots", [])
     if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
         return "roots must be a list of paths"
+    files = m.get("files", {})
+    if not isinstance(files, dict) or not all(
+            name in (STORE_FILE, INDEX_FILE) and isinstance(d, dict) and _is_int(d.get("bytes"))
+            and isinstance(d.get("sha256"), str) and isinstance(d.get("edges_sha256"), str)
+            for name, d in files.items()):
+        return "files must map the generation's file names to {bytes, sha256, edges_sha256}"
     return None
+
+
+EDGE_BYTES = 1 << 20   # the cheap check on load hashes the first and last MiB of each file
+
+
+def file_digests(folder: Path) -> dict:
+    """sha256 of each generation file, and of its first and last MiB (the cheap check on load)."""
+    import hashlib
+
+    out = {}
+    for name in (STORE_FILE, INDEX_FILE):
+        path = Path(folder) / name
+        full, size = hashlib.sha256(), path.stat().st_size
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                full.update(block)
+        out[name] = {"bytes": size, "sha256": full.hexdigest(), "edges_sha256": _edges(path, size)}
+    return out
+
+
+def _edges(path: Path, size: int) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(EDGE_BYTES))
+        if size > EDGE_BYTES:
+            f.seek(max(EDGE_BYTES, size - EDGE_BYTES))
+            h.update(f.read(EDGE_BYTES))
+    return h.hexdigest()
+
+
+def check_files(root: Path, manifest: dict, full: bool = False) -> list[str]:
+    """Generation files that differ from the digests the manifest recorded (sizes and the first
+    and last MiB; every byte with ``full``). Manifests written before digests existed pass."""
+    gdir = generation_dir(root, manifest["generation"])
+    problems = []
+    for name, want in (manifest.get("files") or {}).items():
+        path = gdir / name
+        try:
+            size = path.stat().st_size
+            if size != want["bytes"]:
+                problems.append(f"{name} has {size} bytes, the manifest recorded {want['bytes']}")
+            elif _edges(path, size) != want["edges_sha256"] or (
+                    full and file_digests(gdir)[name]["sha256"] != want["sha256"]):
+                problems.append(f"{name} differs from the digest the manifest recorded")
+        except OSError as exc:
+            problems.append(f"{name}: {exc.strerror or exc}")
+    return problems
 
 
 def build_manifest(old: dict | None, index: VectorIndex, counts: dict, *, requested: str | None = None,
@@ -191,6 +246,10 @@ def open_generation(root: Path, manifest: dict) -> tuple[Store, VectorIndex]:
     gdir = generation_dir(root, manifest["generation"])
     if not gdir.is_dir():
         raise CompsearchError(f"index {root} is damaged: {gdir.name} named by the manifest is missing")
+    damaged = check_files(root, manifest)
+    if damaged:
+        raise CompsearchError(f"index {root} is damaged: {damaged[0]} (compsearch verify {root} "
+                              f"tells more; rebuild it from its documents)")
     store = Store(gdir / STORE_FILE, readonly=True)
     spec = IndexSpec.from_dict(manifest["index"]["spec"])
     index = VectorIndex.load(gdir / INDEX_FILE, spec, manifest["encoder"]["dim"])
@@ -225,6 +284,7 @@ class Transaction:
         self.index.save(self.work / INDEX_FILE)
         usual_modes(self.work)
         fsync_tree(self.work)
+        manifest["files"] = file_digests(self.work)
         target = generation_dir(self.root, generation)
         if target.exists():  # a leftover from a crash after rename but before the manifest
             shutil.rmtree(target)

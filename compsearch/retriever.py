@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -293,7 +295,7 @@ class Retriever:
 
         Results carry ``score`` 0.0. With neither ``ids`` nor ``where``: every chunk (mind ``limit``).
         """
-        with self._lock:
+        with self._lock, self._damaged():
             if not self.exists:
                 return []
             store, _ = self._open_read()
@@ -315,7 +317,7 @@ class Retriever:
 
     def count(self, where: dict | None = None) -> int:
         """How many chunks the index holds (matching ``where`` when given)."""
-        with self._lock:
+        with self._lock, self._damaged():
             if not self.exists:
                 return 0
             store, _ = self._open_read()
@@ -374,7 +376,21 @@ class Retriever:
             return self._search_vectors(qvecs, k, where, mode, fusion, dense_weight, rerank, fetch,
                                         queries)
 
-    def _search_vectors(self, qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, queries):
+    def _search_vectors(self, *args):
+        with self._damaged():
+            return self._search_vectors_unchecked(*args)
+
+    @contextmanager
+    def _damaged(self):
+        """SQLite reporting a malformed file mid-query becomes one line, not a traceback."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise CompsearchError(f"index {self.root} is damaged ({exc}); compsearch verify "
+                                  f"{self.root} tells more, rebuild it from its documents") from None
+
+    def _search_vectors_unchecked(self, qvecs, k, where, mode, fusion, dense_weight, rerank, fetch,
+                                  queries):
         from . import modes
         from .filters import parse
         from .rerank import get_reranker

@@ -274,3 +274,44 @@ def test_a_tampered_store_is_one_line_never_a_hang(tmp_path, tiny_encoder, damag
     assert time.perf_counter() - start < 30
     res = CliRunner().invoke(main, ["query", "json", "--index", str(tmp_path / "ix")])
     assert res.exit_code == 1 and "damaged" in res.output and "Traceback" not in res.output
+
+
+def test_flipped_bytes_are_found_by_load_or_verify(tmp_path, tiny_encoder, monkeypatch):
+    import compsearch.indexdir as indexdir
+    from compsearch.indexdir import generation_dir
+    from compsearch.maintenance import verify
+
+    monkeypatch.setattr(indexdir, "EDGE_BYTES", 4096)    # small files: edges of 4 KiB, not 1 MiB
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    import random
+
+    from conftest import WORDS
+
+    rng = random.Random(0)
+    r.add([" ".join(rng.choice(WORDS) for _ in range(120)) for _ in range(400)])
+    manifest = read_manifest(tmp_path / "ix")
+    assert set(manifest["files"]) == {"chunks.sqlite", "vectors.faiss"}
+    assert verify(tmp_path / "ix") == []
+    gdir = generation_dir(tmp_path / "ix", manifest["generation"])
+    store = gdir / "chunks.sqlite"
+    size = store.stat().st_size
+    assert size > 3 * 4096                               # the flip lands outside the edges
+    data = bytearray(store.read_bytes())
+    data[size // 2] ^= 0xFF
+    store.write_bytes(bytes(data))
+    try:                                                  # the cheap check on load misses it;
+        Retriever.open(tmp_path / "ix", tiny_encoder).search("json", k=3)   # a read may not
+    except CompsearchError as exc:
+        assert "damaged" in str(exc) and "\n" not in str(exc)
+    problems = verify(tmp_path / "ix")
+    assert any("differs from the digest" in p for p in problems)
+    faiss_file = gdir / "vectors.faiss"                   # a flip in the first MiB: found on load
+    data = bytearray(faiss_file.read_bytes())
+    data[100] ^= 0xFF
+    faiss_file.write_bytes(bytes(data))
+    with pytest.raises(CompsearchError, match="damaged: vectors.faiss differs"):
+        Retriever.open(tmp_path / "ix", tiny_encoder).search("json", k=1)
+    with open(faiss_file, "ab") as f:                     # truncated or grown: found on load
+        f.write(b"x")
+    with pytest.raises(CompsearchError, match="bytes, the manifest recorded"):
+        Retriever.open(tmp_path / "ix", tiny_encoder).count()

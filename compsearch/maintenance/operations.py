@@ -6,13 +6,14 @@ Nothing here re-encodes: rebuilds read the float32 vectors kept in the store.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CompsearchError
 from ..index import build_index, choose_spec
-from ..indexdir import (ENCODER_DIR, INDEX_FILE, STORE_FILE, generation_dir, open_generation,
+from ..indexdir import (ENCODER_DIR, INDEX_FILE, STORE_FILE, check_files, generation_dir, open_generation,
                         read_manifest, transaction)
 from ..indexspec import AUTO, IndexSpec
 
@@ -65,9 +66,12 @@ def verify(root: Path, sample: int = 200, seed: int = 0) -> list[str]:
     root = Path(root)
     manifest = _manifest(root)
     store, index = open_generation(root, manifest)
-    problems: list[str] = []
+    problems: list[str] = check_files(root, manifest, full=True)
     try:
-        problems += store.check()
+        try:
+            problems += store.check()
+        except sqlite3.DatabaseError as exc:   # too damaged for SQLite's own check to finish
+            return problems + [f"chunk store: {exc}"]
         dim = manifest["encoder"]["dim"]
         n = store.count()
         if index.ntotal != n:
