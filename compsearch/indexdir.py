@@ -241,12 +241,13 @@ def generation_dir(root: Path, generation: int) -> Path:
     return Path(root) / f"g{generation:06d}"
 
 
-def open_generation(root: Path, manifest: dict) -> tuple[Store, VectorIndex]:
-    """Open the current generation read-only."""
+def open_generation(root: Path, manifest: dict, check: bool = True) -> tuple[Store, VectorIndex]:
+    """Open the current generation read-only (``check``: refuse files that differ from the
+    manifest's digests, by size and first/last MiB; ``verify`` opens unchecked and reports)."""
     gdir = generation_dir(root, manifest["generation"])
     if not gdir.is_dir():
         raise CompsearchError(f"index {root} is damaged: {gdir.name} named by the manifest is missing")
-    damaged = check_files(root, manifest)
+    damaged = check_files(root, manifest) if check else []
     if damaged:
         raise CompsearchError(f"index {root} is damaged: {damaged[0]} (compsearch verify {root} "
                               f"tells more; rebuild it from its documents)")

@@ -155,6 +155,7 @@ def test_existing_index_gains_lexical_on_next_write_without_reencoding(tiny_enco
     db.execute("DELETE FROM meta WHERE key = ?", (lexical.META_KEY,))
     db.commit()
     db.close()
+    _as_written_before_digests(tmp_path / "ix")
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
     assert r.search("rotate", mode="lexical")[0].source.endswith("logging.md")   # lazily
     monkeypatch.setattr(tiny_encoder, "encode", lambda *a, **k: pytest.fail("re-encoded"))
@@ -163,3 +164,12 @@ def test_existing_index_gains_lexical_on_next_write_without_reencoding(tiny_enco
     store, _ = r._open_read()
     assert lexical.is_current(store.db) and store.check() == []
     assert r.search("rotate", mode="lexical")[0].source.endswith("logging.md")
+
+
+def _as_written_before_digests(root):
+    """Indexes from before the lexical index also predate file digests in the manifest."""
+    import json
+
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest.pop("files", None)
+    (root / "manifest.json").write_text(json.dumps(manifest))
