@@ -183,7 +183,7 @@ def main(n, batch_size, repeats, n_queries, depths, cold_runs, model, no_minilm,
             click.echo(f"L={depth:>2} {label:>8}: {row['texts_per_s']:.2f} texts/s, "
                        f"{row['tokens_per_s']:.0f} tok/s, query p50 {p50:.0f} ms p95 {p95:.0f} ms, "
                        f"cos {row['cosine_to_fp32']:.4f}", err=True)
-            del enc
+            enc = None  # free it before the next variant loads
 
     minilm = None
     if not no_minilm:
@@ -213,7 +213,7 @@ def main(n, batch_size, repeats, n_queries, depths, cold_runs, model, no_minilm,
         threads.append({"threads": k, "texts_per_s": n / seconds, "query_p50_ms": p50, "query_p95_ms": p95})
         click.echo(f"threads={k}: {n / seconds:.2f} texts/s, query p50 {p50:.0f} ms", err=True)
     torch.set_num_threads(before)
-    del enc
+    enc = None
 
     cold = cold_start(cold_runs) if cold_runs else None
     if cold:
@@ -232,7 +232,7 @@ def main(n, batch_size, repeats, n_queries, depths, cold_runs, model, no_minilm,
 
 def report(d: dict) -> str:
     m, mini = d["machine"], d["minilm"]
-    lines = [f"# Encoder speed by depth (and int8), with all-MiniLM-L6-v2 in the same run\n",
+    lines = ["# Encoder speed by depth (and int8), with all-MiniLM-L6-v2 in the same run\n",
              f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python -m benchmarks.throughput_depth "
              f"--texts {d['texts']} --batch-size {d['batch_size']} --repeats {d['repeats']} --queries {d['queries']}` "
              f"on {m['cpu']} ({m['cores']} cores shared with other jobs, {m['torch_threads']} torch threads), "

@@ -24,7 +24,7 @@ def _index(tiny_encoder, root):
 
 
 def test_inspect_verify_rebuild_compact(tiny_encoder, tmp_path):
-    r = _index(tiny_encoder, tmp_path / "ix")
+    _index(tiny_encoder, tmp_path / "ix")
     info = inspect(tmp_path / "ix")
     assert info["vectors"] == info["chunks"] == len(TEXTS) and info["index_type"] == "flat"
     assert info["bytes"]["faiss"] > 0 and info["bytes"]["encoder"] > 0

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from compsearch import Encoder, Retriever
 from compsearch.npquery import NumpyQueryEncoder, light_query_encoder, supports
