@@ -13,15 +13,20 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
-def stdlib_paragraphs(n: int, seed: int = 0, min_chars: int = 40, max_chars: int = 2000) -> list[str]:
+def stdlib_paragraphs(
+    n: int, seed: int = 0, min_chars: int = 40, max_chars: int = 2000
+) -> list[str]:
     """``n`` real paragraphs (blank-line separated blocks) from the Python standard library.
 
     Source code and docstrings written by the CPython developers; lengths vary from a line to a
     long block, like the chunks of a real corpus. Deterministic for a given seed and Python.
     """
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in stdlib.rglob("*.py")
-                   if not {"site-packages", "dist-packages", "test", "tests", "idlelib"} & set(p.parts))
+    files = sorted(
+        p
+        for p in stdlib.rglob("*.py")
+        if not {"site-packages", "dist-packages", "test", "tests", "idlelib"} & set(p.parts)
+    )
     paras = []
     for f in files:
         for block in f.read_text(encoding="utf-8", errors="replace").split("\n\n"):
@@ -37,11 +42,16 @@ def stdlib_paragraphs(n: int, seed: int = 0, min_chars: int = 40, max_chars: int
 def machine_info() -> dict:
     import torch
 
-    info = {"python": platform.python_version(), "platform": platform.platform(),
-            "cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     try:
         import faiss
 
@@ -76,7 +86,7 @@ def matmul_tflops(dtype_name: str, n: int = 1024, reps: int = 3) -> float:
         t = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e12
+    return 2 * n**3 / best / 1e12
 
 
 def save(name: str, data: dict, markdown: str) -> Path:

@@ -31,9 +31,16 @@ from .common import RESULTS, machine_info, save, stdlib_paragraphs
 
 DEFAULT_TYPES = ",".join(KINDS)
 # the search-time knob swept for each approximate kind: nprobe for IVF, efSearch for HNSW
-SWEEPS = {kind: ("nprobe", [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]) if kind.startswith("ivf")
-          else ("ef_search", [16, 32, 64, 128, 256, 512]) for kind in KINDS if kind != "flat"}
-TIE_EPS = 1e-3  # cosine: a neighbour this close to the exact k-th score counts as found (index-only)
+SWEEPS = {
+    kind: ("nprobe", [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+    if kind.startswith("ivf")
+    else ("ef_search", [16, 32, 64, 128, 256, 512])
+    for kind in KINDS
+    if kind != "flat"
+}
+TIE_EPS = (
+    1e-3  # cosine: a neighbour this close to the exact k-th score counts as found (index-only)
+)
 
 
 def _ms(xs, p):
@@ -87,8 +94,14 @@ def _sweep(index, qv, k, truth, kind, ties=None):
             break
         setattr(index.spec, param, value)
         times, found = _timed_search(index, qv, k)
-        points.append({param: value, "recall": _recall(found, truth, k),
-                       "search_ms_p50": _ms(times, 50), "search_ms_p95": _ms(times, 95)})
+        points.append(
+            {
+                param: value,
+                "recall": _recall(found, truth, k),
+                "search_ms_p50": _ms(times, 50),
+                "search_ms_p95": _ms(times, 95),
+            }
+        )
         if ties is not None:
             points[-1]["recall_ties"] = ties(found)
     setattr(index.spec, param, original)
@@ -136,9 +149,12 @@ def run_index_only(n: int, queries: int, k: int, types: list[str], encoded: int,
     exact = np.stack([vecs @ q for q in qv])  # exact scores: the k-th best and how crowded it is
     top = -np.sort(-np.partition(exact, -100, axis=1)[:, -100:], axis=1)
     kth = top[:, k - 1]
-    crowd = {"score_at_1": float(np.median(top[:, 0])), f"score_at_{k}": float(np.median(kth)),
-             "score_at_100": float(np.median(top[:, 99])),
-             "within_eps_of_kth": float(np.median(np.sum(exact >= kth[:, None] - TIE_EPS, axis=1)))}
+    crowd = {
+        "score_at_1": float(np.median(top[:, 0])),
+        f"score_at_{k}": float(np.median(kth)),
+        "score_at_100": float(np.median(top[:, 99])),
+        "within_eps_of_kth": float(np.median(np.sum(exact >= kth[:, None] - TIE_EPS, axis=1))),
+    }
     del exact
 
     def ties(found):
@@ -157,40 +173,62 @@ def run_index_only(n: int, queries: int, k: int, types: list[str], encoded: int,
         t = time.perf_counter()
         index.search(qv, k)
         batched = len(qv) / (time.perf_counter() - t)
-        row = {"factory": spec.factory(enc.dim), "build_s": build,
-               "bytes_per_vector": _index_bytes(index) / n,
-               "recall_at_k_vs_exact": _recall(found, truth, k), "recall_at_k_ties": ties(found),
-               "search_ms_p50": _ms(times, 50), "search_ms_p95": _ms(times, 95),
-               "search_ms_p99": _ms(times, 99), "search_qps_batched": batched}
+        row = {
+            "factory": spec.factory(enc.dim),
+            "build_s": build,
+            "bytes_per_vector": _index_bytes(index) / n,
+            "recall_at_k_vs_exact": _recall(found, truth, k),
+            "recall_at_k_ties": ties(found),
+            "search_ms_p50": _ms(times, 50),
+            "search_ms_p95": _ms(times, 95),
+            "search_ms_p99": _ms(times, 99),
+            "search_qps_batched": batched,
+        }
         if kind in SWEEPS:
             row["sweep"] = _sweep(index, qv, k, truth, kind, ties)
         rows[kind] = row
-        print(f"{kind}: built in {build:.0f}s, recall@{k} {row['recall_at_k_vs_exact']:.3f} "
-              f"({row['recall_at_k_ties']:.3f} with ties), "
-              f"search p50 {row['search_ms_p50']:.2f} ms", flush=True)
+        print(
+            f"{kind}: built in {build:.0f}s, recall@{k} {row['recall_at_k_vs_exact']:.3f} "
+            f"({row['recall_at_k_ties']:.3f} with ties), "
+            f"search p50 {row['search_ms_p50']:.2f} ms",
+            flush=True,
+        )
         del index
-    data = {"machine": machine_info(), "vectors": n, "dim": enc.dim, "real_embeddings": encoded,
-            "queries": queries, "k": k, "peak_rss_mb": _peak_rss_mb(), "crowding": crowd,
-            "tie_eps": TIE_EPS, "types": rows}
+    data = {
+        "machine": machine_info(),
+        "vectors": n,
+        "dim": enc.dim,
+        "real_embeddings": encoded,
+        "queries": queries,
+        "k": k,
+        "peak_rss_mb": _peak_rss_mb(),
+        "crowding": crowd,
+        "tie_eps": TIE_EPS,
+        "types": rows,
+    }
     m = data["machine"]
-    md = [f"# FAISS index only: {n:,} vectors\n",
-          f"`python -m benchmarks.latency --index-only {n} --encoded {encoded} --queries {queries}` on "
-          f"{m['cpu']} ({m['cores']} cores, {m.get('faiss_threads', '?')} FAISS threads), {m['when']}. "
-          f"Vectors: mixtures of {encoded} real embeddings (synthetic, see module docstring). Peak RSS {data['peak_rss_mb']:,.0f} MB. Latency: one query per "
-          f"call; 'batched' is one call with all {queries} queries.\n",
-          f"How crowded the neighbourhoods are (median over queries): exact score of the 1st / {k}th / "
-          f"100th neighbour {crowd['score_at_1']:.3f} / {crowd[f'score_at_{k}']:.3f} / "
-          f"{crowd['score_at_100']:.3f}; {crowd['within_eps_of_kth']:.0f} vectors score within "
-          f"{TIE_EPS:g} of the {k}th. 'with ties' counts a result whose exact score is within {TIE_EPS:g} "
-          f"of the exact {k}th score as found.\n",
-          f"| index | recall@{k} | recall@{k} with ties | search p50 / p95 / p99 (ms) | batched q/s "
-          "| bytes/vector | build (s) |",
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    md = [
+        f"# FAISS index only: {n:,} vectors\n",
+        f"`python -m benchmarks.latency --index-only {n} --encoded {encoded} --queries {queries}` on "
+        f"{m['cpu']} ({m['cores']} cores, {m.get('faiss_threads', '?')} FAISS threads), {m['when']}. "
+        f"Vectors: mixtures of {encoded} real embeddings (synthetic, see module docstring). Peak RSS {data['peak_rss_mb']:,.0f} MB. Latency: one query per "
+        f"call; 'batched' is one call with all {queries} queries.\n",
+        f"How crowded the neighbourhoods are (median over queries): exact score of the 1st / {k}th / "
+        f"100th neighbour {crowd['score_at_1']:.3f} / {crowd[f'score_at_{k}']:.3f} / "
+        f"{crowd['score_at_100']:.3f}; {crowd['within_eps_of_kth']:.0f} vectors score within "
+        f"{TIE_EPS:g} of the {k}th. 'with ties' counts a result whose exact score is within {TIE_EPS:g} "
+        f"of the exact {k}th score as found.\n",
+        f"| index | recall@{k} | recall@{k} with ties | search p50 / p95 / p99 (ms) | batched q/s "
+        "| bytes/vector | build (s) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for kind, r in rows.items():
-        md.append(f"| {r['factory']} | {r['recall_at_k_vs_exact']:.3f} | {r['recall_at_k_ties']:.3f} | "
-                  f"{r['search_ms_p50']:.2f} / "
-                  f"{r['search_ms_p95']:.2f} / {r['search_ms_p99']:.2f} | {r['search_qps_batched']:,.0f}"
-                  f" | {r['bytes_per_vector']:.0f} | {r['build_s']:.1f} |")
+        md.append(
+            f"| {r['factory']} | {r['recall_at_k_vs_exact']:.3f} | {r['recall_at_k_ties']:.3f} | "
+            f"{r['search_ms_p50']:.2f} / "
+            f"{r['search_ms_p95']:.2f} / {r['search_ms_p99']:.2f} | {r['search_qps_batched']:,.0f}"
+            f" | {r['bytes_per_vector']:.0f} | {r['build_s']:.1f} |"
+        )
     md += _sweep_tables(rows)
     png = _plot(rows, f"{n:,} vectors, dim {enc.dim}", RESULTS / f"index-only-{n}.png")
     if png:
@@ -212,12 +250,17 @@ def _sweep_tables(rows) -> list[str]:
         if r.get("sweep"):
             param = SWEEPS[kind][0]
             ties = "recall_ties" in r["sweep"][0]
-            out += [f"\n{kind}: recall–latency over {param}\n",
-                    f"| {param} | recall@10 |{' with ties |' if ties else ''} p50 ms | p95 ms |",
-                    f"| ---: | ---: |{' ---: |' if ties else ''} ---: | ---: |"]
-            out += [f"| {p[param]} | {p['recall']:.3f} |{(' %.3f |' % p['recall_ties']) if ties else ''}"
-                    f" {p['search_ms_p50']:.2f} | "
-                    f"{p['search_ms_p95']:.2f} |" for p in r["sweep"]]
+            out += [
+                f"\n{kind}: recall–latency over {param}\n",
+                f"| {param} | recall@10 |{' with ties |' if ties else ''} p50 ms | p95 ms |",
+                f"| ---: | ---: |{' ---: |' if ties else ''} ---: | ---: |",
+            ]
+            out += [
+                f"| {p[param]} | {p['recall']:.3f} |{(' %.3f |' % p['recall_ties']) if ties else ''}"
+                f" {p['search_ms_p50']:.2f} | "
+                f"{p['search_ms_p95']:.2f} |"
+                for p in r["sweep"]
+            ]
     return out
 
 
@@ -244,10 +287,16 @@ def minilm_reference(docs, qtexts, k, store_ids_fetch) -> dict:
         t3 = time.perf_counter()
         enc_t.append(t1 - t0), search_t.append(t2 - t1), fetch_t.append(t3 - t2)
     total = [a + b + c for a, b, c in zip(enc_t, search_t, fetch_t)]
-    return {"document_chunks_per_s": len(docs) / encode_s, "dim": int(vecs.shape[1]),
-            "query_encode_ms_p50": _ms(enc_t, 50), "search_ms_p50": _ms(search_t, 50),
-            "fetch_ms_p50": _ms(fetch_t, 50), "total_ms_p50": _ms(total, 50),
-            "total_ms_p95": _ms(total, 95), "bytes_per_vector": vecs.shape[1] * 4}
+    return {
+        "document_chunks_per_s": len(docs) / encode_s,
+        "dim": int(vecs.shape[1]),
+        "query_encode_ms_p50": _ms(enc_t, 50),
+        "search_ms_p50": _ms(search_t, 50),
+        "fetch_ms_p50": _ms(fetch_t, 50),
+        "total_ms_p50": _ms(total, 50),
+        "total_ms_p95": _ms(total, 95),
+        "bytes_per_vector": vecs.shape[1] * 4,
+    }
 
 
 @click.command()
@@ -257,8 +306,12 @@ def minilm_reference(docs, qtexts, k, store_ids_fetch) -> dict:
 @click.option("-k", "k", default=10, show_default=True)
 @click.option("--types", default=DEFAULT_TYPES, show_default=True)
 @click.option("--index-only", type=int, default=None, help="FAISS-only run with this many vectors.")
-@click.option("--minilm/--no-minilm", default=True, show_default=True,
-              help="Also measure all-MiniLM-L6-v2 + FAISS flat (needs the bench extra).")
+@click.option(
+    "--minilm/--no-minilm",
+    default=True,
+    show_default=True,
+    help="Also measure all-MiniLM-L6-v2 + FAISS flat (needs the bench extra).",
+)
 @click.option("--model", default=None)
 def main(chunks, encoded, queries, k, types, index_only, minilm, model):
     if index_only:
@@ -309,52 +362,75 @@ def main(chunks, encoded, queries, k, types, index_only, minilm, model):
             batched = len(qv) / (time.perf_counter() - t)
             total = [a + b + c for a, b, c in zip(enc_t, search_t, fetch_t)]
             gdir = next(p for p in (root / "ix").iterdir() if p.name.startswith("g"))
-            rows[kind] = {"factory": index.spec.factory(enc.dim), "build_s": build,
-                          "recall_at_k_vs_exact": _recall(found, truth, k),
-                          "bytes_per_vector": (gdir / "vectors.faiss").stat().st_size / chunks,
-                          "store_bytes_per_chunk": (gdir / "chunks.sqlite").stat().st_size / chunks,
-                          **{f"search_ms_p{p}": _ms(search_t, p) for p in (50, 95, 99)},
-                          **{f"fetch_ms_p{p}": _ms(fetch_t, p) for p in (50, 95, 99)},
-                          **{f"total_ms_p{p}": _ms(total, p) for p in (50, 95, 99)},
-                          "qps_single": len(total) / sum(total), "search_qps_batched": batched}
+            rows[kind] = {
+                "factory": index.spec.factory(enc.dim),
+                "build_s": build,
+                "recall_at_k_vs_exact": _recall(found, truth, k),
+                "bytes_per_vector": (gdir / "vectors.faiss").stat().st_size / chunks,
+                "store_bytes_per_chunk": (gdir / "chunks.sqlite").stat().st_size / chunks,
+                **{f"search_ms_p{p}": _ms(search_t, p) for p in (50, 95, 99)},
+                **{f"fetch_ms_p{p}": _ms(fetch_t, p) for p in (50, 95, 99)},
+                **{f"total_ms_p{p}": _ms(total, p) for p in (50, 95, 99)},
+                "qps_single": len(total) / sum(total),
+                "search_qps_batched": batched,
+            }
             if kind in SWEEPS:
                 rows[kind]["sweep"] = _sweep(index, qv, k, truth, kind)
             if minilm and ref is None:
-                ref = minilm_reference(docs, qtexts, k, lambda ids: store.get([int(i) for i in ids]))
+                ref = minilm_reference(
+                    docs, qtexts, k, lambda ids: store.get([int(i) for i in ids])
+                )
             r.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
-    data = {"machine": machine_info(), "encoder": enc.name, "dtype": str(enc.dtype), "chunks": chunks,
-            "encoded_by_model": encoded, "synthetic_vectors": chunks - encoded, "queries": queries,
-            "k": k, "document_chunks_per_s": doc_rate, "store_and_flat_build_s": store_build,
-            **{f"query_encode_ms_p{p}": _ms(enc_t, p) for p in (50, 95, 99)},
-            "peak_rss_mb": _peak_rss_mb(), "types": rows, "minilm_flat_reference": ref}
+    data = {
+        "machine": machine_info(),
+        "encoder": enc.name,
+        "dtype": str(enc.dtype),
+        "chunks": chunks,
+        "encoded_by_model": encoded,
+        "synthetic_vectors": chunks - encoded,
+        "queries": queries,
+        "k": k,
+        "document_chunks_per_s": doc_rate,
+        "store_and_flat_build_s": store_build,
+        **{f"query_encode_ms_p{p}": _ms(enc_t, p) for p in (50, 95, 99)},
+        "peak_rss_mb": _peak_rss_mb(),
+        "types": rows,
+        "minilm_flat_reference": ref,
+    }
     m = data["machine"]
-    md = [f"# Query latency on a {chunks:,}-chunk index\n",
-          f"`python -m benchmarks.latency --chunks {chunks} --encoded {encoded} --queries {queries}"
-          f"{'' if minilm else ' --no-minilm'}{'' if types == DEFAULT_TYPES else ' --types ' + types}` "
-          f"on {m['cpu']} ({m['cores']} cores), {m['when']}. {encoded:,} chunks embedded by "
-          f"{enc.name} ({doc_rate:.1f} chunks/s), {chunks - encoded:,} synthetic vectors (see module "
-          f"docstring). Peak RSS {data['peak_rss_mb']:,.0f} MB.\n",
-          f"Query encoding (one query, {data['dtype'].replace('torch.', '')}): p50 "
-          f"{data['query_encode_ms_p50']:.0f} ms, p95 {data['query_encode_ms_p95']:.0f} ms, p99 "
-          f"{data['query_encode_ms_p99']:.0f} ms.\n",
-          "| index | recall@10 vs exact | search p50 / p95 / p99 (ms) | fetch p50 / p95 (ms) | "
-          "end to end p50 / p95 (ms) | q/s single | search q/s batched | bytes/vector | build (s) |",
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    md = [
+        f"# Query latency on a {chunks:,}-chunk index\n",
+        f"`python -m benchmarks.latency --chunks {chunks} --encoded {encoded} --queries {queries}"
+        f"{'' if minilm else ' --no-minilm'}{'' if types == DEFAULT_TYPES else ' --types ' + types}` "
+        f"on {m['cpu']} ({m['cores']} cores), {m['when']}. {encoded:,} chunks embedded by "
+        f"{enc.name} ({doc_rate:.1f} chunks/s), {chunks - encoded:,} synthetic vectors (see module "
+        f"docstring). Peak RSS {data['peak_rss_mb']:,.0f} MB.\n",
+        f"Query encoding (one query, {data['dtype'].replace('torch.', '')}): p50 "
+        f"{data['query_encode_ms_p50']:.0f} ms, p95 {data['query_encode_ms_p95']:.0f} ms, p99 "
+        f"{data['query_encode_ms_p99']:.0f} ms.\n",
+        "| index | recall@10 vs exact | search p50 / p95 / p99 (ms) | fetch p50 / p95 (ms) | "
+        "end to end p50 / p95 (ms) | q/s single | search q/s batched | bytes/vector | build (s) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for kind, row in rows.items():
-        md.append(f"| {kind} | {row['recall_at_k_vs_exact']:.3f} | {row['search_ms_p50']:.2f} / "
-                  f"{row['search_ms_p95']:.2f} / {row['search_ms_p99']:.2f} | {row['fetch_ms_p50']:.2f} / "
-                  f"{row['fetch_ms_p95']:.2f} | {row['total_ms_p50']:.0f} / {row['total_ms_p95']:.0f} | "
-                  f"{row['qps_single']:.1f} | {row['search_qps_batched']:,.0f} | "
-                  f"{row['bytes_per_vector']:.0f} | {row['build_s']:.2f} |")
+        md.append(
+            f"| {kind} | {row['recall_at_k_vs_exact']:.3f} | {row['search_ms_p50']:.2f} / "
+            f"{row['search_ms_p95']:.2f} / {row['search_ms_p99']:.2f} | {row['fetch_ms_p50']:.2f} / "
+            f"{row['fetch_ms_p95']:.2f} | {row['total_ms_p50']:.0f} / {row['total_ms_p95']:.0f} | "
+            f"{row['qps_single']:.1f} | {row['search_qps_batched']:,.0f} | "
+            f"{row['bytes_per_vector']:.0f} | {row['build_s']:.2f} |"
+        )
     if ref:
-        md.append(f"\nReference: all-MiniLM-L6-v2 + FAISS flat on the same {chunks:,} chunks (all "
-                  f"embedded): {ref['document_chunks_per_s']:.0f} chunks/s to index; query encode p50 "
-                  f"{ref['query_encode_ms_p50']:.1f} ms, search p50 {ref['search_ms_p50']:.2f} ms, "
-                  f"end to end p50 {ref['total_ms_p50']:.1f} ms / p95 {ref['total_ms_p95']:.1f} ms; "
-                  f"{ref['bytes_per_vector']} bytes/vector.")
+        md.append(
+            f"\nReference: all-MiniLM-L6-v2 + FAISS flat on the same {chunks:,} chunks (all "
+            f"embedded): {ref['document_chunks_per_s']:.0f} chunks/s to index; query encode p50 "
+            f"{ref['query_encode_ms_p50']:.1f} ms, search p50 {ref['search_ms_p50']:.2f} ms, "
+            f"end to end p50 {ref['total_ms_p50']:.1f} ms / p95 {ref['total_ms_p95']:.1f} ms; "
+            f"{ref['bytes_per_vector']} bytes/vector."
+        )
     md += _sweep_tables(rows)
     png = _plot(rows, f"{chunks:,} chunks, dim {enc.dim}", RESULTS / f"latency-{chunks}.png")
     if png:

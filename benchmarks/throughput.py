@@ -29,9 +29,12 @@ class NaiveLoop:
 
         cfg = AutoConfig.from_pretrained(base_path)
         cfg.is_causal = False
-        self.model = AutoModelForCausalLM.from_pretrained(base_path, config=cfg,
-                                                          dtype=torch.float32).eval()
-        if adapter is not None:  # a trained encoder's LoRA (on the backbone), merged the usual peft way
+        self.model = AutoModelForCausalLM.from_pretrained(
+            base_path, config=cfg, dtype=torch.float32
+        ).eval()
+        if (
+            adapter is not None
+        ):  # a trained encoder's LoRA (on the backbone), merged the usual peft way
             self.model.model = _merged(self.model.model, *adapter)
         self.tok = AutoTokenizer.from_pretrained(base_path)
         self.memory = memory.float()
@@ -42,10 +45,15 @@ class NaiveLoop:
         out = []
         with torch.inference_mode():
             for s in range(0, len(texts), batch_size):
-                ids = self.tok(texts[s:s + batch_size], truncation=True, max_length=512)["input_ids"]
-                inputs, attn, mem = memory_inputs(self.model.get_input_embeddings(), self.memory,
-                                                  ids, self.tok.pad_token_id)
-                res = self.model(inputs_embeds=inputs, attention_mask=attn, output_hidden_states=True)
+                ids = self.tok(texts[s : s + batch_size], truncation=True, max_length=512)[
+                    "input_ids"
+                ]
+                inputs, attn, mem = memory_inputs(
+                    self.model.get_input_embeddings(), self.memory, ids, self.tok.pad_token_id
+                )
+                res = self.model(
+                    inputs_embeds=inputs, attention_mask=attn, output_hidden_states=True
+                )
                 v = pool_memory(res.hidden_states[-1], mem)
                 out.append(torch.nn.functional.normalize(v, dim=-1).numpy())
         return np.concatenate(out)
@@ -62,7 +70,10 @@ def _merged(backbone, adapter_config: dict, tensors: dict):
 
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "adapter_config.json").write_text(json.dumps(adapter_config))
-        save_file({k: v.float().contiguous() for k, v in tensors.items()}, str(Path(d) / "adapter_model.safetensors"))
+        save_file(
+            {k: v.float().contiguous() for k, v in tensors.items()},
+            str(Path(d) / "adapter_model.safetensors"),
+        )
         return merge_adapter(backbone, Path(d))
 
 
@@ -101,33 +112,54 @@ def main(n, batch_size, repeats, model):
     mfu = achieved / peak
     # the issue's yardstick is the bf16 rate; where the encoder runs fp32 (no native bf16), say both
     peak_bf16 = peak if dtype == "bfloat16" else matmul_tflops("bfloat16", n=512)
-    data = {"machine": machine_info(), "encoder": enc.name, "texts": n, "tokens": tokens,
-            "batch_size": batch_size,
-            "repeats": repeats,
-            "compsearch": {"dtype": dtype, "seconds": t_fast, "all_seconds": fast_times,
-                           "tokens_per_s": tokens / t_fast},
-            "naive_fp32_hf": {"seconds": t_naive, "all_seconds": naive_times,
-                              "tokens_per_s": tokens_naive / t_naive},
-            "speedup": t_naive / t_fast, "mean_cosine_agreement": agreement,
-            "achieved_tflops": achieved, "matmul_tflops": peak, "mfu": mfu,
-            "bf16_matmul_tflops": peak_bf16, "mfu_vs_bf16": achieved / peak_bf16}
-    md = (f"# Encoder throughput\n\n`python -m benchmarks.throughput --texts {n} --batch-size {batch_size} --repeats {repeats}`"
-          f" on {data['machine']['cpu']} ({data['machine']['cores']} cores, "
-          f"{data['machine']['torch_threads']} torch threads), "
-          f"{data['machine']['when']}\n\n"
-          f"{n} real paragraphs from the Python standard library, {tokens} tokens; best of "
-          f"{repeats} interleaved runs per path.\n\n"
-          "| path | dtype | tokens/s | seconds |\n| --- | --- | ---: | ---: |\n"
-          f"| naive HF loop (CausalLM, unsorted, LM head) | float32 | {tokens_naive / t_naive:,.0f} | {t_naive:.1f} |\n"
-          f"| compsearch `Encoder.encode` | {dtype} | {tokens / t_fast:,.0f} | {t_fast:.1f} |\n\n"
-          f"Speed-up: **{data['speedup']:.2f}x**. Embeddings agree: mean cosine {agreement:.4f}. "
-          f"Achieved {achieved * 1e3:.1f} GFLOP/s (2 x parameters per token). Measured {dtype} matmul peak "
-          f"{peak:.3f} TFLOP/s: model FLOPs utilisation {mfu:.1%}."
-          + ("" if dtype == "bfloat16" else
-             f" Measured bf16 matmul rate {peak_bf16 * 1e3:.2f} GFLOP/s ({peak / peak_bf16:.0f}x below "
-             f"{dtype}: no native bf16 here), which is why the encoder runs {dtype}; the encoder's "
-             f"rate is {achieved / peak_bf16:.1f}x that bf16 rate.")
-          + "\n")
+    data = {
+        "machine": machine_info(),
+        "encoder": enc.name,
+        "texts": n,
+        "tokens": tokens,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "compsearch": {
+            "dtype": dtype,
+            "seconds": t_fast,
+            "all_seconds": fast_times,
+            "tokens_per_s": tokens / t_fast,
+        },
+        "naive_fp32_hf": {
+            "seconds": t_naive,
+            "all_seconds": naive_times,
+            "tokens_per_s": tokens_naive / t_naive,
+        },
+        "speedup": t_naive / t_fast,
+        "mean_cosine_agreement": agreement,
+        "achieved_tflops": achieved,
+        "matmul_tflops": peak,
+        "mfu": mfu,
+        "bf16_matmul_tflops": peak_bf16,
+        "mfu_vs_bf16": achieved / peak_bf16,
+    }
+    md = (
+        f"# Encoder throughput\n\n`python -m benchmarks.throughput --texts {n} --batch-size {batch_size} --repeats {repeats}`"
+        f" on {data['machine']['cpu']} ({data['machine']['cores']} cores, "
+        f"{data['machine']['torch_threads']} torch threads), "
+        f"{data['machine']['when']}\n\n"
+        f"{n} real paragraphs from the Python standard library, {tokens} tokens; best of "
+        f"{repeats} interleaved runs per path.\n\n"
+        "| path | dtype | tokens/s | seconds |\n| --- | --- | ---: | ---: |\n"
+        f"| naive HF loop (CausalLM, unsorted, LM head) | float32 | {tokens_naive / t_naive:,.0f} | {t_naive:.1f} |\n"
+        f"| compsearch `Encoder.encode` | {dtype} | {tokens / t_fast:,.0f} | {t_fast:.1f} |\n\n"
+        f"Speed-up: **{data['speedup']:.2f}x**. Embeddings agree: mean cosine {agreement:.4f}. "
+        f"Achieved {achieved * 1e3:.1f} GFLOP/s (2 x parameters per token). Measured {dtype} matmul peak "
+        f"{peak:.3f} TFLOP/s: model FLOPs utilisation {mfu:.1%}."
+        + (
+            ""
+            if dtype == "bfloat16"
+            else f" Measured bf16 matmul rate {peak_bf16 * 1e3:.2f} GFLOP/s ({peak / peak_bf16:.0f}x below "
+            f"{dtype}: no native bf16 here), which is why the encoder runs {dtype}; the encoder's "
+            f"rate is {achieved / peak_bf16:.1f}x that bf16 rate."
+        )
+        + "\n"
+    )
     print(md)
     print(f"written to {save('throughput', data, md)}")
 

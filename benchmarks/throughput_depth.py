@@ -31,14 +31,28 @@ import numpy as np
 
 from .common import RESULTS, machine_info, save, stdlib_paragraphs
 
-QUERIES = ["how do I open a file for reading", "sort a list of tuples by the second item",
-           "regular expression named group", "parse command line arguments",
-           "current time in UTC", "read a csv file", "copy a directory tree",
-           "environment variable default value", "convert a string to bytes", "run a subprocess",
-           "json pretty print", "thread pool executor", "temporary directory cleanup",
-           "compare two floats", "unicode normalisation", "http get request",
-           "decorator that caches results", "iterate over dictionary items",
-           "path of the running script", "random sample without replacement"]
+QUERIES = [
+    "how do I open a file for reading",
+    "sort a list of tuples by the second item",
+    "regular expression named group",
+    "parse command line arguments",
+    "current time in UTC",
+    "read a csv file",
+    "copy a directory tree",
+    "environment variable default value",
+    "convert a string to bytes",
+    "run a subprocess",
+    "json pretty print",
+    "thread pool executor",
+    "temporary directory cleanup",
+    "compare two floats",
+    "unicode normalisation",
+    "http get request",
+    "decorator that caches results",
+    "iterate over dictionary items",
+    "path of the running script",
+    "random sample without replacement",
+]
 
 
 def _timed_batches(encode, texts, batch_size, repeats):
@@ -74,8 +88,15 @@ def truncated(enc, depth: int, dtype, quantize: str | None):
     model = quantize_int8(model) if quantize == "int8" else model.to(dtype)
     config = copy.deepcopy(enc.config)
     config.num_layers = depth
-    out = Encoder(model, enc.tokenizer, enc.memory.float(), config, adapter=enc.adapter,
-                  source=enc.source, base_path=enc.base_path)
+    out = Encoder(
+        model,
+        enc.tokenizer,
+        enc.memory.float(),
+        config,
+        adapter=enc.adapter,
+        source=enc.source,
+        base_path=enc.base_path,
+    )
     out.quantize = quantize
     assert isinstance(out.model.layers, torch.nn.ModuleList)
     return out
@@ -98,22 +119,46 @@ def cold_start(runs: int) -> dict:
         (docs / "notes.md").write_text(
             "# Logging\n\nRotate the log file when it reaches a size limit.\n\n"
             "# JSON\n\njson.dumps serialises a Python object to a JSON formatted string.\n\n"
-            "# Files\n\nopen() returns a file object; use a with block to close it.\n")
+            "# Files\n\nopen() returns a file object; use a with block to close it.\n"
+        )
         index = Path(d) / "idx"
-        t, rc, err = _run(py + ["-m", "compsearch", "index", str(docs), "--index", str(index), "--json"], env)
+        t, rc, err = _run(
+            py + ["-m", "compsearch", "index", str(docs), "--index", str(index), "--json"], env
+        )
         if rc != 0:
-            raise click.ClickException(f"building the cold-start index failed: {err.strip()[-300:]}")
+            raise click.ClickException(
+                f"building the cold-start index failed: {err.strip()[-300:]}"
+            )
         out["index_build_s"] = t
         cases = {
             "python_empty": py + ["-c", "pass"],
             "import_torch": py + ["-c", "import torch"],
-            "import_torch_transformers_llama": py + ["-c", "import transformers.models.llama.modeling_llama"],
+            "import_torch_transformers_llama": py
+            + ["-c", "import transformers.models.llama.modeling_llama"],
             "compsearch_help": py + ["-m", "compsearch", "--help"],
-            "compsearch_query": py + ["-m", "compsearch", "query", "rotate the log file", "--index",
-                                      str(index), "-k", "2"],
+            "compsearch_query": py
+            + [
+                "-m",
+                "compsearch",
+                "query",
+                "rotate the log file",
+                "--index",
+                str(index),
+                "-k",
+                "2",
+            ],
             # the same query with the torch encoder (COMPSEARCH_TRANSFORMERS=1: no numpy query path)
-            "compsearch_query_torch": py + ["-m", "compsearch", "query", "rotate the log file",
-                                            "--index", str(index), "-k", "2"],
+            "compsearch_query_torch": py
+            + [
+                "-m",
+                "compsearch",
+                "query",
+                "rotate the log file",
+                "--index",
+                str(index),
+                "-k",
+                "2",
+            ],
         }
         envs = {"compsearch_query_torch": dict(env, COMPSEARCH_TRANSFORMERS="1")}
         times: dict = {name: [] for name in cases}
@@ -126,9 +171,12 @@ def cold_start(runs: int) -> dict:
                 times[name].append(t)
                 stderr[name] = err
         for name in cases:
-            out[name] = {"median_s": statistics.median(times[name]), "min_s": min(times[name]),
-                         "all_s": times[name],
-                         "stderr_lines": len([x for x in stderr[name].splitlines() if x.strip()])}
+            out[name] = {
+                "median_s": statistics.median(times[name]),
+                "min_s": min(times[name]),
+                "all_s": times[name],
+                "stderr_lines": len([x for x in stderr[name].splitlines() if x.strip()]),
+            }
     return out
 
 
@@ -166,7 +214,9 @@ def main(n, batch_size, repeats, n_queries, depths, cold_runs, model, no_minilm,
             if label == "float32" and depth != depth_list[0] and auto != torch.float32:
                 continue  # fp32 only at the first depth when another dtype is the default here
             enc = truncated(full, depth, dtype, quantize)
-            seconds, vecs = _timed_batches(lambda x, b: enc.encode(x, batch_size=b), texts, batch_size, repeats)
+            seconds, vecs = _timed_batches(
+                lambda x, b: enc.encode(x, batch_size=b), texts, batch_size, repeats
+            )
             p50, p95 = _query_times(lambda q: enc.encode([q], kind="query"), queries)
             if label == "float32" or (auto == torch.float32 and quantize is None):
                 fp32_ref[depth] = vecs
@@ -175,14 +225,23 @@ def main(n, batch_size, repeats, n_queries, depths, cold_runs, model, no_minilm,
                 ref_enc = truncated(full, depth, torch.float32, None)
                 ref = fp32_ref[depth] = ref_enc.encode(texts, batch_size=batch_size)
                 del ref_enc
-            row = {"depth": depth, "weights": label, "texts_per_s": n / seconds,
-                   "tokens_per_s": tokens / seconds, "seconds": seconds,
-                   "query_p50_ms": p50, "query_p95_ms": p95,
-                   "cosine_to_fp32": float(np.mean(np.sum(vecs * ref, axis=1)))}
+            row = {
+                "depth": depth,
+                "weights": label,
+                "texts_per_s": n / seconds,
+                "tokens_per_s": tokens / seconds,
+                "seconds": seconds,
+                "query_p50_ms": p50,
+                "query_p95_ms": p95,
+                "cosine_to_fp32": float(np.mean(np.sum(vecs * ref, axis=1))),
+            }
             rows.append(row)
-            click.echo(f"L={depth:>2} {label:>8}: {row['texts_per_s']:.2f} texts/s, "
-                       f"{row['tokens_per_s']:.0f} tok/s, query p50 {p50:.0f} ms p95 {p95:.0f} ms, "
-                       f"cos {row['cosine_to_fp32']:.4f}", err=True)
+            click.echo(
+                f"L={depth:>2} {label:>8}: {row['texts_per_s']:.2f} texts/s, "
+                f"{row['tokens_per_s']:.0f} tok/s, query p50 {p50:.0f} ms p95 {p95:.0f} ms, "
+                f"cos {row['cosine_to_fp32']:.4f}",
+                err=True,
+            )
             enc = None  # free it before the next variant loads
 
     minilm = None
@@ -193,13 +252,25 @@ def main(n, batch_size, repeats, n_queries, depths, cold_runs, model, no_minilm,
         from .mteb_suite.models import minilm_path
 
         st = SentenceTransformer(str(minilm_path()), device="cpu")
-        st_tokens = sum(min(len(x), st.max_seq_length)
-                        for x in st.tokenizer(texts, add_special_tokens=True)["input_ids"])
-        seconds, _ = _timed_batches(lambda x, b: st.encode(x, batch_size=b, normalize_embeddings=True),
-                                    texts, batch_size, repeats)
+        st_tokens = sum(
+            min(len(x), st.max_seq_length)
+            for x in st.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        )
+        seconds, _ = _timed_batches(
+            lambda x, b: st.encode(x, batch_size=b, normalize_embeddings=True),
+            texts,
+            batch_size,
+            repeats,
+        )
         p50, p95 = _query_times(lambda q: st.encode([q], normalize_embeddings=True), queries)
-        minilm = {"texts_per_s": n / seconds, "tokens_per_s": st_tokens / seconds, "tokens": st_tokens,
-                  "seconds": seconds, "query_p50_ms": p50, "query_p95_ms": p95}
+        minilm = {
+            "texts_per_s": n / seconds,
+            "tokens_per_s": st_tokens / seconds,
+            "tokens": st_tokens,
+            "seconds": seconds,
+            "query_p50_ms": p50,
+            "query_p95_ms": p95,
+        }
         click.echo(f"MiniLM: {minilm['texts_per_s']:.2f} texts/s, query p50 {p50:.0f} ms", err=True)
 
     # threads: the default configuration (trained depth, this machine's dtype), 1 vs 2 threads
@@ -210,19 +281,36 @@ def main(n, batch_size, repeats, n_queries, depths, cold_runs, model, no_minilm,
         torch.set_num_threads(k)
         seconds, _ = _timed_batches(lambda x, b: enc.encode(x, batch_size=b), texts, batch_size, 1)
         p50, p95 = _query_times(lambda q: enc.encode([q], kind="query"), queries[:10])
-        threads.append({"threads": k, "texts_per_s": n / seconds, "query_p50_ms": p50, "query_p95_ms": p95})
+        threads.append(
+            {"threads": k, "texts_per_s": n / seconds, "query_p50_ms": p50, "query_p95_ms": p95}
+        )
         click.echo(f"threads={k}: {n / seconds:.2f} texts/s, query p50 {p50:.0f} ms", err=True)
     torch.set_num_threads(before)
     enc = None
 
     cold = cold_start(cold_runs) if cold_runs else None
     if cold:
-        click.echo(f"cold start: help {cold['compsearch_help']['median_s']:.2f} s, query "
-                   f"{cold['compsearch_query']['median_s']:.2f} s", err=True)
-    data = {"machine": machine_info(), "encoder": full.name, "fingerprint": full.fingerprint,
-            "texts": n, "text_tokens": tokens, "batch_size": batch_size, "repeats": repeats,
-            "queries": n_queries, "default_dtype": auto_name, "load_s_fp32": load_s,
-            "rows": rows, "minilm": minilm, "threads": threads, "cold_start": cold}
+        click.echo(
+            f"cold start: help {cold['compsearch_help']['median_s']:.2f} s, query "
+            f"{cold['compsearch_query']['median_s']:.2f} s",
+            err=True,
+        )
+    data = {
+        "machine": machine_info(),
+        "encoder": full.name,
+        "fingerprint": full.fingerprint,
+        "texts": n,
+        "text_tokens": tokens,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "queries": n_queries,
+        "default_dtype": auto_name,
+        "load_s_fp32": load_s,
+        "rows": rows,
+        "minilm": minilm,
+        "threads": threads,
+        "cold_start": cold,
+    }
     md = report(data)
     path = save(stem, data, md)
     plot(data, RESULTS / f"{stem}.png")
@@ -232,44 +320,59 @@ def main(n, batch_size, repeats, n_queries, depths, cold_runs, model, no_minilm,
 
 def report(d: dict) -> str:
     m, mini = d["machine"], d["minilm"]
-    lines = ["# Encoder speed by depth (and int8), with all-MiniLM-L6-v2 in the same run\n",
-             f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python -m benchmarks.throughput_depth "
-             f"--texts {d['texts']} --batch-size {d['batch_size']} --repeats {d['repeats']} --queries {d['queries']}` "
-             f"on {m['cpu']} ({m['cores']} cores shared with other jobs, {m['torch_threads']} torch threads), "
-             f"{m['when']}. {d['texts']} real paragraphs from the Python standard library "
-             f"({d['text_tokens']} SmolLM2 tokens); {d['queries']} one-line queries encoded one at a time. "
-             f"This machine's default dtype: {d['default_dtype']}. Depths below 30 are the shipped "
-             f"default cut (untrained there): speed only.\n",
-             "| depth | weights | texts/s | tokens/s | x MiniLM texts/s | query p50 ms | p95 ms | "
-             "x MiniLM query p50 | cosine to fp32 |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "# Encoder speed by depth (and int8), with all-MiniLM-L6-v2 in the same run\n",
+        f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python -m benchmarks.throughput_depth "
+        f"--texts {d['texts']} --batch-size {d['batch_size']} --repeats {d['repeats']} --queries {d['queries']}` "
+        f"on {m['cpu']} ({m['cores']} cores shared with other jobs, {m['torch_threads']} torch threads), "
+        f"{m['when']}. {d['texts']} real paragraphs from the Python standard library "
+        f"({d['text_tokens']} SmolLM2 tokens); {d['queries']} one-line queries encoded one at a time. "
+        f"This machine's default dtype: {d['default_dtype']}. Depths below 30 are the shipped "
+        f"default cut (untrained there): speed only.\n",
+        "| depth | weights | texts/s | tokens/s | x MiniLM texts/s | query p50 ms | p95 ms | "
+        "x MiniLM query p50 | cosine to fp32 |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in d["rows"]:
         xt = f"{r['texts_per_s'] / mini['texts_per_s']:.2f}" if mini else "–"
         xq = f"{r['query_p50_ms'] / mini['query_p50_ms']:.1f}" if mini else "–"
-        lines.append(f"| {r['depth']} | {r['weights']} | {r['texts_per_s']:.2f} | {r['tokens_per_s']:.0f} | "
-                     f"{xt} | {r['query_p50_ms']:.0f} | {r['query_p95_ms']:.0f} | {xq} | "
-                     f"{r['cosine_to_fp32']:.4f} |")
+        lines.append(
+            f"| {r['depth']} | {r['weights']} | {r['texts_per_s']:.2f} | {r['tokens_per_s']:.0f} | "
+            f"{xt} | {r['query_p50_ms']:.0f} | {r['query_p95_ms']:.0f} | {xq} | "
+            f"{r['cosine_to_fp32']:.4f} |"
+        )
     if mini:
-        lines.append(f"| MiniLM-L6 | float32 | {mini['texts_per_s']:.2f} | {mini['tokens_per_s']:.0f} "
-                     f"({mini['tokens']} of its tokens) | 1.00 | {mini['query_p50_ms']:.0f} | "
-                     f"{mini['query_p95_ms']:.0f} | 1.0 | – |")
-    lines.append("\nThreads (default depth and dtype): "
-                 + "; ".join(f"{t['threads']} thread(s): {t['texts_per_s']:.2f} texts/s, query p50 "
-                             f"{t['query_p50_ms']:.0f} ms" for t in d["threads"]) + ".\n")
+        lines.append(
+            f"| MiniLM-L6 | float32 | {mini['texts_per_s']:.2f} | {mini['tokens_per_s']:.0f} "
+            f"({mini['tokens']} of its tokens) | 1.00 | {mini['query_p50_ms']:.0f} | "
+            f"{mini['query_p95_ms']:.0f} | 1.0 | – |"
+        )
+    lines.append(
+        "\nThreads (default depth and dtype): "
+        + "; ".join(
+            f"{t['threads']} thread(s): {t['texts_per_s']:.2f} texts/s, query p50 "
+            f"{t['query_p50_ms']:.0f} ms"
+            for t in d["threads"]
+        )
+        + ".\n"
+    )
     c = d.get("cold_start")
     if c:
+
         def t(name):
             return f"{c[name]['min_s']:.2f} s (median {c[name]['median_s']:.2f})"
 
-        lines.append(f"Cold start (fresh processes, wall time, best of {len(c['compsearch_help']['all_s'])} "
-                     f"round-robin runs): `compsearch --help` {t('compsearch_help')}; `compsearch query` on "
-                     f"a small existing index {t('compsearch_query')}, with "
-                     f"{c['compsearch_query']['stderr_lines']} lines on stderr (numpy query path, "
-                     f"no torch); the same query with the torch encoder (`COMPSEARCH_TRANSFORMERS=1`) "
-                     + (t('compsearch_query_torch') if 'compsearch_query_torch' in c else "not measured")
-                     + f". For scale: python itself {t('python_empty')}; `import torch` "
-                     f"{t('import_torch')}; torch + transformers' Llama "
-                     f"{t('import_torch_transformers_llama')}.\n")
+        lines.append(
+            f"Cold start (fresh processes, wall time, best of {len(c['compsearch_help']['all_s'])} "
+            f"round-robin runs): `compsearch --help` {t('compsearch_help')}; `compsearch query` on "
+            f"a small existing index {t('compsearch_query')}, with "
+            f"{c['compsearch_query']['stderr_lines']} lines on stderr (numpy query path, "
+            f"no torch); the same query with the torch encoder (`COMPSEARCH_TRANSFORMERS=1`) "
+            + (t("compsearch_query_torch") if "compsearch_query_torch" in c else "not measured")
+            + f". For scale: python itself {t('python_empty')}; `import torch` "
+            f"{t('import_torch')}; torch + transformers' Llama "
+            f"{t('import_torch_transformers_llama')}.\n"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -290,7 +393,7 @@ def plot(d: dict, path: Path) -> None:
     a.set(xlabel="layers", ylabel="texts/s (higher is better)", title="batch encode")
     b.set(xlabel="layers", ylabel="ms (lower is better)", title="one-line query, p50")
     for ax in (a, b):
-        ax.grid(alpha=.3)
+        ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

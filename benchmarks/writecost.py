@@ -39,8 +39,14 @@ class _GivenVectors:
         raise RuntimeError("the write-cost benchmark never encodes")
 
     def manifest_entry(self) -> dict:
-        return {"source": None, "name": self.name, "fingerprint": self.fingerprint, "dim": DIM,
-                "dtype": "float32", "kind": "external"}
+        return {
+            "source": None,
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "dim": DIM,
+            "dtype": "float32",
+            "kind": "external",
+        }
 
 
 def _unit(rng, n: int) -> np.ndarray:
@@ -100,16 +106,23 @@ def main(sizes: str, repeats: int, out_name: str) -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     cmd = f"python -m benchmarks.writecost --sizes {sizes} --repeats {repeats}"
-    md = [f"# Write cost against index size\n\n`{cmd}`, {machine_info().get('cpu', '')}, "
-          f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}. Synthetic {DIM}-d vectors given to "
-          f"`Retriever.add` (nothing encoded); median of {repeats} writes.\n",
-          "| chunks | index size (MB) | add one chunk (ms) | delete one chunk (ms) | delete a missing id (ms) |",
-          "| ---: | ---: | ---: | ---: | ---: |"]
+    md = [
+        f"# Write cost against index size\n\n`{cmd}`, {machine_info().get('cpu', '')}, "
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}. Synthetic {DIM}-d vectors given to "
+        f"`Retriever.add` (nothing encoded); median of {repeats} writes.\n",
+        "| chunks | index size (MB) | add one chunk (ms) | delete one chunk (ms) | delete a missing id (ms) |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in results:
-        md.append(f"| {r['chunks']:,} | {r['index_bytes'] / 1e6:,.1f} | {r['add_one']:,.1f} | "
-                  f"{r['delete_one']:,.1f} | {r['delete_missing']:,.1f} |")
-    path = save(out_name, {"command": cmd, "machine": machine_info(), "results": results},
-                "\n".join(md) + "\n")
+        md.append(
+            f"| {r['chunks']:,} | {r['index_bytes'] / 1e6:,.1f} | {r['add_one']:,.1f} | "
+            f"{r['delete_one']:,.1f} | {r['delete_missing']:,.1f} |"
+        )
+    path = save(
+        out_name,
+        {"command": cmd, "machine": machine_info(), "results": results},
+        "\n".join(md) + "\n",
+    )
     _plot(results, RESULTS / f"{out_name}.png")
     console.print(f"wrote {path}")
 
@@ -124,8 +137,11 @@ def _plot(results: list[dict], path: Path) -> None:
         return
     xs = [r["chunks"] for r in results]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("add_one", "add one chunk"), ("delete_one", "delete one chunk"),
-                       ("delete_missing", "delete a missing id")):
+    for key, label in (
+        ("add_one", "add one chunk"),
+        ("delete_one", "delete one chunk"),
+        ("delete_missing", "delete a missing id"),
+    ):
         ax.plot(xs, [r[key] for r in results], marker="o", label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")

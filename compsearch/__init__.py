@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = ["CompsearchError", "Encoder", "EncoderConfig", "Retriever", "SearchResult", "IndexReport"]
+__all__ = [
+    "CompsearchError",
+    "Encoder",
+    "EncoderConfig",
+    "Retriever",
+    "SearchResult",
+    "IndexReport",
+]
 
 _LAZY = {
     "Encoder": "compsearch.encoder",

@@ -28,8 +28,14 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
         return dtype
     if dtype not in (None, "auto"):
         try:
-            return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32,
-                    "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16}[dtype]
+            return {
+                "bfloat16": torch.bfloat16,
+                "bf16": torch.bfloat16,
+                "float32": torch.float32,
+                "fp32": torch.float32,
+                "float16": torch.float16,
+                "fp16": torch.float16,
+            }[dtype]
         except KeyError:
             raise CompsearchError(f"unknown dtype {dtype!r}; use bfloat16 or float32") from None
     if device.type == "cuda":
@@ -53,8 +59,10 @@ def truncate_config(cfg, num_layers: int | None):
         return cfg
     total = int(cfg.num_hidden_layers)
     if num_layers < 1 or num_layers > total:
-        raise CompsearchError(f"num_layers={num_layers} is out of range: the base model has "
-                              f"{total} layers (use 1..{total})")
+        raise CompsearchError(
+            f"num_layers={num_layers} is out of range: the base model has "
+            f"{total} layers (use 1..{total})"
+        )
     cfg.num_hidden_layers = num_layers
     for key in ("layer_types",):  # per-layer lists (e.g. Gemma 3's sliding/full attention pattern)
         value = getattr(cfg, key, None)
@@ -63,8 +71,9 @@ def truncate_config(cfg, num_layers: int | None):
     return cfg
 
 
-def _load_backbone(folder: Path, device, dtype, num_layers: int | None = None,
-                   weights: Path | None = None):
+def _load_backbone(
+    folder: Path, device, dtype, num_layers: int | None = None, weights: Path | None = None
+):
     """The transformer without its LM head, bidirectional, in inference mode.
 
     ``weights``: a folder with the (merged, possibly truncated) backbone to read instead of the
@@ -109,5 +118,7 @@ def _light_model(folder: Path, weights: Path, num_layers: int | None, device, dt
         return None
     if not llama.supports(cfg):
         return None
-    truncate_config(SimpleNamespace(num_hidden_layers=cfg["num_hidden_layers"]), num_layers)  # range check
+    truncate_config(
+        SimpleNamespace(num_hidden_layers=cfg["num_hidden_layers"]), num_layers
+    )  # range check
     return llama.load(weights, cfg, num_layers, device, dtype)

@@ -146,7 +146,9 @@ def _chunk(
     blocks = find_blocks(lines, kind, language, page_starts)
     costs = Costs.measure(lines, count_tokens)
     line_paths = paths_by_line(blocks, len(lines))
-    packer = Packer(lines, costs, line_paths, config.max_tokens, config.overlap_tokens, count_tokens)
+    packer = Packer(
+        lines, costs, line_paths, config.max_tokens, config.overlap_tokens, count_tokens
+    )
     spans = packer.pack(blocks)
     spans = verify_spans(spans, lines, costs, config.max_tokens, count_tokens)
     return [to_chunk(span, lines, line_paths, page_starts) for span in spans]

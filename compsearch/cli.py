@@ -21,7 +21,7 @@ from .errors import CompsearchError
 from .indexspec import REQUESTABLE
 
 DEFAULT_INDEX = os.environ.get("COMPSEARCH_INDEX", ".compsearch")
-DEFAULT_K = 5   # = compsearch.retriever.DEFAULT_K (not imported: --help must stay light)
+DEFAULT_K = 5  # = compsearch.retriever.DEFAULT_K (not imported: --help must stay light)
 INDEX_TYPES = list(REQUESTABLE)
 ENVIRONMENT = """\b
 Environment:
@@ -59,8 +59,9 @@ def friendly_errors(fn):
         except CompsearchError as exc:
             _fail(str(exc), 1, as_json)
         except KeyboardInterrupt:
-            _fail("interrupted: the index was left as it was before this run", 130, as_json,
-                  prefix="")
+            _fail(
+                "interrupted: the index was left as it was before this run", 130, as_json, prefix=""
+            )
         except OSError as exc:
             _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1, as_json)
 
@@ -85,8 +86,13 @@ def _setup_logging(verbose: bool) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=ENVIRONMENT)
 @click.version_option(package_name="compsearch")
-@click.option("--threads", type=click.IntRange(min=1), envvar="COMPSEARCH_THREADS", default=None,
-              help="CPU threads for encoding and search (default: all cores).")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    envvar="COMPSEARCH_THREADS",
+    default=None,
+    help="CPU threads for encoding and search (default: all cores).",
+)
 def main(threads):
     """Search your documents with an LLM2Comp text encoder."""
     if threads:  # before torch or faiss is imported, so both of them and OpenMP see it
@@ -95,28 +101,71 @@ def main(threads):
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True,
-              help="Index directory (created if missing; env COMPSEARCH_INDEX).")
-@click.option("--model", default=None,
-              help="Encoder for a new index: 'default', a saved encoder folder, a local HF "
-                   "model folder or a hub id. An existing index keeps the encoder it was built with.")
-@click.option("--type", "index_type", type=click.Choice(INDEX_TYPES), default=None,
-              help="FAISS index type (default: keep the index's, or 'auto' by size).")
-@click.option("--chunk-tokens", type=int, default=None, help="Token budget per chunk (default 256).")
-@click.option("--overlap", type=int, default=None, help="Tokens of overlap between chunks (default 32).")
+@click.option(
+    "--index",
+    "index_dir",
+    default=DEFAULT_INDEX,
+    show_default=True,
+    help="Index directory (created if missing; env COMPSEARCH_INDEX).",
+)
+@click.option(
+    "--model",
+    default=None,
+    help="Encoder for a new index: 'default', a saved encoder folder, a local HF "
+    "model folder or a hub id. An existing index keeps the encoder it was built with.",
+)
+@click.option(
+    "--type",
+    "index_type",
+    type=click.Choice(INDEX_TYPES),
+    default=None,
+    help="FAISS index type (default: keep the index's, or 'auto' by size).",
+)
+@click.option(
+    "--chunk-tokens", type=int, default=None, help="Token budget per chunk (default 256)."
+)
+@click.option(
+    "--overlap", type=int, default=None, help="Tokens of overlap between chunks (default 32)."
+)
 @click.option("--hidden", is_flag=True, help="Also index hidden files and folders.")
 @click.option("--no-gitignore", is_flag=True, help="Ignore .gitignore rules.")
-@click.option("--include", multiple=True, metavar="GLOB",
-              help="Only files matching this glob (gitignore syntax, relative to each folder); repeatable.")
-@click.option("--exclude", multiple=True, metavar="GLOB",
-              help="Leave out files and folders matching this glob; repeatable.")
-@click.option("--max-file-mb", type=float, default=10.0, show_default=True,
-              help="Skip files larger than this.")
+@click.option(
+    "--include",
+    multiple=True,
+    metavar="GLOB",
+    help="Only files matching this glob (gitignore syntax, relative to each folder); repeatable.",
+)
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="GLOB",
+    help="Leave out files and folders matching this glob; repeatable.",
+)
+@click.option(
+    "--max-file-mb",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Skip files larger than this.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="List every skipped file.")
 @friendly_errors
-def index(paths, index_dir, model, index_type, chunk_tokens, overlap, hidden, no_gitignore,
-          include, exclude, max_file_mb, as_json, verbose):
+def index(
+    paths,
+    index_dir,
+    model,
+    index_type,
+    chunk_tokens,
+    overlap,
+    hidden,
+    no_gitignore,
+    include,
+    exclude,
+    max_file_mb,
+    as_json,
+    verbose,
+):
     """Index files and folders (incremental: only changed files are re-encoded)."""
     from .retriever import Retriever, require_paths, resolve_chunking
 
@@ -126,10 +175,20 @@ def index(paths, index_dir, model, index_type, chunk_tokens, overlap, hidden, no
     # bad --chunk-tokens/--overlap fail before the encoder loads (Retriever.index decides again)
     resolve_chunking((retriever.manifest or {}).get("chunking"), None, chunk_tokens, overlap)
     err = console(stderr=True)
-    report = index_with_progress(retriever, paths, err, disable=as_json, chunk_tokens=chunk_tokens,
-                                 overlap=overlap, index_type=index_type, include_hidden=hidden,
-                                 respect_gitignore=not no_gitignore, include=include,
-                                 exclude=exclude, max_file_bytes=int(max_file_mb * 1_000_000))
+    report = index_with_progress(
+        retriever,
+        paths,
+        err,
+        disable=as_json,
+        chunk_tokens=chunk_tokens,
+        overlap=overlap,
+        index_type=index_type,
+        include_hidden=hidden,
+        respect_gitignore=not no_gitignore,
+        include=include,
+        exclude=exclude,
+        max_file_bytes=int(max_file_mb * 1_000_000),
+    )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -152,19 +211,36 @@ def index_with_progress(retriever, paths, console, disable: bool = False, **opti
                 state["chunks"] = done
                 bar.update(task, description=f"indexing ({done:,} chunks embedded)")
             elif phase == "bytes":
-                bar.update(task, completed=done, total=max(total, 1),
-                           description=f"indexing ({state['chunks']:,} chunks embedded)")
+                bar.update(
+                    task,
+                    completed=done,
+                    total=max(total, 1),
+                    description=f"indexing ({state['chunks']:,} chunks embedded)",
+                )
 
         return retriever.index(paths, progress=on_progress, **options)
 
 
 def _progress(console, disable: bool):
-    from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                    disable=disable, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=disable,
+        transient=True,
+    )
 
 
 def print_report(console, report, index_dir, verbose: bool = False) -> None:
@@ -179,17 +255,25 @@ def print_report(console, report, index_dir, verbose: bool = False) -> None:
     t.add_row("chunks added / removed", f"{report.chunks_added} / {report.chunks_removed}")
     t.add_row("chunks reused (not re-encoded)", str(report.chunks_reused))
     t.add_row("chunks truncated", str(report.truncated))
-    t.add_row("index", f"{report.chunks_total} chunks from {report.files_total} files, "
-                       f"{report.index_type}{' (rebuilt)' if report.rebuilt else ''}")
+    t.add_row(
+        "index",
+        f"{report.chunks_total} chunks from {report.files_total} files, "
+        f"{report.index_type}{' (rebuilt)' if report.rebuilt else ''}",
+    )
     t.add_row("time", f"{report.seconds:.1f} s")
-    console.print(f"[bold]indexed into {index_dir}[/bold]"
-                  + ("" if report.committed else " [dim](nothing changed)[/dim]"))
+    console.print(
+        f"[bold]indexed into {index_dir}[/bold]"
+        + ("" if report.committed else " [dim](nothing changed)[/dim]")
+    )
     console.print(t)
     if report.skipped:
         reasons = ", ".join(f"{n} {r}" for r, n in report.skipped_by_reason().items())
         console.print(f"skipped: {reasons}")
-        shown = report.skipped if verbose else [s for s in report.skipped
-                                                if s[1] not in ("hidden", "ignored by .gitignore")][:10]
+        shown = (
+            report.skipped
+            if verbose
+            else [s for s in report.skipped if s[1] not in ("hidden", "ignored by .gitignore")][:10]
+        )
         for path, reason in shown:
             console.print(f"  [dim]{path}[/dim]: {reason}")
         if not verbose and len(report.skipped) > len(shown):
@@ -199,21 +283,44 @@ def print_report(console, report, index_dir, verbose: bool = False) -> None:
 @main.command()
 @click.argument("text")
 @click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True)
-@click.option("-k", "k", type=click.IntRange(min=1), default=DEFAULT_K, show_default=True,
-              help="Number of results.")
-@click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default=None,
-              help="hybrid (default): dense + BM25 over the whole corpus, fused; dense: vectors "
-                   "only; lexical: BM25 only (no encoder needed).")
-@click.option("--fusion", type=click.Choice(["score", "rrf"]), default=None,
-              help="How hybrid fuses the two rankings: score (default; normalised scores, "
-                   "dense weight 0.3) or rrf (reciprocal rank fusion).")
-@click.option("--rerank", type=click.Choice(["auto", "exact", "hybrid", "none"]), default="auto",
-              show_default=True, help="auto: exact re-scoring when the index is approximate "
-                                      "(hybrid: the old name of --mode hybrid).")
-@click.option("--where", multiple=True, metavar="FILTER",
-              help="Filter, repeatable (ANDed): source=GLOB (relative to the indexed folder), "
-                   "kind=markdown, 'year>=2020', 'draft!=true', or a JSON filter such as "
-                   "'{\"tags\": {\"$in\": [\"api\", \"cli\"]}}'.")
+@click.option(
+    "-k",
+    "k",
+    type=click.IntRange(min=1),
+    default=DEFAULT_K,
+    show_default=True,
+    help="Number of results.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["hybrid", "dense", "lexical"]),
+    default=None,
+    help="hybrid (default): dense + BM25 over the whole corpus, fused; dense: vectors "
+    "only; lexical: BM25 only (no encoder needed).",
+)
+@click.option(
+    "--fusion",
+    type=click.Choice(["score", "rrf"]),
+    default=None,
+    help="How hybrid fuses the two rankings: score (default; normalised scores, "
+    "dense weight 0.3) or rrf (reciprocal rank fusion).",
+)
+@click.option(
+    "--rerank",
+    type=click.Choice(["auto", "exact", "hybrid", "none"]),
+    default="auto",
+    show_default=True,
+    help="auto: exact re-scoring when the index is approximate "
+    "(hybrid: the old name of --mode hybrid).",
+)
+@click.option(
+    "--where",
+    multiple=True,
+    metavar="FILTER",
+    help="Filter, repeatable (ANDed): source=GLOB (relative to the indexed folder), "
+    "kind=markdown, 'year>=2020', 'draft!=true', or a JSON filter such as "
+    '\'{"tags": {"$in": ["api", "cli"]}}\'.',
+)
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @friendly_errors
 def query(text, index_dir, k, mode, fusion, rerank, where, as_json):
@@ -226,8 +333,14 @@ def query(text, index_dir, k, mode, fusion, rerank, where, as_json):
         raise CompsearchError("the query is empty")
     where = parse(list(where))
     retriever = Retriever.open(index_dir, must_exist=True)
-    hits = retriever.search(text, k=k, where=where, mode=mode, fusion=fusion,
-                            rerank=None if rerank == "none" else rerank)
+    hits = retriever.search(
+        text,
+        k=k,
+        where=where,
+        mode=mode,
+        fusion=fusion,
+        rerank=None if rerank == "none" else rerank,
+    )
     if as_json:
         click.echo(json.dumps({"query": text, "results": [h.to_dict() for h in hits]}, indent=2))
         return
@@ -249,7 +362,9 @@ def print_results(console, text, hits) -> None:
         snippet = " ".join(h.text.split())
         if not full:
             snippet = snippet[:200] + ("…" if len(snippet) > 200 else "")
-        console.print(f"{rank:>2}. [cyan]{h.score:.3f}[/cyan]  [green]{escape(where)}[/green]{section}")
+        console.print(
+            f"{rank:>2}. [cyan]{h.score:.3f}[/cyan]  [green]{escape(where)}[/green]{section}"
+        )
         console.print(f"    {escape(snippet)}")
 
 
@@ -270,8 +385,10 @@ def info(index_dir, as_json):
     enc, idx = data["encoder"], data["index"]
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_row("index", data["path"])
-    t.add_row("chunks / files / sources",
-              f"{data['counts']['chunks']} / {data['counts']['files']} / {data['sources']}")
+    t.add_row(
+        "chunks / files / sources",
+        f"{data['counts']['chunks']} / {data['counts']['files']} / {data['sources']}",
+    )
     t.add_row("vector index", f"{idx['spec']['kind']} ({idx['factory']}), {idx['ntotal']} vectors")
     t.add_row("encoder", f"{enc['name']}")
     t.add_row("encoder source", str(enc["source"]))
@@ -283,7 +400,9 @@ def info(index_dir, as_json):
     t.add_row("chunking", json.dumps(data.get("chunking")))
     t.add_row("roots", "\n".join(data.get("roots", [])))
     t.add_row("created / updated", f"{data.get('created_at')} / {data.get('updated_at')}")
-    t.add_row("format", f"{data['format']} v{data['format_version']}, generation {data['generation']}")
+    t.add_row(
+        "format", f"{data['format']} v{data['format_version']}, generation {data['generation']}"
+    )
     console().print(t)
 
 
@@ -316,8 +435,13 @@ def verify(index_dir, sample):
 
 @main.command()
 @click.argument("index_dir", type=click.Path())
-@click.option("--type", "kind", type=click.Choice(INDEX_TYPES), default=None,
-              help="New index type (default: keep the current choice).")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(INDEX_TYPES),
+    default=None,
+    help="New index type (default: keep the current choice).",
+)
 @click.option("--nlist", type=int, default=None)
 @click.option("--nprobe", type=int, default=None)
 @click.option("--pq-m", type=int, default=None)
@@ -328,8 +452,12 @@ def rebuild(index_dir, kind, nlist, nprobe, pq_m, hnsw_m, ef_search):
     """Rebuild the vector index from stored vectors (no re-encoding)."""
     from .maintenance import rebuild as run
 
-    m = run(index_dir, kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m, hnsw_m=hnsw_m, ef_search=ef_search)
-    click.echo(f"rebuilt: {m['index']['factory']}, {m['index']['ntotal']} vectors, generation {m['generation']}")
+    m = run(
+        index_dir, kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m, hnsw_m=hnsw_m, ef_search=ef_search
+    )
+    click.echo(
+        f"rebuilt: {m['index']['factory']}, {m['index']['ntotal']} vectors, generation {m['generation']}"
+    )
 
 
 @main.command()
@@ -367,17 +495,25 @@ def prune(index_dir, as_json):
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
-    console().print(f"removed {report.files_removed} files ({report.chunks_removed} chunks); "
-                    f"{report.chunks_total} chunks from {report.files_total} files remain"
-                    + ("" if report.committed else " (nothing changed)"))
+    console().print(
+        f"removed {report.files_removed} files ({report.chunks_removed} chunks); "
+        f"{report.chunks_total} chunks from {report.files_total} files remain"
+        + ("" if report.committed else " (nothing changed)")
+    )
 
 
 @main.command()
 @click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind (no authentication: keep it local or behind a proxy).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind (no authentication: keep it local or behind a proxy).",
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--model", default=None, help="Encoder for a new index (an existing one keeps its own).")
+@click.option(
+    "--model", default=None, help="Encoder for a new index (an existing one keeps its own)."
+)
 @friendly_errors
 def serve(index_dir, host, port, model):
     """Serve search, add/delete and OpenAI-style /v1/embeddings over HTTP."""

@@ -31,8 +31,11 @@ import numpy as np
 
 from .errors import CompsearchError
 
-PROBES = ("compsearch fingerprint probe: the quick brown fox jumps over the lazy dog",
-          "How do I rotate log files?", "0123456789 ENOSPC os.path.join")
+PROBES = (
+    "compsearch fingerprint probe: the quick brown fox jumps over the lazy dog",
+    "How do I rotate log files?",
+    "0123456789 ENOSPC os.path.join",
+)
 ST_MARKERS = ("modules.json", "config_sentence_transformers.json")
 
 
@@ -48,8 +51,9 @@ def _normalise(vecs: Any, n: int) -> np.ndarray:
     if out.ndim == 1 and n == 1:
         out = out[None, :]
     if out.ndim != 2 or out.shape[0] != n:
-        raise CompsearchError(f"the encoder returned an array of shape {out.shape} for {n} texts; "
-                              f"expected ({n}, dim)")
+        raise CompsearchError(
+            f"the encoder returned an array of shape {out.shape} for {n} texts; expected ({n}, dim)"
+        )
     if not np.all(np.isfinite(out)):
         raise CompsearchError("the encoder returned NaN or infinite values")
     norms = np.linalg.norm(out, axis=1, keepdims=True)
@@ -59,8 +63,14 @@ def _normalise(vecs: Any, n: int) -> np.ndarray:
 class ExternalEncoder:
     """Any embedding model behind the encoder protocol (see the module docstring)."""
 
-    def __init__(self, model: Any, *, name: str | None = None, source: str | None = None,
-                 max_length: int = 512):
+    def __init__(
+        self,
+        model: Any,
+        *,
+        name: str | None = None,
+        source: str | None = None,
+        max_length: int = 512,
+    ):
         self.model = model
         self._name = name or f"{type(model).__module__}.{type(model).__qualname__}"
         self.source = source
@@ -73,12 +83,19 @@ class ExternalEncoder:
     # ------------------------------------------------------------- protocol
     def _raw(self, texts: list[str], kind: str) -> Any:
         m = self.model
-        if hasattr(m, "embed_documents") and hasattr(m, "embed_query"):        # LangChain
-            return [m.embed_query(t) for t in texts] if kind == "query" else m.embed_documents(texts)
-        if hasattr(m, "get_text_embedding_batch"):                              # LlamaIndex
-            return ([m.get_query_embedding(t) for t in texts] if kind == "query"
-                    else m.get_text_embedding_batch(texts))
-        if hasattr(m, "encode_query") and hasattr(m, "encode_document"):        # sentence-transformers >= 5
+        if hasattr(m, "embed_documents") and hasattr(m, "embed_query"):  # LangChain
+            return (
+                [m.embed_query(t) for t in texts] if kind == "query" else m.embed_documents(texts)
+            )
+        if hasattr(m, "get_text_embedding_batch"):  # LlamaIndex
+            return (
+                [m.get_query_embedding(t) for t in texts]
+                if kind == "query"
+                else m.get_text_embedding_batch(texts)
+            )
+        if hasattr(m, "encode_query") and hasattr(
+            m, "encode_document"
+        ):  # sentence-transformers >= 5
             fn = m.encode_query if kind == "query" else m.encode_document
             return fn(texts, convert_to_numpy=True, show_progress_bar=False)
         if hasattr(m, "encode"):
@@ -88,13 +105,15 @@ class ExternalEncoder:
                 return m.encode(texts)
         if callable(m):
             return m(texts)
-        raise CompsearchError(f"{self._name} cannot embed texts: give an object with encode(), "
-                              f"embed_documents()/embed_query(), or a callable")
+        raise CompsearchError(
+            f"{self._name} cannot embed texts: give an object with encode(), "
+            f"embed_documents()/embed_query(), or a callable"
+        )
 
     def encode(self, texts: str | Sequence[str], *, kind: str = "document", **_: Any) -> np.ndarray:
         if kind not in ("query", "document"):
             raise ValueError(f"kind must be 'query' or 'document', not {kind!r}")
-        single = isinstance(texts, str)   # one string -> one 1-D vector, as in sentence-transformers
+        single = isinstance(texts, str)  # one string -> one 1-D vector, as in sentence-transformers
         texts = [texts] if single else list(texts)
         if any(not isinstance(t, str) for t in texts):
             raise TypeError("encode() takes a string or a list of strings")
@@ -102,7 +121,9 @@ class ExternalEncoder:
             return np.zeros((0, self.dim), np.float32)
         out = _normalise(self._raw(texts, kind), len(texts))
         if self._dim is not None and out.shape[1] != self._dim:
-            raise CompsearchError(f"{self._name} returned {out.shape[1]}-d vectors, expected {self._dim}")
+            raise CompsearchError(
+                f"{self._name} returned {out.shape[1]}-d vectors, expected {self._dim}"
+            )
         return out[0] if single else out
 
     @property
@@ -139,8 +160,15 @@ class ExternalEncoder:
         return [max(1, (len(t.split()) * 4 + 2) // 3) for t in texts]
 
     def manifest_entry(self) -> dict:
-        return {"source": self.source, "name": self.name, "fingerprint": self.fingerprint,
-                "dim": self.dim, "dtype": "float32", "max_length": self.max_length, "kind": "external"}
+        return {
+            "source": self.source,
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "dim": self.dim,
+            "dtype": "float32",
+            "max_length": self.max_length,
+            "kind": "external",
+        }
 
     def __repr__(self) -> str:
         return f"ExternalEncoder({self._name}, dim={self.dim}, fingerprint={self.fingerprint[:12]})"
@@ -153,12 +181,18 @@ class SentenceTransformerEncoder(ExternalEncoder):
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:
-            raise CompsearchError(f"{folder} is a sentence-transformers model: pip install "
-                                  f"sentence-transformers to use it") from None
+            raise CompsearchError(
+                f"{folder} is a sentence-transformers model: pip install "
+                f"sentence-transformers to use it"
+            ) from None
         folder = Path(folder).expanduser().resolve()
         model = SentenceTransformer(str(folder), device=device or "cpu")
-        super().__init__(model, name=f"sentence-transformers:{folder.name}", source=str(folder),
-                         max_length=int(getattr(model, "max_seq_length", 512) or 512))
+        super().__init__(
+            model,
+            name=f"sentence-transformers:{folder.name}",
+            source=str(folder),
+            max_length=int(getattr(model, "max_seq_length", 512) or 512),
+        )
         self.folder = folder
 
     @property
@@ -170,7 +204,7 @@ class SentenceTransformerEncoder(ExternalEncoder):
             for name in ST_MARKERS + ("sentence_bert_config.json",):
                 if (self.folder / name).is_file():
                     h.update(name.encode() + (self.folder / name).read_bytes())
-            for sub in sorted(p for p in self.folder.iterdir() if p.is_dir()):   # pooling, normalize
+            for sub in sorted(p for p in self.folder.iterdir() if p.is_dir()):  # pooling, normalize
                 for cfg in sorted(sub.glob("*.json")):
                     h.update(f"{sub.name}/{cfg.name}".encode() + cfg.read_bytes())
             h.update(folder_fingerprint(self.folder).encode())
@@ -206,4 +240,3 @@ def load_encoder(spec: str | os.PathLike | None):
     from .encoder import Encoder
 
     return Encoder.load(spec)
-

@@ -45,16 +45,20 @@ PACKAGED_DEFAULT = Path(__file__).parent / "default_model"
 class EncoderConfig:
     """Everything that defines an encoder besides weights; saved as compsearch_encoder.json."""
 
-    base_model: str = BUNDLED          # "bundled:...", a local folder, or a hub id
+    base_model: str = BUNDLED  # "bundled:...", a local folder, or a hub id
     base_fingerprint: str | None = None
     num_memory_tokens: int = 8
-    max_length: int = 512              # text tokens; the memory tokens come on top
-    num_layers: int | None = None      # the first L transformer layers of the base, then its final norm; None: all
+    max_length: int = 512  # text tokens; the memory tokens come on top
+    num_layers: int | None = (
+        None  # the first L transformer layers of the base, then its final norm; None: all
+    )
     query_prompt: str | None = DEFAULT_QUERY_PROMPT  # queries become "{prompt}: {query}\n"
     document_prompt: str | None = None
     pooling: str = "memory-mean"
     normalize: bool = True
-    training: dict = field(default_factory=dict)  # provenance written by training/: recipe, data, steps
+    training: dict = field(
+        default_factory=dict
+    )  # provenance written by training/: recipe, data, steps
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:
@@ -64,8 +68,10 @@ class EncoderConfig:
     def from_dict(cls, d: dict) -> "EncoderConfig":
         version = d.get("format_version", 0)
         if version > FORMAT_VERSION:
-            raise CompsearchError(f"encoder format {version} is newer than this compsearch "
-                                  f"understands ({FORMAT_VERSION}); upgrade compsearch")
+            raise CompsearchError(
+                f"encoder format {version} is newer than this compsearch "
+                f"understands ({FORMAT_VERSION}); upgrade compsearch"
+            )
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -73,9 +79,14 @@ class EncoderConfig:
         cfg = cls(**d)
         if cfg.num_memory_tokens < 1 or cfg.max_length < 1:
             raise CompsearchError("num_memory_tokens and max_length must be positive")
-        if cfg.num_layers is not None and (not isinstance(cfg.num_layers, int)
-                                           or isinstance(cfg.num_layers, bool) or cfg.num_layers < 1):
-            raise CompsearchError(f"num_layers must be a positive integer or null, not {cfg.num_layers!r}")
+        if cfg.num_layers is not None and (
+            not isinstance(cfg.num_layers, int)
+            or isinstance(cfg.num_layers, bool)
+            or cfg.num_layers < 1
+        ):
+            raise CompsearchError(
+                f"num_layers must be a positive integer or null, not {cfg.num_layers!r}"
+            )
         if cfg.pooling != "memory-mean":
             raise CompsearchError(f"unsupported pooling {cfg.pooling!r}")
         return cfg
@@ -99,8 +110,9 @@ def format_prompt(text: str, prompt: str | None) -> str:
     return f"{prompt}: {text}\n" if prompt else text
 
 
-def memory_inputs(embed: torch.nn.Module, memory: torch.Tensor, token_ids: Sequence[Sequence[int]],
-                  pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def memory_inputs(
+    embed: torch.nn.Module, memory: torch.Tensor, token_ids: Sequence[Sequence[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Build ``inputs_embeds`` for ``[text, m_1..m_k]`` rows, right padded.
 
     Returns (inputs_embeds, attention_mask, memory_mask). Differentiable in ``memory`` and in the
@@ -115,11 +127,11 @@ def memory_inputs(embed: torch.nn.Module, memory: torch.Tensor, token_ids: Seque
         ids[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
     ids = ids.to(device)
     pos = torch.arange(width, device=device).unsqueeze(0)
-    offset = pos - lengths.unsqueeze(1)                      # 0..k-1 at the memory slots
+    offset = pos - lengths.unsqueeze(1)  # 0..k-1 at the memory slots
     memory_mask = (offset >= 0) & (offset < k)
     attention_mask = (pos < (lengths + k).unsqueeze(1)).long()
     tok = embed(ids)
-    mem = memory.to(tok.dtype)[offset.clamp(0, k - 1)]      # (batch, width, hidden)
+    mem = memory.to(tok.dtype)[offset.clamp(0, k - 1)]  # (batch, width, hidden)
     inputs = torch.where(memory_mask.unsqueeze(-1), mem, tok)
     return inputs, attention_mask, memory_mask
 
@@ -137,25 +149,39 @@ class Encoder:
     >>> vecs = enc.encode(["some passage"], kind="document")
     """
 
-    def __init__(self, model, tokenizer, memory: torch.Tensor, config: EncoderConfig, *,
-                 adapter: tuple[dict, dict] | None = None, source: str | None = None,
-                 base_path: Path | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        memory: torch.Tensor,
+        config: EncoderConfig,
+        *,
+        adapter: tuple[dict, dict] | None = None,
+        source: str | None = None,
+        base_path: Path | None = None,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.memory = memory
         self.config = config
-        self.adapter = adapter          # (peft adapter config dict, {name: tensor}) or None
-        self.source = source            # how to load this encoder again: "default", a folder, a base spec
+        self.adapter = adapter  # (peft adapter config dict, {name: tensor}) or None
+        self.source = source  # how to load this encoder again: "default", a folder, a base spec
         self.base_path = base_path
-        self.truncated_total = 0        # texts cut at max_length since this encoder was loaded
-        self.last_truncated: list[int] = []   # indices of texts cut in the last encode() call
+        self.truncated_total = 0  # texts cut at max_length since this encoder was loaded
+        self.last_truncated: list[int] = []  # indices of texts cut in the last encode() call
         self._fingerprint: str | None = None
         self.quantize: str | None = None  # "int8" when loaded with quantize="int8"
 
     # ---------------------------------------------------------------- loading and saving
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike | None = None, *, device: str | None = None,
-             dtype: str | torch.dtype | None = None, quantize: str | None = None) -> "Encoder":
+    def load(
+        cls,
+        name_or_path: str | os.PathLike | None = None,
+        *,
+        device: str | None = None,
+        dtype: str | torch.dtype | None = None,
+        quantize: str | None = None,
+    ) -> "Encoder":
         """Load an encoder.
 
         ``None`` or ``"default"``: compsearch's default encoder. A folder with
@@ -185,10 +211,18 @@ class Encoder:
         return enc
 
     @classmethod
-    def from_base(cls, base_model: str = BUNDLED, *, num_memory_tokens: int = 8,
-                  max_length: int = 512, query_prompt: str | None = DEFAULT_QUERY_PROMPT,
-                  num_layers: int | None = None, seed: int = 0, device: str | None = None,
-                  dtype: str | torch.dtype | None = None) -> "Encoder":
+    def from_base(
+        cls,
+        base_model: str = BUNDLED,
+        *,
+        num_memory_tokens: int = 8,
+        max_length: int = 512,
+        query_prompt: str | None = DEFAULT_QUERY_PROMPT,
+        num_layers: int | None = None,
+        seed: int = 0,
+        device: str | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> "Encoder":
         """A base causal LM with freshly initialised (untrained) memory tokens.
 
         The memory vectors are drawn deterministically (``seed``) from a normal distribution with
@@ -199,11 +233,22 @@ class Encoder:
         memory = initial_memory(model.get_input_embeddings().weight, num_memory_tokens, seed)
         if Path(base_model).expanduser().is_dir():
             base_model = str(folder)  # absolute, so a saved encoder finds its base from anywhere
-        config = EncoderConfig(base_model=base_model, base_fingerprint=base_fingerprint(folder),
-                               num_memory_tokens=num_memory_tokens, max_length=max_length,
-                               num_layers=num_layers, query_prompt=query_prompt)
-        return cls(model, tokenizer, memory.to(model.device), config, source=str(base_model),
-                   base_path=folder)
+        config = EncoderConfig(
+            base_model=base_model,
+            base_fingerprint=base_fingerprint(folder),
+            num_memory_tokens=num_memory_tokens,
+            max_length=max_length,
+            num_layers=num_layers,
+            query_prompt=query_prompt,
+        )
+        return cls(
+            model,
+            tokenizer,
+            memory.to(model.device),
+            config,
+            source=str(base_model),
+            base_path=folder,
+        )
 
     @classmethod
     def _load_folder(cls, path: Path, device, dtype) -> "Encoder":
@@ -213,38 +258,61 @@ class Encoder:
         try:
             config = EncoderConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
         except (ValueError, TypeError) as exc:
-            raise CompsearchError(f"{path / CONFIG_FILE} is not a valid encoder config: {exc}") from None
+            raise CompsearchError(
+                f"{path / CONFIG_FILE} is not a valid encoder config: {exc}"
+            ) from None
         folder = resolve_base(config.base_model)
         actual = base_fingerprint(folder)
         if config.base_fingerprint and actual != config.base_fingerprint:
             raise CompsearchError(
                 f"the encoder in {path} was trained on base model {config.base_model} with "
-                f"fingerprint {config.base_fingerprint[:12]}, but that model now has {actual[:12]}")
+                f"fingerprint {config.base_fingerprint[:12]}, but that model now has {actual[:12]}"
+            )
         try:
             memory = load_file(str(path / MEMORY_FILE))["memory"].float()
             adapter = _read_adapter(path / ADAPTER_DIR) if (path / ADAPTER_DIR).is_dir() else None
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # safetensors' errors
-            raise CompsearchError(f"the encoder folder {path} is damaged: {type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0][:160] if str(exc) else 'unreadable'}") from None
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            RuntimeError,
+        ) as exc:  # safetensors' errors
+            raise CompsearchError(
+                f"the encoder folder {path} is damaged: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:160] if str(exc) else 'unreadable'}"
+            ) from None
         except Exception as exc:  # noqa: BLE001  (SafetensorError does not subclass the above)
             if type(exc).__name__ != "SafetensorError":
                 raise
-            raise CompsearchError(f"the encoder folder {path} is damaged: {str(exc)[:160]}") from None
+            raise CompsearchError(
+                f"the encoder folder {path} is damaged: {str(exc)[:160]}"
+            ) from None
         fingerprint = encoder_fingerprint(config, memory, adapter)
         cached = read_merged(fingerprint) if adapter is not None else None
         merge = adapter is not None and cached is None
         # the merge runs in fp32 whatever dtype the encoder then runs in, so the cache is exact
-        model, tokenizer = _load_backbone(folder, device, torch.float32 if merge else dtype,
-                                          config.num_layers, weights=cached)
+        model, tokenizer = _load_backbone(
+            folder, device, torch.float32 if merge else dtype, config.num_layers, weights=cached
+        )
         if memory.shape != (config.num_memory_tokens, model.config.hidden_size):
-            raise CompsearchError(f"{path / MEMORY_FILE} has shape {tuple(memory.shape)}, expected "
-                                  f"({config.num_memory_tokens}, {model.config.hidden_size})")
+            raise CompsearchError(
+                f"{path / MEMORY_FILE} has shape {tuple(memory.shape)}, expected "
+                f"({config.num_memory_tokens}, {model.config.hidden_size})"
+            )
         if merge:
             model = merge_adapter(model, path / ADAPTER_DIR)
             write_merged(fingerprint, model)
             model = model.to(pick_dtype(model.device, dtype))
-        enc = cls(model, tokenizer, memory.to(model.device), config, adapter=adapter,
-                  source=str(path), base_path=folder)
+        enc = cls(
+            model,
+            tokenizer,
+            memory.to(model.device),
+            config,
+            adapter=adapter,
+            source=str(path),
+            base_path=folder,
+        )
         enc._fingerprint = fingerprint
         return enc
 
@@ -294,12 +362,23 @@ class Encoder:
             return []
         return [len(t) for t in self.tokenize(texts)]
 
-    def encode(self, texts: str | Sequence[str], *, kind: str = "document", batch_size: int = 32,
-               show_progress: bool = False, normalize: bool | None = None,
-               max_length: int | None = None, prompt: str | None = None,
-               prompt_name: str | None = None, convert_to_numpy: bool = True,
-               convert_to_tensor: bool = False, device: str | None = None,
-               show_progress_bar: bool | None = None, normalize_embeddings: bool | None = None):
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        kind: str = "document",
+        batch_size: int = 32,
+        show_progress: bool = False,
+        normalize: bool | None = None,
+        max_length: int | None = None,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: str | None = None,
+        show_progress_bar: bool | None = None,
+        normalize_embeddings: bool | None = None,
+    ):
         """Embed texts; returns a float32 array (n, dim), L2-normalised by default.
 
         Texts are sorted by length and batched to minimise padding; the result is in input order and
@@ -321,7 +400,9 @@ class Encoder:
         normalize = normalize if normalize_embeddings is None else normalize_embeddings
         if device is not None and torch.device(device) != self.device:
             self.to(device)
-        out = self._encode_list(texts, kind, batch_size, show_progress, normalize, max_length, prompt)
+        out = self._encode_list(
+            texts, kind, batch_size, show_progress, normalize, max_length, prompt
+        )
         if single:
             out = out[0]
         return torch.from_numpy(out) if convert_to_tensor else out
@@ -341,14 +422,16 @@ class Encoder:
         return self
 
     @torch.inference_mode()
-    def _encode_list(self, texts, kind, batch_size, show_progress, normalize, max_length,
-                     prompt) -> np.ndarray:
+    def _encode_list(
+        self, texts, kind, batch_size, show_progress, normalize, max_length, prompt
+    ) -> np.ndarray:
         if any(not isinstance(t, str) for t in texts):
             raise TypeError("encode() takes a string or a list of strings")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
-                                       or max_length < 1):
+        if max_length is not None and (
+            isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+        ):
             raise ValueError(f"max_length must be a positive integer, not {max_length!r}")
         if prompt is not None:
             self.prepare([], kind)  # still checks kind
@@ -360,12 +443,16 @@ class Encoder:
         self.last_truncated = [i for i, t in enumerate(ids) if len(t) > limit]
         if self.last_truncated:
             self.truncated_total += len(self.last_truncated)
-            log.warning("%d of %d texts were longer than %d tokens and were truncated",
-                        len(self.last_truncated), len(ids), limit)
+            log.warning(
+                "%d of %d texts were longer than %d tokens and were truncated",
+                len(self.last_truncated),
+                len(ids),
+                limit,
+            )
         ids = [t[:limit] for t in ids]
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+        batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
         progress = _progress(show_progress, len(ids))
         try:
             for batch in batches:
@@ -386,17 +473,21 @@ class Encoder:
         if pad is None:
             pad = self.tokenizer.eos_token_id or 0
         inputs, attention, mem_mask = memory_inputs(
-            self.model.get_input_embeddings(), self.memory, token_ids, pad)
+            self.model.get_input_embeddings(), self.memory, token_ids, pad
+        )
         hidden = self.model(inputs_embeds=inputs, attention_mask=attention).last_hidden_state
         return pool_memory(hidden, mem_mask)
 
     def __repr__(self) -> str:
-        return (f"Encoder({self.name}, dim={self.dim}, dtype={self.dtype}, device={self.device}, "
-                f"fingerprint={self.fingerprint[:12]})")
+        return (
+            f"Encoder({self.name}, dim={self.dim}, dtype={self.dtype}, device={self.device}, "
+            f"fingerprint={self.fingerprint[:12]})"
+        )
 
 
-def encoder_fingerprint(config: EncoderConfig, memory: torch.Tensor,
-                        adapter: tuple[dict, dict] | None = None) -> str:
+def encoder_fingerprint(
+    config: EncoderConfig, memory: torch.Tensor, adapter: tuple[dict, dict] | None = None
+) -> str:
     """sha256 over the config (less provenance), the memory tokens and the adapter.
 
     A full-depth encoder (``num_layers`` None) hashes exactly as before depth existed, so indexes
@@ -412,17 +503,23 @@ def encoder_fingerprint(config: EncoderConfig, memory: torch.Tensor,
     if adapter is not None:
         adapter_config, tensors = adapter
         # peft writes target_modules from a set: same adapter, any order; hash it sorted
-        adapter_config = {k: sorted(v) if k == "target_modules" and isinstance(v, list) else v
-                          for k, v in adapter_config.items()}
+        adapter_config = {
+            k: sorted(v) if k == "target_modules" and isinstance(v, list) else v
+            for k, v in adapter_config.items()
+        }
         h.update(json.dumps(adapter_config, sort_keys=True, default=str).encode())
         for key in sorted(tensors):
             h.update(key.encode() + _tensor_bytes(tensors[key]))
     return h.hexdigest()
 
 
-def write_encoder_folder(path: str | os.PathLike, config: EncoderConfig, memory: torch.Tensor,
-                         adapter: tuple[dict, dict] | None = None,
-                         extra_files: dict[str, str] | None = None) -> Path:
+def write_encoder_folder(
+    path: str | os.PathLike,
+    config: EncoderConfig,
+    memory: torch.Tensor,
+    adapter: tuple[dict, dict] | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> Path:
     """The one writer of the encoder folder (``Encoder.save`` and ``training`` export both use it).
 
     ``adapter``: (peft adapter config dict, {tensor name: tensor}) as peft saves them, loadable by
@@ -442,9 +539,13 @@ def write_encoder_folder(path: str | os.PathLike, config: EncoderConfig, memory:
             adapter_config, tensors = adapter
             (tmp / ADAPTER_DIR).mkdir()
             (tmp / ADAPTER_DIR / "adapter_config.json").write_text(
-                json.dumps(adapter_config, indent=2, default=str) + "\n")
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-                      str(tmp / ADAPTER_DIR / "adapter_model.safetensors"), metadata={"format": "pt"})
+                json.dumps(adapter_config, indent=2, default=str) + "\n"
+            )
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                str(tmp / ADAPTER_DIR / "adapter_model.safetensors"),
+                metadata={"format": "pt"},
+            )
         for name, text in (extra_files or {}).items():
             target = tmp / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -464,17 +565,30 @@ def _read_adapter(folder: Path) -> tuple[dict, dict]:
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().cpu().float().contiguous()  # bf16 -> fp32 is exact, so the digest ignores storage dtype
+    t = (
+        t.detach().cpu().float().contiguous()
+    )  # bf16 -> fp32 is exact, so the digest ignores storage dtype
     return str(tuple(t.shape)).encode() + t.numpy().tobytes()
 
 
 def _progress(show: bool, total: int):
     if not show or total == 0:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
-    progress = Progress(TextColumn("encoding"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), transient=True)
+    progress = Progress(
+        TextColumn("encoding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
     task = progress.add_task("encode", total=total)
     progress.start()
     return progress, task

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 MERGED_DIR = "merged"
 WEIGHTS_FILE = "model.safetensors"
 RECORD_FILE = "compsearch_merged.json"
-MERGE_VERSION = 1          # bump when what the cache holds changes
+MERGE_VERSION = 1  # bump when what the cache holds changes
 QUANTIZE_CHOICES = (None, "int8")
 
 
@@ -61,10 +61,13 @@ def read_merged(fingerprint: str) -> Path | None:
     try:
         record = json.loads((folder / RECORD_FILE).read_text())
         weights = folder / WEIGHTS_FILE
-        if (record.get("fingerprint") != fingerprint or record.get("version") != MERGE_VERSION
-                or _header_fingerprint(weights) != fingerprint
-                or weights.stat().st_size != record.get("bytes")
-                or file_digest(weights) != record.get("sha256")):
+        if (
+            record.get("fingerprint") != fingerprint
+            or record.get("version") != MERGE_VERSION
+            or _header_fingerprint(weights) != fingerprint
+            or weights.stat().st_size != record.get("bytes")
+            or file_digest(weights) != record.get("sha256")
+        ):
             raise ValueError("mismatch")
         return folder
     except FileNotFoundError:
@@ -91,15 +94,22 @@ def write_merged(fingerprint: str, model) -> Path | None:
         return None
     try:
         state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE),
-                  metadata={"format": "pt", "compsearch_fingerprint": fingerprint})
+        save_file(
+            state,
+            str(tmp / WEIGHTS_FILE),
+            metadata={"format": "pt", "compsearch_fingerprint": fingerprint},
+        )
         model.config.to_json_file(str(tmp / "config.json"))
         h = hashlib.sha256()
         with open(tmp / WEIGHTS_FILE, "rb") as f:
             for block in iter(lambda: f.read(1 << 22), b""):
                 h.update(block)
-        record = {"fingerprint": fingerprint, "version": MERGE_VERSION, "sha256": h.hexdigest(),
-                  "bytes": (tmp / WEIGHTS_FILE).stat().st_size}
+        record = {
+            "fingerprint": fingerprint,
+            "version": MERGE_VERSION,
+            "sha256": h.hexdigest(),
+            "bytes": (tmp / WEIGHTS_FILE).stat().st_size,
+        }
         (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
         atomic_replace_dir(tmp, folder)
     except OSError as exc:
@@ -132,7 +142,9 @@ def _remember_digest(folder: Path, digest: str) -> None:
 def _header_fingerprint(weights: Path) -> str | None:
     from safetensors import safe_open
 
-    with safe_open(str(weights), framework="np") as f:  # parses and checks the header only (no torch)
+    with safe_open(
+        str(weights), framework="np"
+    ) as f:  # parses and checks the header only (no torch)
         return (f.metadata() or {}).get("compsearch_fingerprint")
 
 
@@ -145,7 +157,9 @@ def merge_adapter(model, adapter_folder: Path):
     from peft import PeftModel
 
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+        )
         return PeftModel.from_pretrained(model, str(adapter_folder)).merge_and_unload().eval()
 
 
@@ -217,8 +231,11 @@ def quantize_int8(model):
 
     if next(model.parameters()).device.type != "cpu":
         raise CompsearchError("quantize='int8' runs on the CPU only; load with device='cpu'")
-    spec = {name: per_channel_dynamic_qconfig for name, mod in model.named_modules()
-            if isinstance(mod, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in INT8_KEEP_FLOAT}
+    spec = {
+        name: per_channel_dynamic_qconfig
+        for name, mod in model.named_modules()
+        if isinstance(mod, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in INT8_KEEP_FLOAT
+    }
     with warnings.catch_warnings():  # torch.ao's eager quantisation announces its move to torchao
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantize_per_channel.*")

@@ -35,7 +35,15 @@ COLUMNS = {"source": "source", "section": "section", "id": "id"}
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*\Z")
 _GLOB_CHARS = set("*?[")
 _CLI = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*(>=|<=|!=|>|<|==|=)\s*(.*)\Z", re.S)
-_CLI_OPS = {"=": "$eq", "==": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
+_CLI_OPS = {
+    "=": "$eq",
+    "==": "$eq",
+    "!=": "$ne",
+    ">": "$gt",
+    ">=": "$gte",
+    "<": "$lt",
+    "<=": "$lte",
+}
 MAX_DEPTH = 32
 
 
@@ -48,8 +56,9 @@ def parse(where: Any) -> dict | None:
     if isinstance(where, str):
         where = [where]
     if not isinstance(where, (list, tuple)):
-        raise CompsearchError(f"bad filter: expected a dict or 'key=value' strings, "
-                              f"got {type(where).__name__}")
+        raise CompsearchError(
+            f"bad filter: expected a dict or 'key=value' strings, got {type(where).__name__}"
+        )
     parts: list[dict] = []
     equals: dict[str, list] = {}
     for item in where:
@@ -75,7 +84,7 @@ def parse(where: Any) -> dict | None:
         if raw[:1] in ("<", ">", "=", "!"):
             raise CompsearchError(f"bad filter {item!r}: unknown operator")
         value = raw if key in ("source", "section") else _scalar(raw)
-        if op == "$eq":          # repeated key=value means "any of" (as before)
+        if op == "$eq":  # repeated key=value means "any of" (as before)
             equals.setdefault(key, []).append(value)
         else:
             parts.append({key: {op: value}})
@@ -125,8 +134,9 @@ def _node(node, params: list, roots: tuple, depth: int) -> str:
             subs = [_node(v, params, roots, depth + 1) for v in value]
             clauses.append("(" + (" AND " if key == "$and" else " OR ").join(subs) + ")")
         elif isinstance(key, str) and key.startswith("$"):
-            raise CompsearchError(f"bad filter: unknown operator {key!r} at the top level "
-                                  f"(use $and, $or or a key)")
+            raise CompsearchError(
+                f"bad filter: unknown operator {key!r} at the top level (use $and, $or or a key)"
+            )
         else:
             clauses.append(_key_clause(key, value, params, roots))
     return "(" + " AND ".join(clauses) + ")"
@@ -134,8 +144,9 @@ def _node(node, params: list, roots: tuple, depth: int) -> str:
 
 def _key_clause(key, value, params: list, roots: tuple) -> str:
     if not isinstance(key, str) or not _KEY.match(key):
-        raise CompsearchError(f"bad filter key {key!r}: use letters, digits, '_', '-' and "
-                              f"'.' for nested keys")
+        raise CompsearchError(
+            f"bad filter key {key!r}: use letters, digits, '_', '-' and '.' for nested keys"
+        )
     if isinstance(value, dict):
         if not value:
             raise CompsearchError(f"bad filter for {key!r}: empty operator object")
@@ -156,11 +167,10 @@ def _column(key: str, params: list) -> str:
 
 def _check_value(key: str, op: str, v) -> None:
     if isinstance(v, (dict, list, tuple, set)):
-        raise CompsearchError(f"bad filter for {key!r}: {op} takes a single value, "
-                              f"got {_short(v)}")
+        raise CompsearchError(f"bad filter for {key!r}: {op} takes a single value, got {_short(v)}")
     if not (v is None or isinstance(v, (str, int, float, bool))):
         raise CompsearchError(f"bad filter for {key!r}: unsupported value type {type(v).__name__}")
-    if isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v < 2**63:
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63:
         raise CompsearchError(f"bad filter for {key!r}: {v} is out of the 64-bit integer range")
     if isinstance(v, float) and v != v:
         raise CompsearchError(f"bad filter for {key!r}: NaN is not a value")
@@ -168,8 +178,9 @@ def _check_value(key: str, op: str, v) -> None:
 
 def _op(key: str, op, arg, params: list, roots: tuple) -> str:
     if op not in OPERATORS:
-        raise CompsearchError(f"bad filter for {key!r}: unknown operator {op!r} "
-                              f"(use {' '.join(OPERATORS)})")
+        raise CompsearchError(
+            f"bad filter for {key!r}: unknown operator {op!r} (use {' '.join(OPERATORS)})"
+        )
     if op in ("$in", "$nin"):
         if not isinstance(arg, (list, tuple, set)):
             raise CompsearchError(f"bad filter for {key!r}: {op} takes a list, got {_short(arg)}")
@@ -210,8 +221,9 @@ def _op(key: str, op, arg, params: list, roots: tuple) -> str:
     return f"(typeof({col}) {kind} AND {col2} {COMPARISONS[op]} ?)"
 
 
-def _source_match(params: list, roots: tuple, *, value: str | None = None,
-                  values_json: str | None = None) -> str:
+def _source_match(
+    params: list, roots: tuple, *, value: str | None = None, values_json: str | None = None
+) -> str:
     """``source`` equals or globs a value, as an absolute path or relative to an indexed root.
 
     ``substr(source, len(root) + 2)`` is the root-relative path; every value is bound.
@@ -219,14 +231,23 @@ def _source_match(params: list, roots: tuple, *, value: str | None = None,
     if value is not None:
         sql, ref, p = "(source GLOB ? OR source = ?", "?", [value, value]
     else:
-        sql, ref, p = ("EXISTS (SELECT 1 FROM json_each(?) j WHERE source GLOB j.value"
-                       " OR source = j.value"), "j.value", [values_json]
+        sql, ref, p = (
+            ("EXISTS (SELECT 1 FROM json_each(?) j WHERE source GLOB j.value OR source = j.value"),
+            "j.value",
+            [values_json],
+        )
     for root in roots:
         start = len(root) + 2
-        sql += (f" OR (substr(source, 1, ?) = ? AND (substr(source, ?) GLOB {ref}"
-                f" OR substr(source, ?) = {ref}))")
-        p += [len(root) + 1, root + "/", start] + ([value] if value is not None else []) + \
-            [start] + ([value] if value is not None else [])
+        sql += (
+            f" OR (substr(source, 1, ?) = ? AND (substr(source, ?) GLOB {ref}"
+            f" OR substr(source, ?) = {ref}))"
+        )
+        p += (
+            [len(root) + 1, root + "/", start]
+            + ([value] if value is not None else [])
+            + [start]
+            + ([value] if value is not None else [])
+        )
     params.extend(p)
     return sql + ")"
 

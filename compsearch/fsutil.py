@@ -17,7 +17,9 @@ def cache_home() -> Path:
 
     Converted models, merged weights, digests, training data and benchmark caches live under it.
     """
-    return Path(os.environ.get("COMPSEARCH_HOME") or Path.home() / ".cache" / "compsearch").expanduser()
+    return Path(
+        os.environ.get("COMPSEARCH_HOME") or Path.home() / ".cache" / "compsearch"
+    ).expanduser()
 
 
 def _umask() -> int:

@@ -18,8 +18,9 @@ from typing import Sequence
 RRF_K = 60
 
 
-def rrf(rankings: Sequence[Sequence[int]], k: int = RRF_K,
-        weights: Sequence[float] | None = None) -> list[tuple[float, int]]:
+def rrf(
+    rankings: Sequence[Sequence[int]], k: int = RRF_K, weights: Sequence[float] | None = None
+) -> list[tuple[float, int]]:
     """``(score, id)`` best first; ``rankings`` are id lists, best first (rank 1 = first)."""
     weights = weights or [1.0] * len(rankings)
     if len(weights) != len(rankings):
@@ -43,8 +44,9 @@ def normalised(scored: Sequence[tuple[float, int]]) -> dict[int, float]:
     return {i: (1.0 if span <= 0 else (s - lo) / span) for s, i in scored}
 
 
-def score_fusion(lists: Sequence[Sequence[tuple[float, int]]],
-                 weights: Sequence[float] | None = None) -> list[tuple[float, int]]:
+def score_fusion(
+    lists: Sequence[Sequence[tuple[float, int]]], weights: Sequence[float] | None = None
+) -> list[tuple[float, int]]:
     """``(score, id)`` best first: weighted sum of each list's min-max normalised scores."""
     weights = weights or [1.0 / len(lists)] * len(lists)
     if len(weights) != len(lists):

@@ -39,7 +39,7 @@ from .indexspec import AUTO, KINDS, REQUESTABLE, IndexSpec  # noqa: F401  (re-ex
 FLAT_MAX = 50_000
 IVF_MAX = 1_000_000
 SQ8_MAX = 10_000_000
-TRAIN_POINTS_PER_LIST = 64    # FAISS warns under 39 per centroid; 64 is a comfortable sample
+TRAIN_POINTS_PER_LIST = 64  # FAISS warns under 39 per centroid; 64 is a comfortable sample
 TRAIN_SAMPLE_MAX = 262_144
 
 
@@ -47,8 +47,10 @@ def import_faiss():
     try:
         import faiss
     except ImportError:
-        raise CompsearchError("faiss is not installed: pip install 'compsearch[cpu]' "
-                              "(or 'compsearch[gpu]' on a CUDA machine)") from None
+        raise CompsearchError(
+            "faiss is not installed: pip install 'compsearch[cpu]' "
+            "(or 'compsearch[gpu]' on a CUDA machine)"
+        ) from None
     return faiss
 
 
@@ -86,8 +88,10 @@ class VectorIndex:
             return
         if not self.is_trained:
             raise CompsearchError("the index must be trained before vectors are added")
-        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
-                                np.ascontiguousarray(ids, dtype=np.int64))
+        self.index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32),
+            np.ascontiguousarray(ids, dtype=np.int64),
+        )
         self._gpu = None
 
     @property
@@ -102,16 +106,20 @@ class VectorIndex:
         self._gpu = None
         return int(self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query; ids are -1 where fewer than k vectors qualify."""
         faiss = import_faiss()
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(k, max(self.ntotal, 1)))
         kwargs = {}
         if allowed is not None or self.spec.kind != "flat":
-            sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)) \
-                if allowed is not None else None
+            sel = (
+                faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+                if allowed is not None
+                else None
+            )
             if self.spec.kind.startswith("ivf"):
                 params = faiss.SearchParametersIVF(nprobe=self.spec.nprobe)
             elif self.spec.kind == "hnsw":
@@ -169,8 +177,15 @@ class VectorIndex:
 def choose_spec(n: int, dim: int, kind: str = AUTO) -> IndexSpec:
     """The index spec for ``n`` vectors: by size when ``kind == "auto"``, else the named type."""
     if kind == AUTO:
-        kind = ("flat" if n < FLAT_MAX else "ivf" if n < IVF_MAX
-                else "ivf-sq8" if n < SQ8_MAX else "ivf-pq")
+        kind = (
+            "flat"
+            if n < FLAT_MAX
+            else "ivf"
+            if n < IVF_MAX
+            else "ivf-sq8"
+            if n < SQ8_MAX
+            else "ivf-pq"
+        )
     if not kind.startswith("ivf"):
         return IndexSpec(kind=kind)
     nlist = nlist_for(n)
@@ -195,9 +210,14 @@ def sample_size(spec: IndexSpec, n: int) -> int:
     return min(n, want, TRAIN_SAMPLE_MAX)
 
 
-def build_index(spec: IndexSpec, dim: int, n: int,
-                batches: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
-                seed: int = 0, on_progress: Callable[[int], None] | None = None) -> VectorIndex:
+def build_index(
+    spec: IndexSpec,
+    dim: int,
+    n: int,
+    batches: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+    seed: int = 0,
+    on_progress: Callable[[int], None] | None = None,
+) -> VectorIndex:
     """Build an index over ``n`` vectors streamed by ``batches()`` (called twice when training).
 
     Training uses a uniform random sample (fixed seed) so the result is reproducible. With fewer
@@ -215,8 +235,9 @@ def build_index(spec: IndexSpec, dim: int, n: int,
     return index
 
 
-def _sample(batches: Iterator[tuple[np.ndarray, np.ndarray]], n: int, size: int, dim: int,
-            seed: int) -> np.ndarray:
+def _sample(
+    batches: Iterator[tuple[np.ndarray, np.ndarray]], n: int, size: int, dim: int, seed: int
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(n, size=size, replace=False)) if size < n else np.arange(n)
     out, seen = [], 0

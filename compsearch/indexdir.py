@@ -68,15 +68,21 @@ def read_manifest(root: Path) -> dict | None:
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise CompsearchError(f"{path} is unreadable or corrupt ({exc.__class__.__name__})") from None
+        raise CompsearchError(
+            f"{path} is unreadable or corrupt ({exc.__class__.__name__})"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CompsearchError(f"{path} is not a compsearch index manifest")
     version = manifest.get("format_version", 0)
     if not _is_int(version):
-        raise CompsearchError(f"{path} is corrupt: format_version must be an integer, not {_show(version)}")
+        raise CompsearchError(
+            f"{path} is corrupt: format_version must be an integer, not {_show(version)}"
+        )
     if version > FORMAT_VERSION:
-        raise CompsearchError(f"{root} was written by a newer compsearch (format "
-                              f"{manifest['format_version']}); upgrade compsearch")
+        raise CompsearchError(
+            f"{root} was written by a newer compsearch (format "
+            f"{manifest['format_version']}); upgrade compsearch"
+        )
     for key in ("generation", "encoder", "index"):
         if key not in manifest:
             raise CompsearchError(f"{path} is incomplete (no {key!r})")
@@ -102,7 +108,9 @@ def _manifest_problem(m: dict) -> str | None:
     enc = m["encoder"]
     if not isinstance(enc, dict):
         return f"encoder must be a mapping, not {_show(enc)}"
-    if not isinstance(enc.get("fingerprint"), str) or not isinstance(enc.get("source"), (str, type(None))):
+    if not isinstance(enc.get("fingerprint"), str) or not isinstance(
+        enc.get("source"), (str, type(None))
+    ):
         return "encoder.fingerprint must be a string and encoder.source a string or null"
     if not _is_int(enc.get("dim"), 1):
         return f"encoder.dim must be a positive integer, not {_show(enc.get('dim'))}"
@@ -130,14 +138,18 @@ def _manifest_problem(m: dict) -> str | None:
         return "roots must be a list of paths"
     files = m.get("files", {})
     if not isinstance(files, dict) or not all(
-            name in (STORE_FILE, INDEX_FILE) and isinstance(d, dict) and _is_int(d.get("bytes"))
-            and isinstance(d.get("sha256"), str) and isinstance(d.get("edges_sha256"), str)
-            for name, d in files.items()):
+        name in (STORE_FILE, INDEX_FILE)
+        and isinstance(d, dict)
+        and _is_int(d.get("bytes"))
+        and isinstance(d.get("sha256"), str)
+        and isinstance(d.get("edges_sha256"), str)
+        for name, d in files.items()
+    ):
         return "files must map the generation's file names to {bytes, sha256, edges_sha256}"
     return None
 
 
-EDGE_BYTES = 1 << 20   # the cheap check on load hashes the first and last MiB of each file
+EDGE_BYTES = 1 << 20  # the cheap check on load hashes the first and last MiB of each file
 
 
 def file_digests(folder: Path) -> dict:
@@ -179,17 +191,26 @@ def check_files(root: Path, manifest: dict, full: bool = False) -> list[str]:
             if size != want["bytes"]:
                 problems.append(f"{name} has {size} bytes, the manifest recorded {want['bytes']}")
             elif _edges(path, size) != want["edges_sha256"] or (
-                    full and file_digests(gdir)[name]["sha256"] != want["sha256"]):
+                full and file_digests(gdir)[name]["sha256"] != want["sha256"]
+            ):
                 problems.append(f"{name} differs from the digest the manifest recorded")
         except OSError as exc:
             problems.append(f"{name}: {exc.strerror or exc}")
     return problems
 
 
-def build_manifest(old: dict | None, index: VectorIndex, counts: dict, *, requested: str | None = None,
-                   encoder: dict | None = None, chunking: dict | None = None,
-                   chunker_version: int | None = None, roots: Iterable[str] = (),
-                   replace_roots: bool = False) -> dict:
+def build_manifest(
+    old: dict | None,
+    index: VectorIndex,
+    counts: dict,
+    *,
+    requested: str | None = None,
+    encoder: dict | None = None,
+    chunking: dict | None = None,
+    chunker_version: int | None = None,
+    roots: Iterable[str] = (),
+    replace_roots: bool = False,
+) -> dict:
     """The manifest of the next generation: what this write changed, over what ``old`` said.
 
     ``encoder``: the ``encoder_entry`` of the encoder that made the vectors (kept from ``old``
@@ -207,13 +228,20 @@ def build_manifest(old: dict | None, index: VectorIndex, counts: dict, *, reques
     manifest = {
         "compsearch_version": __version__,
         "encoder": encoder,
-        "index": {"spec": index.spec.to_dict(), "requested": requested,
-                  "factory": index.spec.factory(dim), "ntotal": index.ntotal},
+        "index": {
+            "spec": index.spec.to_dict(),
+            "requested": requested,
+            "factory": index.spec.factory(dim),
+            "ntotal": index.ntotal,
+        },
         "chunking": chunking if chunking is not None else old.get("chunking"),
-        "chunker_version": chunker_version if chunker_version is not None
+        "chunker_version": chunker_version
+        if chunker_version is not None
         else old.get("chunker_version"),
         "counts": dict(counts),
-        "roots": sorted(set(roots)) if replace_roots else sorted(set(old.get("roots", [])) | set(roots)),
+        "roots": sorted(set(roots))
+        if replace_roots
+        else sorted(set(old.get("roots", [])) | set(roots)),
     }
     if old.get("created_at"):
         manifest["created_at"] = old["created_at"]
@@ -229,12 +257,17 @@ def encoder_entry(encoder) -> dict:
     """
     if hasattr(encoder, "manifest_entry"):
         return encoder.manifest_entry()
-    return {"source": encoder.source, "name": encoder.name, "fingerprint": encoder.fingerprint,
-            "dim": encoder.dim, "dtype": str(encoder.dtype).replace("torch.", ""),
-            "max_length": encoder.config.max_length,
-            "num_memory_tokens": encoder.config.num_memory_tokens,
-            "num_layers": getattr(encoder.config, "num_layers", None),
-            "quantize": getattr(encoder, "quantize", None)}  # int8 weights keep the fingerprint: say so
+    return {
+        "source": encoder.source,
+        "name": encoder.name,
+        "fingerprint": encoder.fingerprint,
+        "dim": encoder.dim,
+        "dtype": str(encoder.dtype).replace("torch.", ""),
+        "max_length": encoder.config.max_length,
+        "num_memory_tokens": encoder.config.num_memory_tokens,
+        "num_layers": getattr(encoder.config, "num_layers", None),
+        "quantize": getattr(encoder, "quantize", None),
+    }  # int8 weights keep the fingerprint: say so
 
 
 def generation_dir(root: Path, generation: int) -> Path:
@@ -246,11 +279,15 @@ def open_generation(root: Path, manifest: dict, check: bool = True) -> tuple[Sto
     manifest's digests, by size and first/last MiB; ``verify`` opens unchecked and reports)."""
     gdir = generation_dir(root, manifest["generation"])
     if not gdir.is_dir():
-        raise CompsearchError(f"index {root} is damaged: {gdir.name} named by the manifest is missing")
+        raise CompsearchError(
+            f"index {root} is damaged: {gdir.name} named by the manifest is missing"
+        )
     damaged = check_files(root, manifest) if check else []
     if damaged:
-        raise CompsearchError(f"index {root} is damaged: {damaged[0]} (compsearch verify {root} "
-                              f"tells more; rebuild it from its documents)")
+        raise CompsearchError(
+            f"index {root} is damaged: {damaged[0]} (compsearch verify {root} "
+            f"tells more; rebuild it from its documents)"
+        )
     store = Store(gdir / STORE_FILE, readonly=True)
     spec = IndexSpec.from_dict(manifest["index"]["spec"])
     index = VectorIndex.load(gdir / INDEX_FILE, spec, manifest["encoder"]["dim"])
@@ -260,8 +297,9 @@ def open_generation(root: Path, manifest: dict, check: bool = True) -> tuple[Sto
 class Transaction:
     """A writable copy of the current generation; ``commit`` makes it current atomically."""
 
-    def __init__(self, root: Path, manifest: dict | None, work: Path, store: Store,
-                 index: VectorIndex | None):
+    def __init__(
+        self, root: Path, manifest: dict | None, work: Path, store: Store, index: VectorIndex | None
+    ):
         self.root = root
         self.manifest = manifest
         self.work = work
@@ -290,8 +328,13 @@ class Transaction:
         if target.exists():  # a leftover from a crash after rename but before the manifest
             shutil.rmtree(target)
         os.replace(self.work, target)
-        manifest = dict(manifest, format=FORMAT, format_version=FORMAT_VERSION,
-                        generation=generation, updated_at=now())
+        manifest = dict(
+            manifest,
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
+            generation=generation,
+            updated_at=now(),
+        )
         manifest.setdefault("created_at", (self.manifest or {}).get("created_at", now()))
         try:
             atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
@@ -311,7 +354,9 @@ def lock_timeout() -> float:
     try:
         return float(raw) if raw.strip() else DEFAULT_LOCK_TIMEOUT
     except ValueError:
-        raise CompsearchError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds, not {raw!r}") from None
+        raise CompsearchError(
+            f"{LOCK_TIMEOUT_ENV} must be a number of seconds, not {raw!r}"
+        ) from None
 
 
 @contextmanager
@@ -336,8 +381,10 @@ def transaction(root: Path, timeout: float | None = None):
         try:
             lock.acquire(timeout=timeout)
         except Timeout:
-            raise CompsearchError(f"{root} is still being updated by another process after "
-                                  f"{timeout:g} s; try again later or raise {LOCK_TIMEOUT_ENV}") from None
+            raise CompsearchError(
+                f"{root} is still being updated by another process after "
+                f"{timeout:g} s; try again later or raise {LOCK_TIMEOUT_ENV}"
+            ) from None
     work = None
     try:
         manifest = read_manifest(root)
@@ -361,8 +408,10 @@ def transaction(root: Path, timeout: float | None = None):
                 shutil.rmtree(work, ignore_errors=True)
     except (OSError, sqlite3.Error, RuntimeError) as exc:
         if _out_of_space(exc):
-            raise CompsearchError(f"no space left on the device of {root} while writing the index; "
-                                  f"nothing was changed (the previous index is intact)") from None
+            raise CompsearchError(
+                f"no space left on the device of {root} while writing the index; "
+                f"nothing was changed (the previous index is intact)"
+            ) from None
         raise
     finally:
         lock.release()
@@ -378,13 +427,19 @@ def _out_of_space(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(exc).lower()
-    return ("disk is full" in text or "no space left" in text
-            or (isinstance(exc, RuntimeError) and "write" in text and "error" in text))
+    return (
+        "disk is full" in text
+        or "no space left" in text
+        or (isinstance(exc, RuntimeError) and "write" in text and "error" in text)
+    )
 
 
 def _remove_stale(root: Path, keep: set[str]) -> None:
     """Delete generations and temp folders not in ``keep`` (old generations, crash leftovers)."""
     for p in root.iterdir():
-        if p.is_dir() and p.name not in keep and (p.name.startswith(".tmp-") or
-                                               (p.name.startswith("g") and p.name[1:].isdigit())):
+        if (
+            p.is_dir()
+            and p.name not in keep
+            and (p.name.startswith(".tmp-") or (p.name.startswith("g") and p.name[1:].isdigit()))
+        ):
             shutil.rmtree(p, ignore_errors=True)

@@ -35,7 +35,7 @@ from .indexspec import AUTO, IndexSpec
 from .ingest import Candidate, Skipped, content_hash, discover, parse, read_bytes
 from .store import ChunkRecord
 
-ENCODE_BATCH_CHUNKS = 256          # chunks encoded and written per step while indexing
+ENCODE_BATCH_CHUNKS = 256  # chunks encoded and written per step while indexing
 
 ProgressFn = Callable[[str, int, int], None]
 """(phase, done, total): ("scan", files, files), ("encoder", 0, 0) while it loads,
@@ -46,19 +46,19 @@ ProgressFn = Callable[[str, int, int], None]
 class IndexReport:
     """What one ``Retriever.index`` call did."""
 
-    files_indexed: int = 0          # new or changed files (re-chunked and re-encoded)
+    files_indexed: int = 0  # new or changed files (re-chunked and re-encoded)
     files_unchanged: int = 0
-    files_removed: int = 0          # deleted from disk (or now skipped) since the last run
+    files_removed: int = 0  # deleted from disk (or now skipped) since the last run
     chunks_added: int = 0
     chunks_removed: int = 0
-    chunks_reused: int = 0          # added chunks whose vector was already in the index (not encoded)
+    chunks_reused: int = 0  # added chunks whose vector was already in the index (not encoded)
     chunks_total: int = 0
     files_total: int = 0
-    truncated: int = 0              # chunks longer than the encoder's max_length (cut)
-    skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
+    truncated: int = 0  # chunks longer than the encoder's max_length (cut)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     index_type: str = ""
     rebuilt: bool = False
-    committed: bool = False         # False: nothing had changed, no generation was written
+    committed: bool = False  # False: nothing had changed, no generation was written
     seconds: float = 0.0
 
     def skipped_by_reason(self) -> dict[str, int]:
@@ -77,20 +77,29 @@ def _reason_class(reason: str) -> str:
 
 @dataclass
 class _Scan:
-    todo: list[tuple[Candidate, str]]            # (candidate, key) to (re)index
+    todo: list[tuple[Candidate, str]]  # (candidate, key) to (re)index
     unchanged: int
-    gone: list[str]                              # indexed keys under the roots, not found now
-    unreadable: list[str]                        # indexed keys now unreadable, empty or binary
+    gone: list[str]  # indexed keys under the roots, not found now
+    unreadable: list[str]  # indexed keys now unreadable, empty or binary
     skipped: list[tuple[str, str]]
     todo_bytes: int
 
 
-def index_paths(retriever, paths: Sequence[str | os.PathLike], *, chunking: ChunkingConfig | None = None,
-                chunk_tokens: int | None = None, overlap: int | None = None,
-                index_type: str | None = None, include_hidden: bool = False,
-                respect_gitignore: bool = True, max_file_bytes: int = 10_000_000,
-                include: Sequence[str] = (), exclude: Sequence[str] = (),
-                progress: ProgressFn | None = None) -> IndexReport:
+def index_paths(
+    retriever,
+    paths: Sequence[str | os.PathLike],
+    *,
+    chunking: ChunkingConfig | None = None,
+    chunk_tokens: int | None = None,
+    overlap: int | None = None,
+    index_type: str | None = None,
+    include_hidden: bool = False,
+    respect_gitignore: bool = True,
+    max_file_bytes: int = 10_000_000,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    progress: ProgressFn | None = None,
+) -> IndexReport:
     """See ``Retriever.index``."""
     from .indexdir import transaction
 
@@ -101,17 +110,35 @@ def index_paths(retriever, paths: Sequence[str | os.PathLike], *, chunking: Chun
     old_chunking = (manifest or {}).get("chunking")
     chunking = resolve_chunking(old_chunking, chunking, chunk_tokens, overlap)
     old_version = (manifest or {}).get("chunker_version", 1)  # unrecorded: chunked by version 1
-    rechunk_all = old_chunking is not None and (old_chunking != chunking.to_dict()
-                                                or old_version != CHUNKER_VERSION)
+    rechunk_all = old_chunking is not None and (
+        old_chunking != chunking.to_dict() or old_version != CHUNKER_VERSION
+    )
     roots = [_key(p) for p in paths]
     report = IndexReport()
-    scan = _scan(retriever, paths, roots, rechunk_all, progress,
-                 dict(include_hidden=include_hidden, respect_gitignore=respect_gitignore,
-                      max_file_bytes=max_file_bytes, include=include, exclude=exclude))
+    scan = _scan(
+        retriever,
+        paths,
+        roots,
+        rechunk_all,
+        progress,
+        dict(
+            include_hidden=include_hidden,
+            respect_gitignore=respect_gitignore,
+            max_file_bytes=max_file_bytes,
+            include=include,
+            exclude=exclude,
+        ),
+    )
     report.skipped = scan.skipped
     new_roots = set(roots) - set((manifest or {}).get("roots", []))
-    nothing_to_do = (manifest is not None and not scan.todo and not scan.gone and not scan.unreadable
-                     and not new_roots and index_type in (None, manifest["index"].get("requested")))
+    nothing_to_do = (
+        manifest is not None
+        and not scan.todo
+        and not scan.gone
+        and not scan.unreadable
+        and not new_roots
+        and index_type in (None, manifest["index"].get("requested"))
+    )
     if nothing_to_do and _stale_lexical(retriever):
         # an index from before the lexical index: store it now, without the encoder
         from .indexdir import transaction as _tx
@@ -138,7 +165,7 @@ def index_paths(retriever, paths: Sequence[str | os.PathLike], *, chunking: Chun
         known = store.files()
         removed: list[int] = []
         added: list[int] = []
-        reuse: dict[str, bytes] = {}          # content hash -> vector of chunks removed in this run
+        reuse: dict[str, bytes] = {}  # content hash -> vector of chunks removed in this run
         pending: list[tuple[ChunkRecord, str]] = []
         pending_files: list[tuple[str, str, os.stat_result, str, int]] = []
         done_bytes = 0
@@ -182,10 +209,20 @@ def index_paths(retriever, paths: Sequence[str | os.PathLike], *, chunking: Chun
                 continue
             chunks = chunk_document(doc, encoder.count_tokens, chunking)
             for ch in chunks:
-                pending.append((ChunkRecord(
-                    text=ch.text, source=key, start_line=ch.start_line, end_line=ch.end_line,
-                    section=ch.section, content_hash=content_hash(ch.embed_text.encode()),
-                    metadata=dict(ch.metadata, kind=doc.kind)), ch.embed_text))
+                pending.append(
+                    (
+                        ChunkRecord(
+                            text=ch.text,
+                            source=key,
+                            start_line=ch.start_line,
+                            end_line=ch.end_line,
+                            section=ch.section,
+                            content_hash=content_hash(ch.embed_text.encode()),
+                            metadata=dict(ch.metadata, kind=doc.kind),
+                        ),
+                        ch.embed_text,
+                    )
+                )
             pending_files.append((key, digest, cand.path.stat(), doc.kind, len(chunks)))
             report.files_indexed += 1
             if len(pending) >= ENCODE_BATCH_CHUNKS:
@@ -199,8 +236,18 @@ def index_paths(retriever, paths: Sequence[str | os.PathLike], *, chunking: Chun
                 report.files_removed += 1
         report.files_unchanged = scan.unchanged
         report.chunks_removed = len(removed)
-        retriever._reload(finish(tx, encoder, report, chunking=chunking, index_type=index_type,
-                                 added=added, removed=removed, roots=roots))
+        retriever._reload(
+            finish(
+                tx,
+                encoder,
+                report,
+                chunking=chunking,
+                index_type=index_type,
+                added=added,
+                removed=removed,
+                roots=roots,
+            )
+        )
     report.seconds = time.perf_counter() - start
     return report
 
@@ -225,7 +272,7 @@ def _scan(retriever, paths, roots, rechunk_all, progress, options) -> _Scan:
                 unreadable.append(key)
         elif known.get(key) == content_hash(data) and not rechunk_all:
             unchanged += 1
-        elif isinstance(doc := parse(cand, data), Skipped):   # empty, binary: never indexed
+        elif isinstance(doc := parse(cand, data), Skipped):  # empty, binary: never indexed
             skipped.append((str(cand.path), doc.reason))
             if key in known:
                 unreadable.append(key)
@@ -238,7 +285,9 @@ def _scan(retriever, paths, roots, rechunk_all, progress, options) -> _Scan:
     return _Scan(todo, unchanged, gone, unreadable, skipped, total)
 
 
-def _vectors_for(pending, encoder, store, reuse: dict[str, bytes], report: IndexReport) -> np.ndarray:
+def _vectors_for(
+    pending, encoder, store, reuse: dict[str, bytes], report: IndexReport
+) -> np.ndarray:
     """Vectors for pending chunks: reused by content hash where the index has one, else encoded."""
     dim = encoder.dim
     hashes = [r.content_hash for r, _ in pending]
@@ -259,9 +308,18 @@ def _vectors_for(pending, encoder, store, reuse: dict[str, bytes], report: Index
     return out
 
 
-def finish(tx, encoder, report: IndexReport, *, chunking: ChunkingConfig | None = None,
-           index_type: str | None = None, added: Sequence[int] = (), removed: Sequence[int] = (),
-           roots: Sequence[str] = (), replace_roots: bool = False) -> dict:
+def finish(
+    tx,
+    encoder,
+    report: IndexReport,
+    *,
+    chunking: ChunkingConfig | None = None,
+    index_type: str | None = None,
+    added: Sequence[int] = (),
+    removed: Sequence[int] = (),
+    roots: Sequence[str] = (),
+    replace_roots: bool = False,
+) -> dict:
     """Bring the vector index up to date with the store and commit; returns the new manifest.
 
     ``tx.manifest`` (read under the writer lock) is the generation this write changes.
@@ -288,11 +346,15 @@ def finish(tx, encoder, report: IndexReport, *, chunking: ChunkingConfig | None 
     report.files_total = store.file_count()
     report.index_type = tx.index.spec.kind
     if hasattr(encoder, "save") and not (Path(root) / ENCODER_DIR / CONFIG_FILE).is_file():
-        encoder.save(Path(root) / ENCODER_DIR)   # written once, before the first manifest
-    manifest = tx.commit(requested=requested, encoder=encoder_entry(encoder),
-                         chunking=chunking.to_dict() if chunking else None,
-                         chunker_version=CHUNKER_VERSION if chunking else None, roots=roots,
-                         replace_roots=replace_roots)
+        encoder.save(Path(root) / ENCODER_DIR)  # written once, before the first manifest
+    manifest = tx.commit(
+        requested=requested,
+        encoder=encoder_entry(encoder),
+        chunking=chunking.to_dict() if chunking else None,
+        chunker_version=CHUNKER_VERSION if chunking else None,
+        roots=roots,
+        replace_roots=replace_roots,
+    )
     report.committed = True
     return manifest
 
@@ -323,8 +385,16 @@ def prune(retriever) -> IndexReport:
                 report.files_removed += 1
         report.chunks_removed = len(removed)
         live = [r for r in tx.manifest.get("roots", []) if r not in dead_roots]
-        retriever._reload(finish(tx, _Recorded(tx.manifest["encoder"]), report, removed=removed,
-                                 roots=live, replace_roots=True))
+        retriever._reload(
+            finish(
+                tx,
+                _Recorded(tx.manifest["encoder"]),
+                report,
+                removed=removed,
+                roots=live,
+                replace_roots=True,
+            )
+        )
     return report
 
 
@@ -345,8 +415,12 @@ class _Recorded:
         return self.entry
 
 
-def resolve_chunking(current: dict | None, chunking: ChunkingConfig | None = None,
-                     chunk_tokens: int | None = None, overlap: int | None = None) -> ChunkingConfig:
+def resolve_chunking(
+    current: dict | None,
+    chunking: ChunkingConfig | None = None,
+    chunk_tokens: int | None = None,
+    overlap: int | None = None,
+) -> ChunkingConfig:
     """The chunking config an ``index`` run uses (the one place this policy is decided).
 
     ``chunking`` wins whole; else ``chunk_tokens``/``overlap`` change the index's ``current``
@@ -380,8 +454,10 @@ def check_chunk_budget(chunking: ChunkingConfig, encoder) -> None:
     encoded (its tail unsearchable): refuse it."""
     limit = max_length(encoder)
     if chunking.max_tokens > limit:
-        raise CompsearchError(f"a chunk budget of {chunking.max_tokens} tokens is above the encoder's "
-                              f"max_length of {limit}: use --chunk-tokens {limit} or less")
+        raise CompsearchError(
+            f"a chunk budget of {chunking.max_tokens} tokens is above the encoder's "
+            f"max_length of {limit}: use --chunk-tokens {limit} or less"
+        )
 
 
 def require_paths(paths: Sequence[Path]) -> None:

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, fields
 
 from .errors import CompsearchError
 
-KINDS = ("flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw")   # the one list of index types
-AUTO = "auto"                                          # choose a kind by corpus size
-REQUESTABLE = (AUTO, *KINDS)                           # what a user may ask for
+KINDS = ("flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw")  # the one list of index types
+AUTO = "auto"  # choose a kind by corpus size
+REQUESTABLE = (AUTO, *KINDS)  # what a user may ask for
 
 
 @dataclass
@@ -21,23 +21,26 @@ class IndexSpec:
     """An index type and its parameters (serialised into the manifest)."""
 
     kind: str = "flat"
-    nlist: int = 0          # IVF: number of clusters
-    pq_m: int = 0           # IVF-PQ: sub-quantisers (must divide dim)
-    hnsw_m: int = 32        # HNSW: graph degree
-    nprobe: int = 16        # IVF search: clusters visited
-    ef_search: int = 64     # HNSW search: candidate list size
+    nlist: int = 0  # IVF: number of clusters
+    pq_m: int = 0  # IVF-PQ: sub-quantisers (must divide dim)
+    hnsw_m: int = 32  # HNSW: graph degree
+    nprobe: int = 16  # IVF search: clusters visited
+    ef_search: int = 64  # HNSW search: candidate list size
     ef_construction: int = 80
 
     def __post_init__(self):
         if not isinstance(self.kind, str) or self.kind not in KINDS:
-            raise CompsearchError(f"unknown index type {self.kind!r}; choose from {', '.join(KINDS)}")
+            raise CompsearchError(
+                f"unknown index type {self.kind!r}; choose from {', '.join(KINDS)}"
+            )
         for f in fields(self):
             if f.name == "kind":
                 continue
             value, least = getattr(self, f.name), 0 if f.name in ("nlist", "pq_m") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise CompsearchError(f"index parameter {f.name} must be an integer >= {least}, "
-                                      f"not {value!r}")
+                raise CompsearchError(
+                    f"index parameter {f.name} must be an integer >= {least}, not {value!r}"
+                )
 
     @property
     def exact(self) -> bool:
@@ -82,5 +85,3 @@ def _default_pq_m(dim: int) -> int:
         if dim % m == 0:
             return m
     return 1
-
-

@@ -357,8 +357,13 @@ class _Walker:
             yield Skipped(path, "excluded directory")
         elif self.exclude is not None and rel is not None and self.exclude.match_file(rel):
             yield Skipped(path, "excluded by --exclude")
-        elif (self.include is not None and rel is not None and not is_dir and st is not None
-              and not self.include.match_file(rel)):
+        elif (
+            self.include is not None
+            and rel is not None
+            and not is_dir
+            and st is not None
+            and not self.include.match_file(rel)
+        ):
             yield Skipped(path, "not matched by --include")
         elif _is_ignored(path, is_dir, rules):
             yield Skipped(path, "ignored by .gitignore")
@@ -412,8 +417,13 @@ def discover(
     only files matching one of its globs, ``exclude`` drops files and folders
     matching one of its globs (gitignore syntax, relative to each given folder).
     """
-    walker = _Walker(include_hidden, respect_gitignore, max_file_bytes,
-                     _globs(include, "--include"), _globs(exclude, "--exclude"))
+    walker = _Walker(
+        include_hidden,
+        respect_gitignore,
+        max_file_bytes,
+        _globs(include, "--include"),
+        _globs(exclude, "--exclude"),
+    )
     for raw in paths:
         yield from walker.root(Path(os.path.abspath(os.fspath(raw))))
 
@@ -487,4 +497,3 @@ def _gunzip(data: bytes) -> bytes | str:
     if len(out) > _MAX_DECOMPRESSED_BYTES:
         return f"too large when decompressed (> {_format_size(_MAX_DECOMPRESSED_BYTES)})"
     return out
-

@@ -29,23 +29,28 @@ from typing import Iterable, Sequence
 log = logging.getLogger(__name__)
 
 TABLE = "chunks_fts"
-VERSION = "fts5-porter-idents-1"      # stored in meta; a different value rebuilds the table
+VERSION = "fts5-porter-idents-1"  # stored in meta; a different value rebuilds the table
 META_KEY = "lexical_index"
-CREATE = (f"CREATE VIRTUAL TABLE {{schema}}{TABLE} USING fts5(body, idents, "
-          f"tokenize='porter unicode61 remove_diacritics 2')")
+CREATE = (
+    f"CREATE VIRTUAL TABLE {{schema}}{TABLE} USING fts5(body, idents, "
+    f"tokenize='porter unicode61 remove_diacritics 2')"
+)
 # English function words dropped from queries (not from the index: phrase-free BM25 gains
 # nothing from them and an OR over "the" touches every row).
 STOPWORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then "
-    "there these they this to was will with what which who how do does".split())
+    "there these they this to was will with what which who how do does".split()
+)
 _WORD = re.compile(r"\w+")
 _COMPOUND = re.compile(r"[^\W_]\w*(?:[.\-:/]\w+)+|\w*_\w*")
 _CAMEL = re.compile(r"[a-z0-9]+[A-Z][A-Za-z0-9]*|[A-Z]{2,}[a-z][A-Za-z0-9]*")
 _CAMEL_PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 MAX_IDENT = 64
 _STRIP = "\"'`()[]{}<>,;:!?"
-_LITERAL = re.compile(r".*_.*[^\W_]|[^\W_]+(?:[.\-:/][^\W_]+)+|[a-z][a-z0-9]*[A-Z]\w*"
-                      r"|(?=\w*\d)(?=\w*[A-Za-z])\w+|[A-Z]{4,}[0-9]*")
+_LITERAL = re.compile(
+    r".*_.*[^\W_]|[^\W_]+(?:[.\-:/][^\W_]+)+|[a-z][a-z0-9]*[A-Z]\w*"
+    r"|(?=\w*\d)(?=\w*[A-Za-z])\w+|[A-Z]{4,}[0-9]*"
+)
 
 
 def identifier_terms(text: str) -> list[str]:
@@ -99,8 +104,9 @@ def literal_expression(query: str) -> str | None:
             continue
         compound = re.fullmatch(r"[^\W_]+(?:[.\-:/][^\W_]+)+", tok)
         if not _LITERAL.fullmatch(tok) or (
-                compound and not any(c.isdigit() or c == "." for c in tok)):
-            return None         # a word of prose (or a hyphenated word): not a lookup
+            compound and not any(c.isdigit() or c == "." for c in tok)
+        ):
+            return None  # a word of prose (or a hyphenated word): not a lookup
         words = _WORD.findall(tok)
         if compound or "_" in tok:
             squashed = "".join(words).replace("_", "").lower()
@@ -110,24 +116,33 @@ def literal_expression(query: str) -> str | None:
     return " AND ".join(dict.fromkeys(parts)) if parts else None
 
 
-def literal_matches(db: sqlite3.Connection, query: str, limit: int, filter_sql: str = "1",
-                    params: Sequence = ()) -> list[int] | None:
+def literal_matches(
+    db: sqlite3.Connection, query: str, limit: int, filter_sql: str = "1", params: Sequence = ()
+) -> list[int] | None:
     """Ids of chunks containing all identifier-like tokens of ``query``, if at most ``limit``."""
     expr = literal_expression(query)
     if expr is None:
         return None
     ensure_readable(db)
-    sql = (f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?"
-           + ("" if filter_sql == "1" else
-              f" AND +rowid IN (SELECT id FROM chunks WHERE {filter_sql})") + " LIMIT ?")
+    sql = (
+        f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?"
+        + (
+            ""
+            if filter_sql == "1"
+            else f" AND +rowid IN (SELECT id FROM chunks WHERE {filter_sql})"
+        )
+        + " LIMIT ?"
+    )
     ids = [int(r[0]) for r in db.execute(sql, [expr, *params, limit + 1])]
     return ids if len(ids) <= limit else None
 
 
 # ---------------------------------------------------------------- maintenance
 def exists(db: sqlite3.Connection, schema: str = "main") -> bool:
-    return db.execute(f"SELECT 1 FROM {schema}.sqlite_master WHERE name = ?",
-                      (TABLE,)).fetchone() is not None
+    return (
+        db.execute(f"SELECT 1 FROM {schema}.sqlite_master WHERE name = ?", (TABLE,)).fetchone()
+        is not None
+    )
 
 
 def is_current(db: sqlite3.Connection) -> bool:
@@ -153,8 +168,10 @@ def ensure_readable(db: sqlite3.Connection) -> None:
     """(Reader) an older store without a current FTS table gets a temporary in-memory one."""
     if is_current(db) or exists(db, "temp"):
         return
-    log.info("this index has no lexical index yet; building one in memory (the next write "
-             "to the index stores it)")
+    log.info(
+        "this index has no lexical index yet; building one in memory (the next write "
+        "to the index stores it)"
+    )
     db.execute(CREATE.format(schema="temp."))
     _fill(db)
 
@@ -162,13 +179,17 @@ def ensure_readable(db: sqlite3.Connection) -> None:
 def _fill(db: sqlite3.Connection) -> None:
     cur = db.execute("SELECT id, text FROM chunks ORDER BY id")
     while rows := cur.fetchmany(2048):
-        db.executemany(f"INSERT INTO {TABLE} (rowid, body, idents) VALUES (?, ?, ?)",
-                       [(i, t, idents_column(t)) for i, t in rows])
+        db.executemany(
+            f"INSERT INTO {TABLE} (rowid, body, idents) VALUES (?, ?, ?)",
+            [(i, t, idents_column(t)) for i, t in rows],
+        )
 
 
 def add(db: sqlite3.Connection, ids: Sequence[int], texts: Sequence[str]) -> None:
-    db.executemany(f"INSERT INTO {TABLE} (rowid, body, idents) VALUES (?, ?, ?)",
-                   [(int(i), t, idents_column(t)) for i, t in zip(ids, texts)])
+    db.executemany(
+        f"INSERT INTO {TABLE} (rowid, body, idents) VALUES (?, ?, ?)",
+        [(int(i), t, idents_column(t)) for i, t in zip(ids, texts)],
+    )
 
 
 def delete(db: sqlite3.Connection, ids: Iterable[int]) -> None:
@@ -178,7 +199,7 @@ def delete(db: sqlite3.Connection, ids: Iterable[int]) -> None:
 def check(db: sqlite3.Connection) -> list[str]:
     """Problems: a missing/outdated table, or rows that disagree with the chunks table."""
     if not is_current(db):
-        return []        # an older index: the next write builds it, readers build it in memory
+        return []  # an older index: the next write builds it, readers build it in memory
     problems = []
     try:
         db.execute(f"INSERT INTO {TABLE}({TABLE}) VALUES ('integrity-check')")
@@ -187,18 +208,21 @@ def check(db: sqlite3.Connection) -> list[str]:
             problems.append(f"lexical index integrity check failed ({exc})")
     except sqlite3.DatabaseError as exc:
         problems.append(f"lexical index integrity check failed ({exc})")
-    missing = db.execute(f"SELECT count(*) FROM chunks WHERE id NOT IN "
-                         f"(SELECT rowid FROM {TABLE})").fetchone()[0]
-    extra = db.execute(f"SELECT count(*) FROM {TABLE} WHERE rowid NOT IN "
-                       f"(SELECT id FROM chunks)").fetchone()[0]
+    missing = db.execute(
+        f"SELECT count(*) FROM chunks WHERE id NOT IN (SELECT rowid FROM {TABLE})"
+    ).fetchone()[0]
+    extra = db.execute(
+        f"SELECT count(*) FROM {TABLE} WHERE rowid NOT IN (SELECT id FROM chunks)"
+    ).fetchone()[0]
     if missing or extra:
         problems.append(f"lexical index out of step: {missing} chunks missing, {extra} extra rows")
     return problems
 
 
 # ---------------------------------------------------------------- search
-def search(db: sqlite3.Connection, query: str, k: int, filter_sql: str = "1",
-           params: Sequence = ()) -> list[tuple[float, int]]:
+def search(
+    db: sqlite3.Connection, query: str, k: int, filter_sql: str = "1", params: Sequence = ()
+) -> list[tuple[float, int]]:
     """``(score, chunk id)`` of the ``k`` best BM25 matches, best first (score = -bm25()).
 
     A filter is ``+rowid IN (SELECT id FROM chunks WHERE ...)``: the ``+`` keeps SQLite from
@@ -210,9 +234,14 @@ def search(db: sqlite3.Connection, query: str, k: int, filter_sql: str = "1",
     if expr is None or k < 1:
         return []
     ensure_readable(db)
-    sql = (f"SELECT rowid, bm25({TABLE}) AS s FROM {TABLE} WHERE {TABLE} MATCH ?"
-           + ("" if filter_sql == "1" else
-              f" AND +rowid IN (SELECT id FROM chunks WHERE {filter_sql})")
-           + " ORDER BY s LIMIT ?")
+    sql = (
+        f"SELECT rowid, bm25({TABLE}) AS s FROM {TABLE} WHERE {TABLE} MATCH ?"
+        + (
+            ""
+            if filter_sql == "1"
+            else f" AND +rowid IN (SELECT id FROM chunks WHERE {filter_sql})"
+        )
+        + " ORDER BY s LIMIT ?"
+    )
     rows = db.execute(sql, [expr, *params, int(k)]).fetchall()
     return [(-float(s), int(i)) for i, s in rows]

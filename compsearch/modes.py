@@ -29,20 +29,22 @@ MODES = ("dense", "lexical", "hybrid")
 FUSIONS = ("rrf", "score")
 DEFAULT_MODE = "hybrid"
 DEFAULT_FUSION = "score"
-HYBRID_DEPTH = 100                 # each side's top-N that hybrid fuses
-DENSE_WEIGHT = 0.3                 # the dense side's share in hybrid fusion
-PROMOTE_MAX = 3                    # identifier matches this rare go first in hybrid
-EXACT_FILTER_MAX = 20_000          # filters matching fewer chunks are scored exactly
+HYBRID_DEPTH = 100  # each side's top-N that hybrid fuses
+DENSE_WEIGHT = 0.3  # the dense side's share in hybrid fusion
+PROMOTE_MAX = 3  # identifier matches this rare go first in hybrid
+EXACT_FILTER_MAX = 20_000  # filters matching fewer chunks are scored exactly
 
 Hits = list[tuple[float, int]]
 
 
 def resolve(mode: str | None, fusion: str | None, rerank) -> tuple[str, str, object]:
     """Validate ``mode``/``fusion``; the old ``rerank="hybrid"`` means ``mode="hybrid"``."""
-    if rerank == "hybrid":          # before hybrid search existed this was a BM25 rerank
+    if rerank == "hybrid":  # before hybrid search existed this was a BM25 rerank
         if mode not in (None, "hybrid"):
-            raise CompsearchError(f"rerank='hybrid' is the hybrid search mode; it cannot be "
-                                  f"combined with mode={mode!r}")
+            raise CompsearchError(
+                f"rerank='hybrid' is the hybrid search mode; it cannot be "
+                f"combined with mode={mode!r}"
+            )
         mode, rerank = "hybrid", "auto"
     mode = mode or DEFAULT_MODE
     fusion = fusion or DEFAULT_FUSION
@@ -53,8 +55,9 @@ def resolve(mode: str | None, fusion: str | None, rerank) -> tuple[str, str, obj
     return mode, fusion, rerank
 
 
-def dense(store, index, qvecs: np.ndarray, n: int, allowed: np.ndarray | None,
-          exact: bool = False) -> list[Hits]:
+def dense(
+    store, index, qvecs: np.ndarray, n: int, allowed: np.ndarray | None, exact: bool = False
+) -> list[Hits]:
     """Top ``n`` by inner product; ``exact`` re-scores approximate candidates from the store."""
     if allowed is not None and len(allowed) <= EXACT_FILTER_MAX:
         scores, ids = _exact_scores(store, qvecs, allowed, n, index.dim)
@@ -76,9 +79,13 @@ def lexical(store, queries: Sequence[str], n: int, where, roots: Sequence[str]) 
     return [store.lexical_search(q, n, where, roots) for q in queries]
 
 
-def fuse(dense_hits: Hits, lexical_hits: Hits, fusion: str,
-         literal: Sequence[int] | None = None,
-         dense_weight: float | None = None) -> list[tuple[float, int, dict]]:
+def fuse(
+    dense_hits: Hits,
+    lexical_hits: Hits,
+    fusion: str,
+    literal: Sequence[int] | None = None,
+    dense_weight: float | None = None,
+) -> list[tuple[float, int, dict]]:
     """``(score, id, {"dense_score", "lexical_score"})`` best first.
 
     ``literal``: the few chunks that contain every identifier-like token of the query verbatim
@@ -94,8 +101,9 @@ def fuse(dense_hits: Hits, lexical_hits: Hits, fusion: str,
     d = {i: s for s, i in dense_hits}
     lx = {i: s for s, i in lexical_hits}
     if fusion == "rrf":
-        fused = F.rrf([[i for _, i in dense_hits], [i for _, i in lexical_hits]],
-                      weights=[2 * w, 2 * (1 - w)])
+        fused = F.rrf(
+            [[i for _, i in dense_hits], [i for _, i in lexical_hits]], weights=[2 * w, 2 * (1 - w)]
+        )
     else:
         fused = F.score_fusion([dense_hits, lexical_hits], weights=[w, 1 - w])
     if literal:

@@ -24,16 +24,23 @@ import numpy as np
 
 from .errors import CompsearchError
 
-LIGHT_ENV = "COMPSEARCH_TRANSFORMERS"     # "1": always the torch/transformers encoder
+LIGHT_ENV = "COMPSEARCH_TRANSFORMERS"  # "1": always the torch/transformers encoder
 
 
 def supports(cfg: dict) -> bool:
     """Whether a config.json describes a Llama this module (and ``compsearch.llama``) reproduce."""
     rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else None
-    return (cfg.get("model_type") == "llama" and cfg.get("hidden_act", "silu") == "silu"
-            and not cfg.get("attention_bias") and not cfg.get("mlp_bias")
-            and rope_type == "default" and cfg.get("pretraining_tp", 1) == 1)
+    rope_type = (
+        rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else None
+    )
+    return (
+        cfg.get("model_type") == "llama"
+        and cfg.get("hidden_act", "silu") == "silu"
+        and not cfg.get("attention_bias")
+        and not cfg.get("mlp_bias")
+        and rope_type == "default"
+        and cfg.get("pretraining_tp", 1) == 1
+    )
 
 
 class NumpyQueryEncoder:
@@ -73,26 +80,48 @@ class NumpyQueryEncoder:
         if self._layers is None:
             w = self._weights
             n = int(self.model_cfg["num_hidden_layers"])
-            names = ("input_layernorm", "post_attention_layernorm", "self_attn.q_proj",
-                     "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
-                     "mlp.up_proj", "mlp.down_proj")
-            self._layers = [{k: np.ascontiguousarray(w.get_tensor(f"layers.{i}.{k}.weight"), np.float32)
-                             for k in names} for i in range(n)]
+            names = (
+                "input_layernorm",
+                "post_attention_layernorm",
+                "self_attn.q_proj",
+                "self_attn.k_proj",
+                "self_attn.v_proj",
+                "self_attn.o_proj",
+                "mlp.gate_proj",
+                "mlp.up_proj",
+                "mlp.down_proj",
+            )
+            self._layers = [
+                {
+                    k: np.ascontiguousarray(w.get_tensor(f"layers.{i}.{k}.weight"), np.float32)
+                    for k in names
+                }
+                for i in range(n)
+            ]
             self._norm = w.get_tensor("norm.weight").astype(np.float32)
         return self._layers
 
-    def encode(self, texts, *, kind: str = "query", max_length: int | None = None, **_) -> np.ndarray:
+    def encode(
+        self, texts, *, kind: str = "query", max_length: int | None = None, **_
+    ) -> np.ndarray:
         if kind not in ("query", "document"):
             raise ValueError(f"kind must be 'query' or 'document', not {kind!r}")
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
-        prompt = self.config.get("query_prompt") if kind == "query" else self.config.get("document_prompt")
+        prompt = (
+            self.config.get("query_prompt")
+            if kind == "query"
+            else self.config.get("document_prompt")
+        )
         prepared = [f"{prompt}: {t}\n" if prompt else t for t in texts]
         limit = int(max_length or self.max_length)
         ids = self.tokenizer(prepared, add_special_tokens=True)["input_ids"]
         self.last_truncated = [i for i, t in enumerate(ids) if len(t) > limit]
-        out = np.stack([self._embed([int(x) for x in t[:limit]]) for t in ids]) if ids else \
-            np.zeros((0, self.dim), np.float32)
+        out = (
+            np.stack([self._embed([int(x) for x in t[:limit]]) for t in ids])
+            if ids
+            else np.zeros((0, self.dim), np.float32)
+        )
         if self.config.get("normalize", True):
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out[0] if single else out
@@ -101,10 +130,13 @@ class NumpyQueryEncoder:
         c = self.model_cfg
         rows = sorted(set(token_ids))
         table = self._weights.get_slice("embed_tokens.weight")
-        found = {r: np.asarray(table[r:r + 1], np.float32)[0] for r in rows}
+        found = {r: np.asarray(table[r : r + 1], np.float32)[0] for r in rows}
         x = np.stack([found[t] for t in token_ids] + list(self.memory)).astype(np.float32)
         n, k = len(x), len(self.memory)
-        heads, kv = int(c["num_attention_heads"]), int(c.get("num_key_value_heads") or c["num_attention_heads"])
+        heads, kv = (
+            int(c["num_attention_heads"]),
+            int(c.get("num_key_value_heads") or c["num_attention_heads"]),
+        )
         hd = int(c.get("head_dim") or c["hidden_size"] // heads)
         eps = float(c.get("rms_norm_eps", 1e-6))
         rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
@@ -121,7 +153,7 @@ class NumpyQueryEncoder:
             q, kk = q * cos + _rotate(q) * sin, kk * cos + _rotate(kk) * sin
             rep = heads // kv
             kk, v = np.repeat(kk, rep, axis=1), np.repeat(v, rep, axis=1)
-            scores = np.einsum("qhd,khd->hqk", q, kk) / np.sqrt(hd)   # bidirectional: no mask
+            scores = np.einsum("qhd,khd->hqk", q, kk) / np.sqrt(hd)  # bidirectional: no mask
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             scores /= scores.sum(-1, keepdims=True)
             att = np.einsum("hqk,khd->qhd", scores, v).reshape(n, heads * hd)
@@ -130,7 +162,7 @@ class NumpyQueryEncoder:
             g = h @ w["mlp.gate_proj"].T
             x = x + ((g / (1.0 + np.exp(-g))) * (h @ w["mlp.up_proj"].T)) @ w["mlp.down_proj"].T
         x = _rms(x, self._norm, eps)
-        return x[n - k:].mean(0)
+        return x[n - k :].mean(0)
 
 
 def _rms(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:

@@ -44,8 +44,9 @@ def bm25_scores(query: str, docs: Sequence[str], k1: float = 1.2, b: float = 0.7
     import bm25s
 
     retriever = bm25s.BM25(k1=k1, b=b)
-    retriever.index(bm25s.tokenize(list(docs), stopwords="en", show_progress=False),
-                    show_progress=False)
+    retriever.index(
+        bm25s.tokenize(list(docs), stopwords="en", show_progress=False), show_progress=False
+    )
     terms = bm25s.tokenize([query], stopwords="en", show_progress=False, return_ids=False)[0]
     return retriever.get_scores(terms).tolist() if terms else [0.0] * len(docs)
 
@@ -59,8 +60,9 @@ def get_reranker(spec, *, exact_index: bool) -> Reranker | None:
     if spec == "exact":
         return ExactRescorer()
     if spec == "hybrid":
-        raise CompsearchError("'hybrid' is a search mode now: use mode='hybrid' "
-                              "(compsearch query --mode hybrid)")
+        raise CompsearchError(
+            "'hybrid' is a search mode now: use mode='hybrid' (compsearch query --mode hybrid)"
+        )
     if hasattr(spec, "rerank"):
         return spec
     raise CompsearchError(f"unknown reranker {spec!r}; use auto, exact or none")

@@ -20,12 +20,33 @@ import numpy as np
 from .chunking import ChunkingConfig
 from .errors import CompsearchError
 from .indexdir import ENCODER_DIR, open_generation, read_manifest, transaction
-from .indexing import (ENCODE_BATCH_CHUNKS, IndexReport, ProgressFn, check_chunk_budget,  # noqa: F401
-                       finish, index_paths, prune, require_paths, resolve_chunking)
+from .indexing import (
+    ENCODE_BATCH_CHUNKS,
+    IndexReport,
+    ProgressFn,
+    check_chunk_budget,  # noqa: F401
+    finish,
+    index_paths,
+    prune,
+    require_paths,
+    resolve_chunking,
+)
 from .ingest import content_hash
 from .store import ChunkRecord
 
-DEFAULT_K = 5                      # results per query, for the API, the CLI and the server alike
+__all__ = [
+    "DEFAULT_K",
+    "ENCODE_BATCH_CHUNKS",
+    "IndexReport",
+    "ProgressFn",
+    "Retriever",
+    "SearchResult",
+    "check_chunk_budget",
+    "require_paths",
+    "resolve_chunking",
+]  # some re-exported from indexing
+
+DEFAULT_K = 5  # results per query, for the API, the CLI and the server alike
 
 
 @dataclass
@@ -40,7 +61,7 @@ class SearchResult:
     end_line: int | None = None
     section: str | None = None
     metadata: dict = field(default_factory=dict)
-    doc_id: str | None = None       # the caller's string id (``add(..., ids=...)``), if any
+    doc_id: str | None = None  # the caller's string id (``add(..., ids=...)``), if any
 
     @property
     def span(self) -> tuple[int, int] | None:
@@ -58,9 +79,11 @@ class Retriever:
 
         self.root = Path(root)
         self._encoder = as_encoder(encoder)
-        self._lock = threading.RLock()   # one Retriever may be shared by threads (web servers, batch())
-        self._write_lock = threading.RLock()   # writes from threads of one process go one at a time
-        self._light = None                      # the numpy query encoder, False when unavailable
+        self._lock = (
+            threading.RLock()
+        )  # one Retriever may be shared by threads (web servers, batch())
+        self._write_lock = threading.RLock()  # writes from threads of one process go one at a time
+        self._light = None  # the numpy query encoder, False when unavailable
         self._manifest = read_manifest(self.root)
         self._store = None
         self._index = None
@@ -68,7 +91,9 @@ class Retriever:
             self._check_encoder(self._encoder)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, encoder=None, *, must_exist: bool = False) -> "Retriever":
+    def open(
+        cls, path: str | os.PathLike, encoder=None, *, must_exist: bool = False
+    ) -> "Retriever":
         """Open an index directory (created on the first write unless ``must_exist``).
 
         ``encoder``: an ``Encoder``; a name or folder (compsearch encoder, base model, or a
@@ -78,8 +103,9 @@ class Retriever:
         root = Path(path).expanduser()
         r = cls(root, encoder)
         if must_exist and r._manifest is None:
-            raise CompsearchError(f"no index at {root} (build one with: compsearch index PATH "
-                                  f"--index {root})")
+            raise CompsearchError(
+                f"no index at {root} (build one with: compsearch index PATH --index {root})"
+            )
         return r
 
     # ---------------------------------------------------------------- state
@@ -98,18 +124,25 @@ class Retriever:
             from .encoder import CONFIG_FILE
 
             saved = self.root / ENCODER_DIR
-            source = (str(saved) if (saved / CONFIG_FILE).is_file() else
-                      self._manifest["encoder"]["source"] if self._manifest else "default")
+            source = (
+                str(saved)
+                if (saved / CONFIG_FILE).is_file()
+                else self._manifest["encoder"]["source"]
+                if self._manifest
+                else "default"
+            )
             if source is None:
                 raise CompsearchError(
                     f"index {self.root} was built with {self._manifest['encoder'].get('name')}, an "
                     f"embedding model compsearch cannot load by name: pass that model, e.g. "
-                    f"Retriever.open(path, encoder=model)")
+                    f"Retriever.open(path, encoder=model)"
+                )
             try:
                 enc = load_encoder(source)
             except CompsearchError as exc:
-                raise CompsearchError(f"cannot load the encoder this index was built with "
-                                      f"({source}): {exc}") from None
+                raise CompsearchError(
+                    f"cannot load the encoder this index was built with ({source}): {exc}"
+                ) from None
             if self._manifest:
                 self._check_encoder(enc)
             self._encoder = enc
@@ -135,7 +168,8 @@ class Retriever:
                 f"index {self.root} was built by encoder {want[:12]} "
                 f"({self._manifest['encoder'].get('name', '?')}); the encoder given is "
                 f"{encoder.fingerprint[:12]} ({encoder.name}). Vectors of different encoders "
-                f"cannot be mixed: use that encoder, or rebuild into a new index directory")
+                f"cannot be mixed: use that encoder, or rebuild into a new index directory"
+            )
 
     def _open_read(self):
         with self._lock:
@@ -144,7 +178,9 @@ class Retriever:
     def _open_read_locked(self):
         if self._store is None:
             if not self._manifest:
-                raise CompsearchError(f"no index at {self.root} (build one with: compsearch index PATH)")
+                raise CompsearchError(
+                    f"no index at {self.root} (build one with: compsearch index PATH)"
+                )
             try:
                 self._store, self._index = open_generation(self.root, self._manifest)
             except CompsearchError:
@@ -174,12 +210,21 @@ class Retriever:
         self.close()
 
     # ---------------------------------------------------------------- writing
-    def index(self, paths: Iterable[str | os.PathLike], *, chunking: ChunkingConfig | None = None,
-              chunk_tokens: int | None = None, overlap: int | None = None,
-              index_type: str | None = None, include_hidden: bool = False,
-              respect_gitignore: bool = True, max_file_bytes: int = 10_000_000,
-              include: Sequence[str] = (), exclude: Sequence[str] = (),
-              progress: ProgressFn | None = None) -> IndexReport:
+    def index(
+        self,
+        paths: Iterable[str | os.PathLike],
+        *,
+        chunking: ChunkingConfig | None = None,
+        chunk_tokens: int | None = None,
+        overlap: int | None = None,
+        index_type: str | None = None,
+        include_hidden: bool = False,
+        respect_gitignore: bool = True,
+        max_file_bytes: int = 10_000_000,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        progress: ProgressFn | None = None,
+    ) -> IndexReport:
         """Index files and folders incrementally and commit atomically.
 
         Files whose content hash is unchanged are skipped, changed files are re-chunked and
@@ -194,19 +239,35 @@ class Retriever:
         gitignore-style globs relative to each given folder.
         """
         with self._write_lock:
-            return index_paths(self, list(paths), chunking=chunking, chunk_tokens=chunk_tokens,
-                               overlap=overlap, index_type=index_type, include_hidden=include_hidden,
-                               respect_gitignore=respect_gitignore, max_file_bytes=max_file_bytes,
-                               include=include, exclude=exclude, progress=progress)
+            return index_paths(
+                self,
+                list(paths),
+                chunking=chunking,
+                chunk_tokens=chunk_tokens,
+                overlap=overlap,
+                index_type=index_type,
+                include_hidden=include_hidden,
+                respect_gitignore=respect_gitignore,
+                max_file_bytes=max_file_bytes,
+                include=include,
+                exclude=exclude,
+                progress=progress,
+            )
 
     def prune(self) -> IndexReport:
         """Remove files that no longer exist on disk (and roots that are gone); no encoder needed."""
         with self._write_lock:
             return prune(self)
 
-    def add(self, texts: Sequence[str], metadata: Sequence[dict] | dict | None = None, *,
-            ids: Sequence[str] | None = None, source: str = "<api>",
-            vectors: np.ndarray | None = None) -> list:
+    def add(
+        self,
+        texts: Sequence[str],
+        metadata: Sequence[dict] | dict | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        source: str = "<api>",
+        vectors: np.ndarray | None = None,
+    ) -> list:
         """Add raw texts (each one chunk) with optional metadata and commit; returns their ids.
 
         ``ids``: your own string ids, one per text. A text whose id is already in the index
@@ -230,8 +291,14 @@ class Retriever:
                 raise CompsearchError("add(): texts must be non-empty strings")
             if not isinstance(meta, dict):
                 raise CompsearchError("add(): metadata must be dicts")
-            records.append(ChunkRecord(text=text, source=str(meta.get("source", source)),
-                                       content_hash=content_hash(text.encode()), metadata=dict(meta)))
+            records.append(
+                ChunkRecord(
+                    text=text,
+                    source=str(meta.get("source", source)),
+                    content_hash=content_hash(text.encode()),
+                    metadata=dict(meta),
+                )
+            )
         report = IndexReport()
         if not texts:
             return []
@@ -239,8 +306,10 @@ class Retriever:
             vectors = encoder.encode(texts, kind="document")
             report.truncated = len(getattr(encoder, "last_truncated", []))
         elif np.shape(vectors) != (len(texts), encoder.dim):
-            raise CompsearchError(f"add(): vectors must have shape ({len(texts)}, {encoder.dim}), "
-                                  f"not {np.shape(vectors)}")
+            raise CompsearchError(
+                f"add(): vectors must have shape ({len(texts)}, {encoder.dim}), "
+                f"not {np.shape(vectors)}"
+            )
         with self._write_lock, transaction(self.root) as tx:
             replaced = list(tx.store.chunks_for_doc_ids(doc_ids).values()) if doc_ids else []
             tx.store.delete(replaced)
@@ -251,9 +320,14 @@ class Retriever:
             self._reload(finish(tx, encoder, report, added=new, removed=replaced))
         return list(doc_ids) if doc_ids else new
 
-    def upsert(self, ids: Sequence[str], texts: Sequence[str],
-               metadata: Sequence[dict] | dict | None = None, *,
-               vectors: np.ndarray | None = None) -> list[str]:
+    def upsert(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadata: Sequence[dict] | dict | None = None,
+        *,
+        vectors: np.ndarray | None = None,
+    ) -> list[str]:
         """Insert or replace texts under your own string ids (``add(..., ids=ids)``)."""
         return self.add(texts, metadata, ids=ids, vectors=vectors)
 
@@ -280,17 +354,26 @@ class Retriever:
 
     @staticmethod
     def _targets(store, ids: list, where, roots=()) -> list[int]:
-        chunk_ids = [int(i) for i in ids if isinstance(i, (int, np.integer)) and not isinstance(i, bool)]
+        chunk_ids = [
+            int(i) for i in ids if isinstance(i, (int, np.integer)) and not isinstance(i, bool)
+        ]
         names = [i for i in ids if isinstance(i, str)]
         if len(chunk_ids) + len(names) != len(ids):
-            raise CompsearchError("delete(): ids must be strings (your ids) or integers (chunk ids)")
+            raise CompsearchError(
+                "delete(): ids must be strings (your ids) or integers (chunk ids)"
+            )
         chunk_ids += list(store.chunks_for_doc_ids(names).values())
         if where:
             chunk_ids += store.ids_where(where, roots).tolist()
         return sorted(set(store.get(chunk_ids)))
 
-    def get(self, ids: Sequence[int | str] | None = None, *, where: dict | None = None,
-            limit: int | None = None) -> list[SearchResult]:
+    def get(
+        self,
+        ids: Sequence[int | str] | None = None,
+        *,
+        where: dict | None = None,
+        limit: int | None = None,
+    ) -> list[SearchResult]:
         """Stored chunks by id (in the order given; missing ids are left out) or by filter.
 
         Results carry ``score`` 0.0. With neither ``ids`` nor ``where``: every chunk (mind ``limit``).
@@ -308,8 +391,11 @@ class Retriever:
                     allowed = set(store.ids_where(where, self._manifest.get("roots", [])).tolist())
                     order = [i for i in order if i in allowed]
             else:
-                order = (store.ids_where(where, self._manifest.get("roots", [])) if where
-                         else store.all_ids()).tolist()
+                order = (
+                    store.ids_where(where, self._manifest.get("roots", []))
+                    if where
+                    else store.all_ids()
+                ).tolist()
             order = order[:limit] if limit is not None else order
             records = store.get(order)
             doc_map = store.doc_ids_for_chunks(list(records))
@@ -321,13 +407,25 @@ class Retriever:
             if not self.exists:
                 return 0
             store, _ = self._open_read()
-            return (len(store.ids_where(where, self._manifest.get("roots", []))) if where
-                    else store.count())
+            return (
+                len(store.ids_where(where, self._manifest.get("roots", [])))
+                if where
+                else store.count()
+            )
 
     # ---------------------------------------------------------------- reading
-    def search(self, query: str, k: int = DEFAULT_K, *, where=None, mode: str | None = None,
-               fusion: str | None = None, dense_weight: float | None = None, rerank="auto",
-               fetch: int | None = None) -> list[SearchResult]:
+    def search(
+        self,
+        query: str,
+        k: int = DEFAULT_K,
+        *,
+        where=None,
+        mode: str | None = None,
+        fusion: str | None = None,
+        dense_weight: float | None = None,
+        rerank="auto",
+        fetch: int | None = None,
+    ) -> list[SearchResult]:
         """The ``k`` best chunks for ``query``.
 
         ``mode``: ``"hybrid"`` (default: dense and BM25 over the whole corpus, fused), ``"dense"``
@@ -340,13 +438,29 @@ class Retriever:
         ``None``, or a ``Reranker`` object (``"hybrid"`` is the old name of ``mode="hybrid"``).
         ``fetch``: candidates taken before reranking.
         """
-        return self.search_batch([query], k, where=where, mode=mode, fusion=fusion,
-                                 dense_weight=dense_weight, rerank=rerank, fetch=fetch)[0]
+        return self.search_batch(
+            [query],
+            k,
+            where=where,
+            mode=mode,
+            fusion=fusion,
+            dense_weight=dense_weight,
+            rerank=rerank,
+            fetch=fetch,
+        )[0]
 
-    def search_batch(self, queries: Sequence[str], k: int = DEFAULT_K, *, where=None,
-                     mode: str | None = None, fusion: str | None = None,
-                     dense_weight: float | None = None, rerank="auto",
-                     fetch: int | None = None) -> list[list[SearchResult]]:
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        k: int = DEFAULT_K,
+        *,
+        where=None,
+        mode: str | None = None,
+        fusion: str | None = None,
+        dense_weight: float | None = None,
+        rerank="auto",
+        fetch: int | None = None,
+    ) -> list[list[SearchResult]]:
         from .modes import resolve
 
         if isinstance(queries, str):
@@ -359,22 +473,39 @@ class Retriever:
         self._open_read()
         needs_vectors = mode != "lexical" or hasattr(rerank, "rerank")
         qvecs = self.query_encoder.encode(list(queries), kind="query") if needs_vectors else None
-        return self.search_vectors(qvecs, k, where=where, mode=mode, fusion=fusion,
-                                   dense_weight=dense_weight, rerank=rerank, fetch=fetch,
-                                   queries=list(queries))
+        return self.search_vectors(
+            qvecs,
+            k,
+            where=where,
+            mode=mode,
+            fusion=fusion,
+            dense_weight=dense_weight,
+            rerank=rerank,
+            fetch=fetch,
+            queries=list(queries),
+        )
 
-    def search_vectors(self, qvecs: np.ndarray | None, k: int = DEFAULT_K, *, where=None,
-                       mode: str = "dense", fusion: str | None = None,
-                       dense_weight: float | None = None, rerank="auto",
-                       fetch: int | None = None,
-                       queries: Sequence[str] | None = None) -> list[list[SearchResult]]:
+    def search_vectors(
+        self,
+        qvecs: np.ndarray | None,
+        k: int = DEFAULT_K,
+        *,
+        where=None,
+        mode: str = "dense",
+        fusion: str | None = None,
+        dense_weight: float | None = None,
+        rerank="auto",
+        fetch: int | None = None,
+        queries: Sequence[str] | None = None,
+    ) -> list[list[SearchResult]]:
         """Search with query vectors you encoded yourself (same encoder).
 
         Lexical and hybrid modes also need the ``queries`` texts; lexical needs no vectors.
         """
         with self._lock:
-            return self._search_vectors(qvecs, k, where, mode, fusion, dense_weight, rerank, fetch,
-                                        queries)
+            return self._search_vectors(
+                qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, queries
+            )
 
     def _search_vectors(self, *args):
         with self._damaged():
@@ -386,11 +517,14 @@ class Retriever:
         try:
             yield
         except sqlite3.DatabaseError as exc:
-            raise CompsearchError(f"index {self.root} is damaged ({exc}); compsearch verify "
-                                  f"{self.root} tells more, rebuild it from its documents") from None
+            raise CompsearchError(
+                f"index {self.root} is damaged ({exc}); compsearch verify "
+                f"{self.root} tells more, rebuild it from its documents"
+            ) from None
 
-    def _search_vectors_unchecked(self, qvecs, k, where, mode, fusion, dense_weight, rerank, fetch,
-                                  queries):
+    def _search_vectors_unchecked(
+        self, qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, queries
+    ):
         from . import modes
         from .filters import parse
         from .rerank import get_reranker
@@ -427,8 +561,11 @@ class Retriever:
         for qi in range(n_queries):
             records = store.get([i for _, i in hits[qi]])
             doc_map = store.doc_ids_for_chunks(list(records))
-            results = [_result(records[i], s, extras[qi].get(i), doc_map.get(i)) for s, i in hits[qi]
-                       if i in records]
+            results = [
+                _result(records[i], s, extras[qi].get(i), doc_map.get(i))
+                for s, i in hits[qi]
+                if i in records
+            ]
             if reranker is not None:
                 q = queries[qi] if queries else ""
                 results = reranker.rerank(q, None if qvecs is None else qvecs[qi], results, self)
@@ -446,12 +583,20 @@ class Retriever:
         return info
 
 
-def _result(rec: ChunkRecord, score: float, extra: dict | None = None,
-            doc_id: str | None = None) -> SearchResult:
-    return SearchResult(id=rec.id, score=score, text=rec.text, source=rec.source,
-                        start_line=rec.start_line, end_line=rec.end_line, section=rec.section,
-                        metadata=dict(rec.metadata, **extra) if extra else rec.metadata,
-                        doc_id=doc_id)
+def _result(
+    rec: ChunkRecord, score: float, extra: dict | None = None, doc_id: str | None = None
+) -> SearchResult:
+    return SearchResult(
+        id=rec.id,
+        score=score,
+        text=rec.text,
+        source=rec.source,
+        start_line=rec.start_line,
+        end_line=rec.end_line,
+        section=rec.section,
+        metadata=dict(rec.metadata, **extra) if extra else rec.metadata,
+        doc_id=doc_id,
+    )
 
 
 def _check_doc_ids(ids, n: int) -> list[str] | None:
@@ -467,4 +612,3 @@ def _check_doc_ids(ids, n: int) -> list[str] | None:
     if len(set(ids)) != len(ids):
         raise CompsearchError("ids must be unique within one call")
     return ids
-

@@ -31,8 +31,9 @@ def create_app(retriever, *, model_name: str | None = None):
         from fastapi.responses import JSONResponse
         from pydantic import BaseModel, Field
     except ImportError:
-        raise CompsearchError("the server needs FastAPI and uvicorn: "
-                              "pip install 'compsearch[server]'") from None
+        raise CompsearchError(
+            "the server needs FastAPI and uvicorn: pip install 'compsearch[server]'"
+        ) from None
 
     class SearchBody(BaseModel):
         query: str
@@ -56,8 +57,11 @@ def create_app(retriever, *, model_name: str | None = None):
         model: str | None = None
         encoding_format: str | None = "float"
 
-    app = FastAPI(title="compsearch", version=_version(),
-                  description="Search and RAG over your documents with an LLM2Comp encoder")
+    app = FastAPI(
+        title="compsearch",
+        version=_version(),
+        description="Search and RAG over your documents with an LLM2Comp encoder",
+    )
     name = model_name or "compsearch"
 
     @app.exception_handler(CompsearchError)
@@ -71,15 +75,23 @@ def create_app(retriever, *, model_name: str | None = None):
     @app.get("/health")
     def health() -> dict:
         enc = retriever.manifest["encoder"] if retriever.exists else {}
-        return {"status": "ok", "index": str(retriever.root), "chunks": retriever.count(),
-                "encoder": enc.get("name"), "fingerprint": enc.get("fingerprint")}
+        return {
+            "status": "ok",
+            "index": str(retriever.root),
+            "chunks": retriever.count(),
+            "encoder": enc.get("name"),
+            "fingerprint": enc.get("fingerprint"),
+        }
 
     @app.post("/search")
     def search(body: SearchBody) -> dict:
         if not retriever.exists:
             return {"query": body.query, "results": []}
-        kwargs: dict[str, Any] = {"k": body.k, "where": body.where,
-                                  "rerank": None if body.rerank in (None, "none") else body.rerank}
+        kwargs: dict[str, Any] = {
+            "k": body.k,
+            "where": body.where,
+            "rerank": None if body.rerank in (None, "none") else body.rerank,
+        }
         if body.mode is not None:
             if "mode" not in inspect.signature(retriever.search).parameters:
                 raise CompsearchError("this compsearch has no search modes")
@@ -93,8 +105,11 @@ def create_app(retriever, *, model_name: str | None = None):
 
     @app.post("/get")
     def get(body: SelectBody) -> dict:
-        return {"results": [h.to_dict() for h in retriever.get(body.ids, where=body.where,
-                                                              limit=body.limit)]}
+        return {
+            "results": [
+                h.to_dict() for h in retriever.get(body.ids, where=body.where, limit=body.limit)
+            ]
+        }
 
     @app.post("/delete")
     def delete(body: SelectBody) -> dict:
@@ -110,22 +125,34 @@ def create_app(retriever, *, model_name: str | None = None):
         enc = retriever.encoder
         vecs = enc.encode(texts, kind="document")
         tokens = sum(enc.count_tokens(texts)) if hasattr(enc, "count_tokens") else 0
-        return {"object": "list", "model": body.model or name,
-                "data": [{"object": "embedding", "index": i, "embedding": v.tolist()}
-                         for i, v in enumerate(vecs)],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "model": body.model or name,
+            "data": [
+                {"object": "embedding", "index": i, "embedding": v.tolist()}
+                for i, v in enumerate(vecs)
+            ],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     return app
 
 
-def serve(index: str, *, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
-          log_level: str = "warning") -> None:
+def serve(
+    index: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model: str | None = None,
+    log_level: str = "warning",
+) -> None:
     """Open the index (and its encoder) once, then serve until interrupted."""
     try:
         import uvicorn
     except ImportError:
-        raise CompsearchError("the server needs FastAPI and uvicorn: "
-                              "pip install 'compsearch[server]'") from None
+        raise CompsearchError(
+            "the server needs FastAPI and uvicorn: pip install 'compsearch[server]'"
+        ) from None
     from .retriever import Retriever
 
     retriever = Retriever.open(index, model)

@@ -52,8 +52,17 @@ class ChunkRecord:
 
 
 REQUIRED_COLUMNS = {
-    "chunks": {"id", "source", "start_line", "end_line", "section", "text", "content_hash",
-               "metadata", "vector"},
+    "chunks": {
+        "id",
+        "source",
+        "start_line",
+        "end_line",
+        "section",
+        "text",
+        "content_hash",
+        "metadata",
+        "vector",
+    },
     "files": {"path", "sha256", "size", "mtime", "kind", "n_chunks", "indexed_at"},
     "meta": {"key", "value"},
 }
@@ -68,8 +77,9 @@ def _check_schema(db: sqlite3.Connection, path: Path) -> None:
             raise CompsearchError(f"chunk store {path} is damaged: {table} is {what}")
         have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
         if not columns <= have:
-            raise CompsearchError(f"chunk store {path} is damaged: {table} lacks "
-                                  f"{', '.join(sorted(columns - have))}")
+            raise CompsearchError(
+                f"chunk store {path} is damaged: {table} lacks {', '.join(sorted(columns - have))}"
+            )
 
 
 class Store:
@@ -80,17 +90,20 @@ class Store:
             if readonly:
                 if not self.path.is_file():
                     raise CompsearchError(f"chunk store {self.path} is missing")
-                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
-                                          check_same_thread=False)
+                self.db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+                )
             else:
                 self.db = sqlite3.connect(self.path, check_same_thread=False)
                 self.db.executescript(SCHEMA)
             _check_schema(self.db, self.path)
             self.db.execute("SELECT count(*) FROM chunks").fetchone()
-            if not readonly:   # an index from before the lexical index gains it on this write
+            if not readonly:  # an index from before the lexical index gains it on this write
                 lexical.ensure(self.db)
         except sqlite3.DatabaseError as exc:
-            raise CompsearchError(f"chunk store {self.path} is unreadable or corrupt ({exc})") from None
+            raise CompsearchError(
+                f"chunk store {self.path} is unreadable or corrupt ({exc})"
+            ) from None
 
     def close(self) -> None:
         self.db.close()
@@ -117,9 +130,21 @@ class Store:
         self.db.executemany(
             "INSERT INTO chunks (id, source, start_line, end_line, section, text, content_hash,"
             " metadata, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(i, r.source, r.start_line, r.end_line, r.section, r.text, r.content_hash,
-              json.dumps(r.metadata, sort_keys=True), v.tobytes())
-             for i, r, v in zip(ids, records, vectors)])
+            [
+                (
+                    i,
+                    r.source,
+                    r.start_line,
+                    r.end_line,
+                    r.section,
+                    r.text,
+                    r.content_hash,
+                    json.dumps(r.metadata, sort_keys=True),
+                    v.tobytes(),
+                )
+                for i, r, v in zip(ids, records, vectors)
+            ],
+        )
         lexical.add(self.db, ids, [r.text for r in records])
         self._set_meta("next_id", str(start + len(records)))
         return ids
@@ -137,11 +162,20 @@ class Store:
         for part in _batches(list(ids), 500):
             q = ",".join("?" * len(part))
             for row in self.db.execute(
-                    "SELECT id, source, start_line, end_line, section, text, content_hash, metadata"
-                    f" FROM chunks WHERE id IN ({q})", [int(i) for i in part]):
-                out[row[0]] = ChunkRecord(id=row[0], source=row[1], start_line=row[2],
-                                          end_line=row[3], section=row[4], text=row[5],
-                                          content_hash=row[6], metadata=json.loads(row[7]))
+                "SELECT id, source, start_line, end_line, section, text, content_hash, metadata"
+                f" FROM chunks WHERE id IN ({q})",
+                [int(i) for i in part],
+            ):
+                out[row[0]] = ChunkRecord(
+                    id=row[0],
+                    source=row[1],
+                    start_line=row[2],
+                    end_line=row[3],
+                    section=row[4],
+                    text=row[5],
+                    content_hash=row[6],
+                    metadata=json.loads(row[7]),
+                )
         return out
 
     def vectors(self, ids: Sequence[int], dim: int) -> np.ndarray:
@@ -149,13 +183,21 @@ class Store:
         found: dict[int, bytes] = {}
         for part in _batches(list(ids), 500):
             q = ",".join("?" * len(part))
-            found.update(self.db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({q})",
-                                         [int(i) for i in part]))
+            found.update(
+                self.db.execute(
+                    f"SELECT id, vector FROM chunks WHERE id IN ({q})", [int(i) for i in part]
+                )
+            )
         missing = [i for i in ids if int(i) not in found]
         if missing:
-            raise CompsearchError(f"index refers to chunk ids missing from the store: {missing[:5]}")
-        return np.stack([np.frombuffer(found[int(i)], dtype=np.float32, count=dim) for i in ids]) \
-            if len(ids) else np.zeros((0, dim), np.float32)
+            raise CompsearchError(
+                f"index refers to chunk ids missing from the store: {missing[:5]}"
+            )
+        return (
+            np.stack([np.frombuffer(found[int(i)], dtype=np.float32, count=dim) for i in ids])
+            if len(ids)
+            else np.zeros((0, dim), np.float32)
+        )
 
     def iter_vectors(self, dim: int, batch: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All (ids, vectors) in id order, in batches (for rebuilding an index)."""
@@ -168,8 +210,9 @@ class Store:
         return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
 
     def all_ids(self) -> np.ndarray:
-        return np.array([r[0] for r in self.db.execute("SELECT id FROM chunks ORDER BY id")],
-                        dtype=np.int64)
+        return np.array(
+            [r[0] for r in self.db.execute("SELECT id FROM chunks ORDER BY id")], dtype=np.int64
+        )
 
     def ids_where(self, where, roots: Sequence[str] = ()) -> np.ndarray:
         """Chunk ids matching a filter (grammar in ``filters.py``), in id order.
@@ -177,26 +220,34 @@ class Store:
         ``roots``: the indexed folders, so ``source`` paths and globs also match relative paths.
         """
         sql, params = filters.compile(where, roots)
-        return np.array([r[0] for r in self._filtered(
-            f"SELECT id FROM chunks WHERE {sql} ORDER BY id", params)], dtype=np.int64)
+        return np.array(
+            [
+                r[0]
+                for r in self._filtered(f"SELECT id FROM chunks WHERE {sql} ORDER BY id", params)
+            ],
+            dtype=np.int64,
+        )
 
-    def lexical_search(self, query: str, k: int, where=None,
-                       roots: Sequence[str] = ()) -> list[tuple[float, int]]:
+    def lexical_search(
+        self, query: str, k: int, where=None, roots: Sequence[str] = ()
+    ) -> list[tuple[float, int]]:
         """BM25 over the whole corpus (FTS5): ``(score, id)`` best first, filtered like search."""
         sql, params = filters.compile(where, roots)
         return self._filtered(None, params, lambda: lexical.search(self.db, query, k, sql, params))
 
-    def literal_matches(self, query: str, limit: int, where=None,
-                        roots: Sequence[str] = ()) -> list[int] | None:
+    def literal_matches(
+        self, query: str, limit: int, where=None, roots: Sequence[str] = ()
+    ) -> list[int] | None:
         """Chunks holding every identifier-like token of ``query`` verbatim, if ``limit`` or fewer."""
         sql, params = filters.compile(where, roots)
-        return self._filtered(None, params,
-                              lambda: lexical.literal_matches(self.db, query, limit, sql, params))
+        return self._filtered(
+            None, params, lambda: lexical.literal_matches(self.db, query, limit, sql, params)
+        )
 
     def _filtered(self, sql, params, run=None):
         try:
             return run() if run else self.db.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:   # e.g. malformed JSON in stored metadata
+        except sqlite3.OperationalError as exc:  # e.g. malformed JSON in stored metadata
             raise CompsearchError(f"filter could not be applied: {exc}") from None
 
     # ---------------------------------------------------------------- vectors by content
@@ -205,25 +256,35 @@ class Store:
         out: dict[str, bytes] = {}
         for part in _batches(list(hashes), 500):
             q = ",".join("?" * len(part))
-            out.update(self.db.execute(
-                f"SELECT content_hash, vector FROM chunks WHERE content_hash IN ({q})", part))
+            out.update(
+                self.db.execute(
+                    f"SELECT content_hash, vector FROM chunks WHERE content_hash IN ({q})", part
+                )
+            )
         return out
 
     def vectors_by_source(self, source: str) -> dict[str, bytes]:
         """content hash -> vector of every chunk of one source (kept for reuse before a delete)."""
-        return dict(self.db.execute("SELECT content_hash, vector FROM chunks WHERE source = ?",
-                                    (source,)))
+        return dict(
+            self.db.execute("SELECT content_hash, vector FROM chunks WHERE source = ?", (source,))
+        )
 
     # ---------------------------------------------------------------- caller-chosen ids
     def _has_doc_ids(self) -> bool:
         """Stores written before string ids existed have no ``doc_ids`` table (added on write)."""
-        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'doc_ids'"
-                               ).fetchone() is not None
+        return (
+            self.db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'doc_ids'"
+            ).fetchone()
+            is not None
+        )
 
     def set_doc_ids(self, pairs: Sequence[tuple[str, int]]) -> None:
         """Name chunks with the caller's string ids (one chunk per id)."""
-        self.db.executemany("INSERT INTO doc_ids (doc_id, chunk_id) VALUES (?, ?)",
-                            [(str(d), int(c)) for d, c in pairs])
+        self.db.executemany(
+            "INSERT INTO doc_ids (doc_id, chunk_id) VALUES (?, ?)",
+            [(str(d), int(c)) for d, c in pairs],
+        )
 
     def chunks_for_doc_ids(self, doc_ids: Sequence[str]) -> dict[str, int]:
         """doc id -> chunk id, for the ids that exist."""
@@ -232,8 +293,9 @@ class Store:
         out: dict[str, int] = {}
         for part in _batches([str(d) for d in doc_ids], 500):
             q = ",".join("?" * len(part))
-            out.update(self.db.execute(f"SELECT doc_id, chunk_id FROM doc_ids WHERE doc_id IN ({q})",
-                                       part))
+            out.update(
+                self.db.execute(f"SELECT doc_id, chunk_id FROM doc_ids WHERE doc_id IN ({q})", part)
+            )
         return out
 
     def doc_ids_for_chunks(self, chunk_ids: Sequence[int]) -> dict[int, str]:
@@ -243,8 +305,11 @@ class Store:
         out: dict[int, str] = {}
         for part in _batches([int(c) for c in chunk_ids], 500):
             q = ",".join("?" * len(part))
-            out.update(self.db.execute(
-                f"SELECT chunk_id, doc_id FROM doc_ids WHERE chunk_id IN ({q})", part))
+            out.update(
+                self.db.execute(
+                    f"SELECT chunk_id, doc_id FROM doc_ids WHERE chunk_id IN ({q})", part
+                )
+            )
         return out
 
     # ---------------------------------------------------------------- files
@@ -255,10 +320,13 @@ class Store:
     def file_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM files").fetchone()[0]
 
-    def put_file(self, path: str, sha256: str, size: int, mtime: float, kind: str,
-                 n_chunks: int, when: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (path, sha256, size, mtime, kind, n_chunks, when))
+    def put_file(
+        self, path: str, sha256: str, size: int, mtime: float, kind: str, n_chunks: int, when: str
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (path, sha256, size, mtime, kind, n_chunks, when),
+        )
 
     def delete_file(self, path: str) -> list[int]:
         """Forget a file and its chunks; returns the removed chunk ids."""
@@ -269,18 +337,22 @@ class Store:
         return ids
 
     def sources(self) -> list[tuple[str, int]]:
-        return list(self.db.execute(
-            "SELECT source, count(*) FROM chunks GROUP BY source ORDER BY source"))
+        return list(
+            self.db.execute("SELECT source, count(*) FROM chunks GROUP BY source ORDER BY source")
+        )
 
     def check(self) -> list[str]:
         """SQLite's own integrity check plus our invariants; returns problems found."""
         problems = [r[0] for r in self.db.execute("PRAGMA integrity_check") if r[0] != "ok"]
-        bad = self.db.execute("SELECT count(*) FROM chunks WHERE length(vector) % 4 != 0").fetchone()[0]
+        bad = self.db.execute(
+            "SELECT count(*) FROM chunks WHERE length(vector) % 4 != 0"
+        ).fetchone()[0]
         if bad:
             problems.append(f"{bad} chunks have a malformed vector")
         orphans = self.db.execute(
             "SELECT count(*) FROM files f WHERE n_chunks != (SELECT count(*) FROM chunks c"
-            " WHERE c.source = f.path)").fetchone()[0]
+            " WHERE c.source = f.path)"
+        ).fetchone()[0]
         if orphans:
             problems.append(f"{orphans} files disagree with their chunk counts")
         return problems + lexical.check(self.db)
@@ -288,4 +360,4 @@ class Store:
 
 def _batches(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]

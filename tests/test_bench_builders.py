@@ -14,8 +14,16 @@ from benchmarks.mteb_suite import parse as P
 from benchmarks.mteb_suite import sources as S
 
 FIX = Path(__file__).parent / "fixtures" / "bench"
-SRC = [{"registry": "debian", "name": "fixture", "version": "1.0-1", "pinned": "1.0-1", "file": "f.deb",
-        "sha256": "0" * 64}]
+SRC = [
+    {
+        "registry": "debian",
+        "name": "fixture",
+        "version": "1.0-1",
+        "pinned": "1.0-1",
+        "file": "f.deb",
+        "sha256": "0" * 64,
+    }
+]
 
 
 # --------------------------------------------------------------------------- splits
@@ -43,7 +51,9 @@ def test_stratified_split_gives_every_label_test_and_train_units():
 
 
 def test_check_split_catches_leaks():
-    B.check_split({"train": ["a", "b"], "test": ["c"]}, {"test": [{"unit": "c"}], "train": [{"unit": "a"}]})
+    B.check_split(
+        {"train": ["a", "b"], "test": ["c"]}, {"test": [{"unit": "c"}], "train": [{"unit": "a"}]}
+    )
     with pytest.raises(B.SplitLeakError):
         B.check_split({"train": ["a", "b"], "test": ["b"]})
     with pytest.raises(B.SplitLeakError):
@@ -59,17 +69,21 @@ def test_reserved_sources_are_refused():
         B.check_reserved({"sources": []}, ["faq/general.html"])
     with pytest.raises(S.SourceError):
         S.deb_package("perl-doc", cache=Path("/nonexistent"))
-    sec = P.DocSection(page="faq/general.html", page_title="FAQ", title="FAQ", level=1, body="x" * 200)
+    sec = P.DocSection(
+        page="faq/general.html", page_title="FAQ", title="FAQ", level=1, body="x" * 200
+    )
     with pytest.raises(B.ReservedSourceError):
         B.build_python_docs_retrieval([sec], SRC)
 
 
 def test_make_retrieval_merges_identical_documents_and_queries():
-    corpus, queries, qrels = B.make_retrieval([
-        ("src1", "lib files", "shared text", ""),
-        ("src1", "dev files", "shared text", ""),  # same document, different query
-        ("src2", "lib files", "other text", ""),  # same query, different document
-    ])
+    corpus, queries, qrels = B.make_retrieval(
+        [
+            ("src1", "lib files", "shared text", ""),
+            ("src1", "dev files", "shared text", ""),  # same document, different query
+            ("src2", "lib files", "other text", ""),  # same query, different document
+        ]
+    )
     assert len(corpus) == 2 and len(queries) == 2
     by_q = {}
     for r in qrels:
@@ -91,8 +105,12 @@ def test_debian_lists_join_and_long_description(tmp_path):
     pkgs = {p.name: p for p in P.read_debian_packages(packages, FIX / "debian" / "Translation-en")}
     assert set(pkgs) == {"frobnicate", "libfrob1", "libfrob-dev", "tuxpaint-lite", "oldthing"}
     assert pkgs["libfrob1"].source == "frobnicate"  # "Source: frobnicate (1.2-1)" -> name only
-    assert pkgs["frobnicate"].long.startswith("Frobnicate reads widget definitions and rewrites them in canonical form.")
-    assert "\n\nFeatures:\n- fast\n- safe" in pkgs["frobnicate"].long  # paragraph break + verbatim lines
+    assert pkgs["frobnicate"].long.startswith(
+        "Frobnicate reads widget definitions and rewrites them in canonical form."
+    )
+    assert (
+        "\n\nFeatures:\n- fast\n- safe" in pkgs["frobnicate"].long
+    )  # paragraph break + verbatim lines
     assert pkgs["tuxpaint-lite"].section == "graphics"
 
 
@@ -114,8 +132,17 @@ def test_debian_retrieval_keeps_source_packages_together():
 
 def test_debian_classification_split_by_source():
     pkgs = P.read_debian_packages(FIX / "debian" / "Packages", FIX / "debian" / "Translation-en")
-    many = [P.DebPackage(f"p{i}", f"src{i // 3}", "1", ["utils", "games"][i % 2], f"tool {i}", "a long enough description " * 3)
-            for i in range(60)] + pkgs
+    many = [
+        P.DebPackage(
+            f"p{i}",
+            f"src{i // 3}",
+            "1",
+            ["utils", "games"][i % 2],
+            f"tool {i}",
+            "a long enough description " * 3,
+        )
+        for i in range(60)
+    ] + pkgs
     task = B.build_debian_section_classification(many, SRC, test_fraction=0.3)
     train_units = {r["unit"] for r in task.files["train"]}
     test_units = {r["unit"] for r in task.files["test"]}
@@ -127,7 +154,9 @@ def test_debian_classification_split_by_source():
 
 
 def test_man_sections_from_rendered_text():
-    page = P.parse_man_page((FIX / "man" / "printf.txt").read_text(), "printf.3", "manpages-dev", "3")
+    page = P.parse_man_page(
+        (FIX / "man" / "printf.txt").read_text(), "printf.3", "manpages-dev", "3"
+    )
     assert page.name_line == "printf, fprintf, sprintf - formatted output conversion"
     assert page.description.startswith("The functions in the printf() family produce output")
     assert "Format of the format string" in page.description  # subsections stay in DESCRIPTION
@@ -140,9 +169,11 @@ def test_man_page_files_skip_so_stubs():
     assert [(n, s) for _, n, s in files] == [("frob", "1")]
 
 
-@pytest.mark.skipif(shutil.which("man") is None or shutil.which("col") is None, reason="man/col not installed")
+@pytest.mark.skipif(
+    shutil.which("man") is None or shutil.which("col") is None, reason="man/col not installed"
+)
 def test_render_real_man_page():
-    (path, name, section), = P.man_page_files(FIX / "man" / "root")
+    ((path, name, section),) = P.man_page_files(FIX / "man" / "root")
     page = P.parse_man_page(P.render_man(path), f"{name}.{section}", "fixture", section)
     assert page is not None
     assert page.name_line == "frob - frobnicate widget files"
@@ -159,8 +190,14 @@ def test_python_doc_pages_exclude_faq_and_indexes():
 
 
 def test_sphinx_sections_own_text_only():
-    secs = P.sphinx_sections((FIX / "pydocs" / "library" / "json.html").read_text(), "library/json.html")
-    assert [s.title for s in secs] == ["json — JSON encoder and decoder", "1.1. Basic Usage", "Exceptions"]
+    secs = P.sphinx_sections(
+        (FIX / "pydocs" / "library" / "json.html").read_text(), "library/json.html"
+    )
+    assert [s.title for s in secs] == [
+        "json — JSON encoder and decoder",
+        "1.1. Basic Usage",
+        "Exceptions",
+    ]
     top, basic, exc = secs
     assert top.page_title == "json — JSON encoder and decoder"
     assert "lightweight data interchange format" in top.body
@@ -169,8 +206,10 @@ def test_sphinx_sections_own_text_only():
     assert "¶" not in basic.body and "not text" not in top.body and "Copyright" not in exc.body
     task = B.build_python_docs_retrieval(secs, SRC, test_fraction=1.0, min_body=20)
     assert sorted(q["text"] for q in task.files["queries"]) == [
-        "json — JSON encoder and decoder", "json — JSON encoder and decoder: Basic Usage",
-        "json — JSON encoder and decoder: Exceptions"]
+        "json — JSON encoder and decoder",
+        "json — JSON encoder and decoder: Basic Usage",
+        "json — JSON encoder and decoder: Exceptions",
+    ]
 
 
 # --------------------------------------------------------------------------- FOLDOC
@@ -188,9 +227,15 @@ def test_dictd_reader_and_masking(tmp_path):
     assert defn.startswith("(ATLAS) A Mil-spec language") and "<language>" not in defn
     assert "{" not in defn and "2000-04-03" not in defn
     items = {term: text for _, term, text in B.foldoc_items(entries)}
-    assert set(items) == {"Abbreviated Test Language for Avionics Systems", "garbage collection"}  # ABC too short
+    assert set(items) == {
+        "Abbreviated Test Language for Avionics Systems",
+        "garbage collection",
+    }  # ABC too short
     assert "ATLAS" not in items["Abbreviated Test Language for Avionics Systems"]
-    assert items["garbage collection"].startswith("The process by which") and "___ is done" in items["garbage collection"]
+    assert (
+        items["garbage collection"].startswith("The process by which")
+        and "___ is done" in items["garbage collection"]
+    )
 
 
 # --------------------------------------------------------------------------- WordNet, Brown, gensim
@@ -199,7 +244,10 @@ def test_dictd_reader_and_masking(tmp_path):
 def test_wordnet_nouns():
     syn = {s.offset: s for s in P.read_wordnet_nouns(FIX / "wordnet" / "data.noun")}
     assert len(syn) == 7
-    assert syn["02084071"].lemmas == ["dog", "domestic dog"] and syn["02084071"].lexname == "noun.animal"
+    assert (
+        syn["02084071"].lemmas == ["dog", "domestic dog"]
+        and syn["02084071"].lexname == "noun.animal"
+    )
     assert syn["02084071"].definition == "a member of the genus Canis"  # examples dropped
     task = B.build_wordnet_retrieval(list(syn.values()), SRC, test_fraction=1.0)
     bank = next(q for q in task.files["queries"] if q["text"] == "bank")
@@ -213,19 +261,31 @@ def test_brown_reader_detokenizes():
     samples = {s.sample: s for s in P.read_brown(FIX / "brown")}
     assert samples["ca01"].genre == "news"
     first = samples["ca01"].paragraphs[0]
-    assert first.startswith("The Fulton County Grand Jury said Friday an investigation of Atlanta's recent")
+    assert first.startswith(
+        "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent"
+    )
     assert '"no evidence"' in first and first.endswith("took place.")
-    assert "(see below)" in samples["ca01"].paragraphs[1] and "didn't" in samples["ca01"].paragraphs[1]
-    assert samples["ck01"].paragraphs[0] == "Scotty did not go back to school. His parents talked seriously."
+    assert (
+        "(see below)" in samples["ca01"].paragraphs[1] and "didn't" in samples["ca01"].paragraphs[1]
+    )
+    assert (
+        samples["ck01"].paragraphs[0]
+        == "Scotty did not go back to school. His parents talked seriously."
+    )
 
 
 def test_brown_tasks_split_by_sample():
     rng_text = "word " * 120
-    samples = [P.BrownSample(f"c{g}{i:02d}", g, [rng_text + str(j) for j in range(10)])
-               for g in ("a", "b", "c") for i in range(10)]
+    samples = [
+        P.BrownSample(f"c{g}{i:02d}", g, [rng_text + str(j) for j in range(10)])
+        for g in ("a", "b", "c")
+        for i in range(10)
+    ]
     cls = B.build_brown_classification(samples, SRC)
     B.check_split(cls.units, B._split_items(cls))
-    assert {r["unit"] for r in cls.files["test"]}.isdisjoint({r["unit"] for r in cls.files["train"]})
+    assert {r["unit"] for r in cls.files["test"]}.isdisjoint(
+        {r["unit"] for r in cls.files["train"]}
+    )
     assert {r["label"] for r in cls.files["test"]} == {"a", "b", "c"}
     clu = B.build_brown_clustering(samples, SRC)
     assert {r["unit"] for r in clu.files["test"]} <= set(cls.units["test"])
@@ -265,7 +325,7 @@ def test_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv(S.CACHE_ENV, str(tmp_path / "c"))
     assert S.cache_dir() == tmp_path / "c"
     monkeypatch.delenv(S.CACHE_ENV)
-    monkeypatch.delenv("COMPSEARCH_HOME", raising=False)   # conftest points it at a temp folder
+    monkeypatch.delenv("COMPSEARCH_HOME", raising=False)  # conftest points it at a temp folder
     assert S.cache_dir() == Path.home() / ".cache" / "compsearch" / "benchmarks"
     monkeypatch.setenv("COMPSEARCH_HOME", str(tmp_path / "home"))
     assert S.cache_dir() == tmp_path / "home" / "benchmarks"
@@ -274,8 +334,15 @@ def test_cache_dir_env(monkeypatch, tmp_path):
 def test_cached_source_record_is_reused(tmp_path):
     root = tmp_path / "raw" / "deb" / "manpages" / "root"
     root.mkdir(parents=True)
-    src = S.Source(registry="debian", name="manpages", version="6.03-2", pinned="6.03-2", file="m.deb",
-                   sha256="ab" * 32, root=str(root))
+    src = S.Source(
+        registry="debian",
+        name="manpages",
+        version="6.03-2",
+        pinned="6.03-2",
+        file="m.deb",
+        sha256="ab" * 32,
+        root=str(root),
+    )
     S._save_record(root.parent, src)
     # no apt-get is called: the record and the extracted tree are there
     got = S.deb_package("manpages", cache=tmp_path)

@@ -9,8 +9,16 @@ import pytest
 from benchmarks.mteb_suite import builders as B
 from benchmarks.mteb_suite import faq as F
 
-SRC = [{"registry": "debian", "name": "fixture-faq", "version": "1.0-1", "pinned": "1.0-1", "file": "f.deb",
-        "sha256": "0" * 64}]
+SRC = [
+    {
+        "registry": "debian",
+        "name": "fixture-faq",
+        "version": "1.0-1",
+        "pinned": "1.0-1",
+        "file": "f.deb",
+        "sha256": "0" * 64,
+    }
+]
 LONG = "This answer explains the matter at some length so that it passes the minimum answer length filter."
 
 DEBIAN_TEXT = f"""Table of Contents
@@ -168,59 +176,93 @@ def test_html_sections_nest_subheadings_but_not_nested_questions():
     assert "separate entry" in got["Can I nest a question?"][1]
     n31, a31 = got["3.1: Why does $var not split?"]
     assert n31 == "3.1" and "setopt shwordsplit" in a31
-    assert "Why doesn’t it support feature [xyz]?" in [F.clean_question(h) for h in got]  # ¶/TOC links gone
+    assert "Why doesn’t it support feature [xyz]?" in [
+        F.clean_question(h) for h in got
+    ]  # ¶/TOC links gone
     assert all("What is this?" not in a for _, a in got.values())  # script text skipped
 
 
 def test_sqlite_markup_becomes_entries():
     got = _by_number(F.parse_sqlite_faq(SQLITE_HTML))
     assert set(got) == {"1", "2"}
-    assert got["1"][1].startswith("Short answer") and F.clean_question(got["2"][0]) == "What datatypes does it support?"
+    assert (
+        got["1"][1].startswith("Short answer")
+        and F.clean_question(got["2"][0]) == "What datatypes does it support?"
+    )
 
 
-@pytest.mark.parametrize("heading,question", [
-    ("1.5. What is Debian?", "What is Debian?"), ("3.1: Why does it fail?", "Why does it fail?"),
-    ("(4) Is this a bug?", "Is this a bug?"), ("F1. Why does my old file no\nlonger work?",
-                                                "Why does my old file no longer work?"),
-    ("2.10 How do I  resume?", "How do I resume?"), ("Why, oh why?", "Why, oh why?"),
-])
+@pytest.mark.parametrize(
+    "heading,question",
+    [
+        ("1.5. What is Debian?", "What is Debian?"),
+        ("3.1: Why does it fail?", "Why does it fail?"),
+        ("(4) Is this a bug?", "Is this a bug?"),
+        ("F1. Why does my old file no\nlonger work?", "Why does my old file no longer work?"),
+        ("2.10 How do I  resume?", "How do I resume?"),
+        ("Why, oh why?", "Why, oh why?"),
+    ],
+)
 def test_clean_question_strips_numbering(heading, question):
     assert F.clean_question(heading) == question
 
 
-@pytest.mark.parametrize("text,ok", [
-    ("What is a conffile?", True), ("How do I list all tables", True), ("Can I use it from PHP", True),
-    ("I have a problem, who do I mail?", True), ("Is this a bug? (And other oddities.)", True),
-    ("configure fails when using static libraries", False), ("Licensing", False), ("Details", False),
-    ("Fetchmail dumps core when given an invalid rc file.", False), ("What?", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "text,ok",
+    [
+        ("What is a conffile?", True),
+        ("How do I list all tables", True),
+        ("Can I use it from PHP", True),
+        ("I have a problem, who do I mail?", True),
+        ("Is this a bug? (And other oddities.)", True),
+        ("configure fails when using static libraries", False),
+        ("Licensing", False),
+        ("Details", False),
+        ("Fetchmail dumps core when given an invalid rc file.", False),
+        ("What?", False),
+        ("", False),
+    ],
+)
 def test_question_filter(text, ok):
     assert F.is_question(text) is ok
 
 
 def test_keep_entries_filters_and_makes_units_unique():
-    es = [F.FaqEntry("p", "1.1", "1.1. What is it?", LONG), F.FaqEntry("p", "1.1", "1.1. Why twice?", LONG),
-          F.FaqEntry("p", "1.2", "1.2. Licensing", LONG), F.FaqEntry("p", "1.3", "1.3. Why short?", "Because.")]
+    es = [
+        F.FaqEntry("p", "1.1", "1.1. What is it?", LONG),
+        F.FaqEntry("p", "1.1", "1.1. Why twice?", LONG),
+        F.FaqEntry("p", "1.2", "1.2. Licensing", LONG),
+        F.FaqEntry("p", "1.3", "1.3. Why short?", "Because."),
+    ]
     kept = F.keep_entries(es)
-    assert [(e.unit, e.question) for e in kept] == [("p:1.1", "What is it?"), ("p:1.1~2", "Why twice?")]
+    assert [(e.unit, e.question) for e in kept] == [
+        ("p:1.1", "What is it?"),
+        ("p:1.1~2", "Why twice?"),
+    ]
 
 
 def test_build_task_round_trip_and_dev_metadata(tmp_path):
-    entries = (F.entries_from_text("debian-faq", "debian-text", DEBIAN_TEXT, "a.txt")
-               + F.entries_from_text("libcurl4-doc", "curl-text", CURL_TEXT, "FAQ")
-               + F.entries_from_text("git-doc", "asciidoc", ASCIIDOC_TEXT, "gitfaq.txt")
-               + F.entries_from_text("zsh-doc", "html", HTML_FAQ, "FAQ03.html")
-               + F.entries_from_text("sqlite3-doc", "sqlite-html", SQLITE_HTML, "faq.html"))
+    entries = (
+        F.entries_from_text("debian-faq", "debian-text", DEBIAN_TEXT, "a.txt")
+        + F.entries_from_text("libcurl4-doc", "curl-text", CURL_TEXT, "FAQ")
+        + F.entries_from_text("git-doc", "asciidoc", ASCIIDOC_TEXT, "gitfaq.txt")
+        + F.entries_from_text("zsh-doc", "html", HTML_FAQ, "FAQ03.html")
+        + F.entries_from_text("sqlite3-doc", "sqlite-html", SQLITE_HTML, "faq.html")
+    )
     task = F.build_faq_retrieval(entries, SRC)
     d = B.write_task(task, tmp_path)
     meta = B.verify_task_dir(d)
     _, files, units = B.read_task(d)
     assert units["train"] == [] and len(units["test"]) == len(files["queries"])
-    assert meta["dev_task"] is True and "git-doc:usr/share/doc/git-doc/gitfaq.txt" in meta["training_exclusions"]["files"]
+    assert (
+        meta["dev_task"] is True
+        and "git-doc:usr/share/doc/git-doc/gitfaq.txt" in meta["training_exclusions"]["files"]
+    )
     per = meta["params"]["queries_per_package"]
     assert per == {"debian-faq": 2, "git-doc": 2, "libcurl4-doc": 2, "sqlite3-doc": 2, "zsh-doc": 4}
     q = {r["text"]: r for r in files["queries"]}
-    assert "How do I resume a transfer?" in q and "Why is the sky blue?" not in q  # short answer dropped
+    assert (
+        "How do I resume a transfer?" in q and "Why is the sky blue?" not in q
+    )  # short answer dropped
     docs = {r["id"]: r["text"] for r in files["corpus"]}
     rel = [r for r in files["qrels"] if r["query-id"] == q["How do I resume a transfer?"]["id"]]
     assert len(rel) == 1 and "resume it later" in docs[rel[0]["corpus-id"]]
@@ -228,10 +270,22 @@ def test_build_task_round_trip_and_dev_metadata(tmp_path):
 
 def test_reserved_sources_cannot_enter(tmp_path):
     with pytest.raises(B.ReservedSourceError):
-        F.build_faq_retrieval([F.FaqEntry("python3.11-doc", "x", "What is it?", LONG,
-                                          "usr/share/doc/python3.11/html/faq/general.html")], SRC)
+        F.build_faq_retrieval(
+            [
+                F.FaqEntry(
+                    "python3.11-doc",
+                    "x",
+                    "What is it?",
+                    LONG,
+                    "usr/share/doc/python3.11/html/faq/general.html",
+                )
+            ],
+            SRC,
+        )
     with pytest.raises(B.ReservedSourceError):
-        F.build_faq_retrieval([F.FaqEntry("perl-doc", "x", "What is it?", LONG, "perlfaq1.pod")], SRC)
+        F.build_faq_retrieval(
+            [F.FaqEntry("perl-doc", "x", "What is it?", LONG, "perlfaq1.pod")], SRC
+        )
     perl = [{**SRC[0], "name": "perl-doc"}]
     task = F.build_faq_retrieval(F.entries_from_text("git-doc", "asciidoc", ASCIIDOC_TEXT), perl)
     with pytest.raises(B.ReservedSourceError):

@@ -13,10 +13,10 @@ def test_recall_with_ties_forgives_equal_scores_only():
     vecs = np.array([[1.0, 0.0], [0.99, 0.141], [0.99, -0.141], [0.0, 1.0]], dtype=np.float32)
     q = np.array([[1.0, 0.0]], dtype=np.float32)
     kth = np.array([0.99], dtype=np.float32)  # exact top-2: id 0, then ids 1 and 2 tie at .99
-    tie = [np.array([0, 2])]                  # the other member of the tie
+    tie = [np.array([0, 2])]  # the other member of the tie
     assert latency._recall(tie, [np.array([0, 1])], 2) == 0.5
     assert latency._recall_ties(tie, q, vecs, kth, 2) == 1.0
-    worse = [np.array([0, 3])]                # a clearly worse neighbour is still a miss
+    worse = [np.array([0, 3])]  # a clearly worse neighbour is still a miss
     assert latency._recall_ties(worse, q, vecs, kth, 2) == 0.5
     assert latency._recall_ties([np.array([0, -1])], q, vecs, kth, 2) == 0.5  # -1 = nothing found
 
@@ -25,7 +25,9 @@ def test_index_only_run_writes_report(tiny_encoder, tmp_path, monkeypatch):
     folder = tiny_encoder.save(tmp_path / "enc")
     monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(latency, "RESULTS", tmp_path / "results")
-    latency.run_index_only(3000, queries=5, k=10, types=["flat", "ivf", "hnsw"], encoded=20, model=str(folder))
+    latency.run_index_only(
+        3000, queries=5, k=10, types=["flat", "ivf", "hnsw"], encoded=20, model=str(folder)
+    )
     data = json.loads((tmp_path / "results" / "index-only-3000.json").read_text())
     rows = data["types"]
     assert list(rows) == ["flat", "ivf", "hnsw"]
@@ -36,7 +38,11 @@ def test_index_only_run_writes_report(tiny_encoder, tmp_path, monkeypatch):
     sweep = rows["ivf"]["sweep"]
     nlist = int(rows["ivf"]["factory"].split(",")[0].split("IVF")[1])
     assert sweep[-1]["nprobe"] <= nlist and all(0 < p["recall_ties"] <= 1 for p in sweep)
-    assert data["crowding"]["score_at_1"] >= data["crowding"]["score_at_10"] >= data["crowding"]["score_at_100"]
+    assert (
+        data["crowding"]["score_at_1"]
+        >= data["crowding"]["score_at_10"]
+        >= data["crowding"]["score_at_100"]
+    )
     md = (tmp_path / "results" / "index-only-3000.md").read_text()
     assert "recall@10 with ties" in md and "| nprobe | recall@10 | with ties |" in md
 
@@ -53,8 +59,10 @@ def test_throughput_report(tiny_encoder, tmp_path, monkeypatch):
     monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
     rates = {"float32": 0.5, "bfloat16": 0.001}  # TFLOP/s; the real measurement is a timed matmul
     monkeypatch.setattr(throughput, "matmul_tflops", lambda dtype, n=1024: rates[dtype])
-    res = CliRunner().invoke(throughput.main, ["--texts", "6", "--batch-size", "4", "--repeats", "1",
-                                               "--model", str(folder)])
+    res = CliRunner().invoke(
+        throughput.main,
+        ["--texts", "6", "--batch-size", "4", "--repeats", "1", "--model", str(folder)],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "results" / "throughput.json").read_text())
     assert data["mean_cosine_agreement"] > 0.999  # the naive loop and Encoder.encode agree

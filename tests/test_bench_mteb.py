@@ -18,11 +18,24 @@ mteb = pytest.importorskip("mteb")
 
 from benchmarks.mteb_suite import builders as B  # noqa: E402
 from benchmarks.mteb_suite import run as RUN  # noqa: E402
-from benchmarks.mteb_suite.models import CompsearchMTEBEncoder, LoadedModel, PoolingEncoder, make_bm25  # noqa: E402
+from benchmarks.mteb_suite.models import (
+    CompsearchMTEBEncoder,
+    LoadedModel,
+    PoolingEncoder,
+    make_bm25,
+)  # noqa: E402
 from benchmarks.mteb_suite.tasks import load_suite, make_task  # noqa: E402
 
-SRC = [{"registry": "debian", "name": "fixture", "version": "1.0-1", "pinned": "1.0-1", "file": "f.deb",
-        "sha256": "0" * 64}]
+SRC = [
+    {
+        "registry": "debian",
+        "name": "fixture",
+        "version": "1.0-1",
+        "pinned": "1.0-1",
+        "file": "f.deb",
+        "sha256": "0" * 64,
+    }
+]
 
 
 class BagOfWords:
@@ -65,18 +78,44 @@ def _tiny_suite(root: Path) -> Path:
     items = []
     for k, (topic, words) in enumerate(TOPICS.items()):
         w = words.split()
-        items.append((f"u{k}", f"{w[1]} {w[2]}", f"A text about {topic}: " + " ".join(w[1:]) + ".", ""))
+        items.append(
+            (f"u{k}", f"{w[1]} {w[2]}", f"A text about {topic}: " + " ".join(w[1:]) + ".", "")
+        )
     corpus, queries, qrels = B.make_retrieval(items)
-    B.write_task(B.TaskData(name="TinyRetrieval", type="Retrieval", description="tiny", main_score="ndcg_at_10",
-                            sources=SRC, unit_kind="u", units={"train": [], "test": [i[0] for i in items]},
-                            files={"corpus": corpus, "queries": queries, "qrels": qrels}), tasks)
+    B.write_task(
+        B.TaskData(
+            name="TinyRetrieval",
+            type="Retrieval",
+            description="tiny",
+            main_score="ndcg_at_10",
+            sources=SRC,
+            unit_kind="u",
+            units={"train": [], "test": [i[0] for i in items]},
+            files={"corpus": corpus, "queries": queries, "qrels": qrels},
+        ),
+        tasks,
+    )
     # STS: gold score grows with word overlap, so a bag-of-words encoder ranks pairs perfectly
     base = "alpha beta gamma delta"
-    pairs = [(base, "zeta eta theta iota", 0.0), (base, "alpha eta theta iota", 1.0),
-             (base, "alpha beta theta iota", 2.0), (base, "alpha beta gamma iota", 3.0), (base, base, 4.0)]
-    B.write_task(B.TaskData(name="TinySTS", type="STS", description="tiny", main_score="cosine_spearman", sources=SRC,
-                            files={"test": [{"sentence1": a, "sentence2": b, "score": s} for a, b, s in pairs]},
-                            extra={"min_score": 0.0, "max_score": 4.0}), tasks)
+    pairs = [
+        (base, "zeta eta theta iota", 0.0),
+        (base, "alpha eta theta iota", 1.0),
+        (base, "alpha beta theta iota", 2.0),
+        (base, "alpha beta gamma iota", 3.0),
+        (base, base, 4.0),
+    ]
+    B.write_task(
+        B.TaskData(
+            name="TinySTS",
+            type="STS",
+            description="tiny",
+            main_score="cosine_spearman",
+            sources=SRC,
+            files={"test": [{"sentence1": a, "sentence2": b, "score": s} for a, b, s in pairs]},
+            extra={"min_score": 0.0, "max_score": 4.0},
+        ),
+        tasks,
+    )
     cls = {"train": [], "test": []}
     units = {"train": [], "test": []}
     for label, words in list(TOPICS.items())[:3]:
@@ -85,14 +124,48 @@ def _tiny_suite(root: Path) -> Path:
             side = "test" if i < 4 else "train"
             unit = f"{label}{i}"
             units[side].append(unit)
-            cls[side].append({"text": f"{w[i % 6]} {w[(i + 1) % 6]} {w[(i + 3) % 6]}", "label": label, "unit": unit})
-    B.write_task(B.TaskData(name="TinyClassification", type="Classification", description="tiny", main_score="accuracy",
-                            sources=SRC, unit_kind="u", units=units, files=cls), tasks)
-    clu = [{"text": " ".join(TOPICS[t].split()[:2] + [TOPICS[t].split()[2 + i % 4]]), "label": t, "unit": f"{t}{i}"}
-           for t in ("chess", "plumbing") for i in range(12)]
-    B.write_task(B.TaskData(name="TinyClustering", type="Clustering", description="tiny", main_score="v_measure",
-                            sources=SRC, unit_kind="u", units={"train": [], "test": [r["unit"] for r in clu]},
-                            files={"test": clu}), tasks)
+            cls[side].append(
+                {
+                    "text": f"{w[i % 6]} {w[(i + 1) % 6]} {w[(i + 3) % 6]}",
+                    "label": label,
+                    "unit": unit,
+                }
+            )
+    B.write_task(
+        B.TaskData(
+            name="TinyClassification",
+            type="Classification",
+            description="tiny",
+            main_score="accuracy",
+            sources=SRC,
+            unit_kind="u",
+            units=units,
+            files=cls,
+        ),
+        tasks,
+    )
+    clu = [
+        {
+            "text": " ".join(TOPICS[t].split()[:2] + [TOPICS[t].split()[2 + i % 4]]),
+            "label": t,
+            "unit": f"{t}{i}",
+        }
+        for t in ("chess", "plumbing")
+        for i in range(12)
+    ]
+    B.write_task(
+        B.TaskData(
+            name="TinyClustering",
+            type="Clustering",
+            description="tiny",
+            main_score="v_measure",
+            sources=SRC,
+            unit_kind="u",
+            units={"train": [], "test": [r["unit"] for r in clu]},
+            files={"test": clu},
+        ),
+        tasks,
+    )
     return tasks
 
 
@@ -106,12 +179,21 @@ def _small_profile(monkeypatch):
     """One classifier fit and one k-means run per task keep the tests fast; the metrics are the same."""
     from benchmarks.mteb_suite import tasks as T
 
-    monkeypatch.setitem(T.PROFILES, "quick", {**T.PROFILES["quick"], "cls_experiments": 1, "clu_bootstraps": 1})
+    monkeypatch.setitem(
+        T.PROFILES, "quick", {**T.PROFILES["quick"], "cls_experiments": 1, "clu_bootstraps": 1}
+    )
 
 
 def _score(model, task) -> dict:
-    res = mteb.evaluate(model, task, cache=None, overwrite_strategy="always", show_progress_bar=False,
-                        co2_tracker=False, encode_kwargs={"batch_size": 4, "show_progress_bar": False})
+    res = mteb.evaluate(
+        model,
+        task,
+        cache=None,
+        overwrite_strategy="always",
+        show_progress_bar=False,
+        co2_tracker=False,
+        encode_kwargs={"batch_size": 4, "show_progress_bar": False},
+    )
     return res.task_results[0].scores["test"][0]
 
 
@@ -121,7 +203,9 @@ def test_wrapper_implements_mteb_encoder_protocol():
     w = CompsearchMTEBEncoder(BagOfWords())
     assert isinstance(w, EncoderProtocol)
     meta = w.mteb_model_meta
-    assert meta.name.startswith("compsearch/") and meta.embed_dim == 256 and meta.revision == "f" * 16
+    assert (
+        meta.name.startswith("compsearch/") and meta.embed_dim == 256 and meta.revision == "f" * 16
+    )
     assert CompsearchMTEBEncoder.kind_for("query") == "query"
     assert CompsearchMTEBEncoder.kind_for("document") == "document"
     assert CompsearchMTEBEncoder.kind_for(None) == "document"
@@ -134,7 +218,10 @@ def test_retrieval_through_mteb_uses_query_and_document_kinds(suite):
     assert scores["ndcg_at_10"] == pytest.approx(1.0)
     assert scores["main_score"] == scores["ndcg_at_10"]
     assert ("query", 6) in enc.seen and ("document", 6) in enc.seen
-    bad = _score(CompsearchMTEBEncoder(BagOfWords(scramble=True)), make_task(suite / "TinyRetrieval", "quick"))
+    bad = _score(
+        CompsearchMTEBEncoder(BagOfWords(scramble=True)),
+        make_task(suite / "TinyRetrieval", "quick"),
+    )
     assert bad["ndcg_at_10"] < 0.9
 
 
@@ -150,23 +237,38 @@ def test_sts_metrics_and_deduplication(suite):
     assert 0.9 < scores["cosine_pearson"] <= 1.0
     # sentence1 is the same text five times: encoded once
     assert ("document", 1) in enc.seen and all(k == "document" for k, _ in enc.seen)
-    bad = _score(CompsearchMTEBEncoder(BagOfWords(scramble=True)), make_task(suite / "TinySTS", "quick"))
+    bad = _score(
+        CompsearchMTEBEncoder(BagOfWords(scramble=True)), make_task(suite / "TinySTS", "quick")
+    )
     assert bad["cosine_spearman"] < 0.95
 
 
 def test_classification_and_clustering(suite):
-    cls = _score(CompsearchMTEBEncoder(BagOfWords()), make_task(suite / "TinyClassification", "quick"))
+    cls = _score(
+        CompsearchMTEBEncoder(BagOfWords()), make_task(suite / "TinyClassification", "quick")
+    )
     assert cls["accuracy"] == pytest.approx(1.0)
     clu = _score(CompsearchMTEBEncoder(BagOfWords()), make_task(suite / "TinyClustering", "quick"))
     assert clu["v_measure"] == pytest.approx(1.0)
 
 
 def test_profiles_subsample_retrieval_keeping_relevant_docs(tmp_path):
-    items = [(f"u{i}", f"query {i} word{i}", f"document {i} word{i} filler", "") for i in range(300)]
+    items = [
+        (f"u{i}", f"query {i} word{i}", f"document {i} word{i} filler", "") for i in range(300)
+    ]
     corpus, queries, qrels = B.make_retrieval(items)
-    B.write_task(B.TaskData(name="Big", type="Retrieval", description="x", main_score="ndcg_at_10", sources=SRC,
-                            units={"train": [], "test": [i[0] for i in items]},
-                            files={"corpus": corpus, "queries": queries, "qrels": qrels}), tmp_path)
+    B.write_task(
+        B.TaskData(
+            name="Big",
+            type="Retrieval",
+            description="x",
+            main_score="ndcg_at_10",
+            sources=SRC,
+            units={"train": [], "test": [i[0] for i in items]},
+            files={"corpus": corpus, "queries": queries, "qrels": qrels},
+        ),
+        tmp_path,
+    )
     t = make_task(tmp_path / "Big", "quick")
     t.load_data()
     split = t.dataset["default"]["test"]
@@ -182,29 +284,66 @@ def test_runner_writes_json_markdown_and_plot(suite, tmp_path):
     def loader(spec, threads=None, max_tokens=None):
         if spec == "bm25":
             m = make_bm25()
-            return LoadedModel(spec, "BM25", m, {"kind": "bm25", "load_s": 0.0}, retrieval_only=True)
+            return LoadedModel(
+                spec, "BM25", m, {"kind": "bm25", "load_s": 0.0}, retrieval_only=True
+            )
         enc = BagOfWords(scramble=spec == "scrambled")
-        return LoadedModel(spec, spec, CompsearchMTEBEncoder(enc, label=spec),
-                           {"dim": enc.dim, "fingerprint": enc.fingerprint, "load_s": 0.0})
+        return LoadedModel(
+            spec,
+            spec,
+            CompsearchMTEBEncoder(enc, label=spec),
+            {"dim": enc.dim, "fingerprint": enc.fingerprint, "load_s": 0.0},
+        )
 
     tasks = load_suite(suite, profile="quick")
-    assert [t.metadata.name for t in tasks] == ["TinyClassification", "TinyClustering", "TinyRetrieval", "TinySTS"]
+    assert [t.metadata.name for t in tasks] == [
+        "TinyClassification",
+        "TinyClustering",
+        "TinyRetrieval",
+        "TinySTS",
+    ]
     out = tmp_path / "results"
-    RUN.evaluate_models(tasks, ["bow", "bm25"], profile="quick", out_dir=out, stem="quality-quick",
-                        loader=loader, echo=lambda s: None)
+    RUN.evaluate_models(
+        tasks,
+        ["bow", "bm25"],
+        profile="quick",
+        out_dir=out,
+        stem="quality-quick",
+        loader=loader,
+        echo=lambda s: None,
+    )
     data = json.loads((out / "quality-quick.json").read_text())
     assert data["machine"]["packages"]["mteb"] and data["machine"]["cpu_count"]
     assert data["results"]["bow"]["TinyRetrieval"]["scores"]["main_score"] == pytest.approx(1.0)
     assert "TinySTS" not in data["results"]["BM25"]  # BM25 is retrieval only
     # a second run with another model merges into the same file
-    RUN.evaluate_models(tasks[-1:], ["scrambled"], profile="quick", out_dir=out, stem="quality-quick",
-                        loader=loader, echo=lambda s: None)
+    RUN.evaluate_models(
+        tasks[-1:],
+        ["scrambled"],
+        profile="quick",
+        out_dir=out,
+        stem="quality-quick",
+        loader=loader,
+        echo=lambda s: None,
+    )
     # re-running a model on some tasks keeps its other scores (same weights)
-    RUN.evaluate_models(tasks[-1:], ["bow"], profile="quick", out_dir=out, stem="quality-quick",
-                        loader=loader, echo=lambda s: None)
+    RUN.evaluate_models(
+        tasks[-1:],
+        ["bow"],
+        profile="quick",
+        out_dir=out,
+        stem="quality-quick",
+        loader=loader,
+        echo=lambda s: None,
+    )
     data = json.loads((out / "quality-quick.json").read_text())
     assert set(data["results"]) == {"bow", "BM25", "scrambled"}
-    assert set(data["results"]["bow"]) == {"TinyClassification", "TinyClustering", "TinyRetrieval", "TinySTS"}
+    assert set(data["results"]["bow"]) == {
+        "TinyClassification",
+        "TinyClustering",
+        "TinyRetrieval",
+        "TinySTS",
+    }
     md = (out / "quality-quick.md").read_text()
     assert "| TinyRetrieval | Retrieval |" in md and "bow" in md and "scrambled" in md
     assert (out / "quality-quick.png").read_bytes()[:4] == b"\x89PNG"
@@ -216,7 +355,9 @@ def test_pooling_baseline_on_tiny_random_llama(tiny_base):
     for enc in encoders.values():
         assert enc.dim == 32 and len(enc.fingerprint) == 64
         alone = enc.encode([short])
-        batch = enc.encode([short, long], batch_size=2)  # padding must not change the short text's vector
+        batch = enc.encode(
+            [short, long], batch_size=2
+        )  # padding must not change the short text's vector
         assert batch.shape == (2, 32)
         np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
         np.testing.assert_allclose(alone[0], batch[0], atol=1e-4)
@@ -260,7 +401,18 @@ def test_connection_errors_are_recognised():
 
 
 def test_run_without_built_tasks_says_build(tmp_path, capsys):
-    rc = RUN.main(["--cache", str(tmp_path), "run", "--no-build", "--tasks", "LeeDocSTS", "--out", str(tmp_path)])
+    rc = RUN.main(
+        [
+            "--cache",
+            str(tmp_path),
+            "run",
+            "--no-build",
+            "--tasks",
+            "LeeDocSTS",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 2 and "build" in capsys.readouterr().err
 
 
@@ -273,7 +425,7 @@ def test_a_compsearch_encoder_is_capped_at_the_profile_token_budget(tiny_encoder
     saved = Encoder.load(folder).fingerprint
     loaded = load_model(f"compsearch:{folder}", max_tokens=16)
     assert loaded.label == "compsearch:enc" and loaded.info["max_tokens"] == 16
-    assert loaded.info["fingerprint"] == saved        # recorded as saved, before the cap
+    assert loaded.info["fingerprint"] == saved  # recorded as saved, before the cap
 
 
 def test_package_mteb_adapter_scores_any_encoder_and_real_compsearch_encoders(suite, tiny_encoder):

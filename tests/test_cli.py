@@ -60,14 +60,30 @@ def test_errors_are_one_line(run, tiny_base, tmp_path):
     ix.mkdir()
     (ix / "manifest.json").write_text("garbage")
     _one_line_error(run("query", "x", "--index", ix), "corrupt")
-    _one_line_error(run("index", tmp_path, "--index", tmp_path / "i2", "--model",
-                        tmp_path / "no-model"), "model not found")
-    _one_line_error(run("index", tmp_path / "docs-missing", "--index", tmp_path / "i3",
-                        "--model", tiny_base), "nothing to index")
-    _one_line_error(run("index", tmp_path, "--index", tmp_path / "i4", "--model", tiny_base,
-                        "--chunk-tokens", 4), "max_tokens")
-    r = run("index", tmp_path, "--index", tmp_path / "i5", "--model", tiny_base,
-            "--chunk-tokens", 100_000)   # checked once the encoder is loaded (after its note)
+    _one_line_error(
+        run("index", tmp_path, "--index", tmp_path / "i2", "--model", tmp_path / "no-model"),
+        "model not found",
+    )
+    _one_line_error(
+        run("index", tmp_path / "docs-missing", "--index", tmp_path / "i3", "--model", tiny_base),
+        "nothing to index",
+    )
+    _one_line_error(
+        run(
+            "index", tmp_path, "--index", tmp_path / "i4", "--model", tiny_base, "--chunk-tokens", 4
+        ),
+        "max_tokens",
+    )
+    r = run(
+        "index",
+        tmp_path,
+        "--index",
+        tmp_path / "i5",
+        "--model",
+        tiny_base,
+        "--chunk-tokens",
+        100_000,
+    )  # checked once the encoder is loaded (after its note)
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert r.output.splitlines()[-1].startswith("error: a chunk budget of 100000 tokens is above")
     _one_line_error(run("query", "  ", "--index", ix), "empty")
@@ -80,14 +96,24 @@ def test_hostile_manifest_is_one_line_for_every_command(run, tiny_base, tmp_path
     ix = tmp_path / "ix"
     assert run("index", docs, "--index", ix, "--model", tiny_base).exit_code == 0
     good = json.loads((ix / "manifest.json").read_text())
-    for change, needle in [({"generation": "../../etc/passwd"}, "generation must be"),
-                           ({"generation": None}, "generation must be"),
-                           ({"index": dict(good["index"], spec={"kind": "flat", "evil": 1})},
-                            "unknown index parameter")]:
+    for change, needle in [
+        ({"generation": "../../etc/passwd"}, "generation must be"),
+        ({"generation": None}, "generation must be"),
+        (
+            {"index": dict(good["index"], spec={"kind": "flat", "evil": 1})},
+            "unknown index parameter",
+        ),
+    ]:
         (ix / "manifest.json").write_text(json.dumps(dict(good, **change)))
-        for cmd in [("info", "--index", ix), ("query", "x", "--index", ix),
-                    ("index", docs, "--index", ix), ("inspect", ix), ("verify", ix),
-                    ("rebuild", ix), ("compact", ix)]:
+        for cmd in [
+            ("info", "--index", ix),
+            ("query", "x", "--index", ix),
+            ("index", docs, "--index", ix),
+            ("inspect", ix),
+            ("verify", ix),
+            ("rebuild", ix),
+            ("compact", ix),
+        ]:
             _one_line_error(run(*cmd), needle)
 
 

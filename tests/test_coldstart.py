@@ -30,11 +30,16 @@ sys.exit(code)
 
 def _probe(*args):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    res = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], capture_output=True,
-                         text=True, env=env, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     heavy = [line for line in res.stderr.splitlines() if line.startswith("HEAVY=")]
     assert heavy, res.stderr
-    return res, heavy[-1][len("HEAVY="):]
+    return res, heavy[-1][len("HEAVY=") :]
 
 
 def test_help_info_and_errors_do_not_import_torch(tiny_base, tmp_path):
@@ -46,8 +51,19 @@ def test_help_info_and_errors_do_not_import_torch(tiny_base, tmp_path):
     assert res.returncode == 1 and "Traceback" not in res.stderr and "torch" not in heavy
 
     ix = tmp_path / "ix"
-    r = CliRunner().invoke(main, ["index", str(write_corpus(tmp_path / "docs")), "--index", str(ix),
-                                  "--model", str(tiny_base), "--json"], catch_exceptions=False)
+    r = CliRunner().invoke(
+        main,
+        [
+            "index",
+            str(write_corpus(tmp_path / "docs")),
+            "--index",
+            str(ix),
+            "--model",
+            str(tiny_base),
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     res, heavy = _probe("info", "--index", ix)
     assert res.returncode == 0 and "fingerprint" in res.stdout and "torch" not in heavy
@@ -57,4 +73,6 @@ def test_help_info_and_errors_do_not_import_torch(tiny_base, tmp_path):
     manifest["encoder"]["num_layers"] = 6
     (ix / "manifest.json").write_text(json.dumps(manifest))
     r = CliRunner().invoke(main, ["info", "--index", str(ix)])
-    assert r.exit_code == 0 and any(line.split()[:2] == ["layers", "6"] for line in r.output.splitlines())
+    assert r.exit_code == 0 and any(
+        line.split()[:2] == ["layers", "6"] for line in r.output.splitlines()
+    )

@@ -12,8 +12,12 @@ import torch
 from compsearch import CompsearchError, Encoder
 from compsearch.encoder import CONFIG_FILE, memory_inputs, pool_memory
 
-TEXTS = ["the index of a file", "rotate log file by size when the log is full",
-         "json", "parse http request header cookie value and return the response error"]
+TEXTS = [
+    "the index of a file",
+    "rotate log file by size when the log is full",
+    "json",
+    "parse http request header cookie value and return the response error",
+]
 
 
 def _hidden(enc, ids, **kw):
@@ -27,8 +31,11 @@ def test_attention_is_bidirectional(tiny_encoder):
     first = _hidden(tiny_encoder, ids)[0]
     assert not torch.allclose(first, _hidden(tiny_encoder, changed)[0], atol=1e-6)
     # the same model run causally per call: the first position cannot see the last token
-    assert torch.allclose(_hidden(tiny_encoder, ids, is_causal=True)[0],
-                          _hidden(tiny_encoder, changed, is_causal=True)[0], atol=1e-6)
+    assert torch.allclose(
+        _hidden(tiny_encoder, ids, is_causal=True)[0],
+        _hidden(tiny_encoder, changed, is_causal=True)[0],
+        atol=1e-6,
+    )
 
 
 def test_bidirectional_with_padding(tiny_encoder):
@@ -55,19 +62,24 @@ def test_memory_layout_and_pooling(tiny_encoder):
     assert mem[0].nonzero().flatten().tolist() == list(range(3, 3 + k))
     assert mem[1].nonzero().flatten().tolist() == list(range(1, 1 + k))
     assert attn[1].tolist() == [1] * (1 + k) + [0] * 2
-    assert torch.equal(inputs[1, 1:1 + k], tiny_encoder.memory.to(inputs.dtype))
+    assert torch.equal(inputs[1, 1 : 1 + k], tiny_encoder.memory.to(inputs.dtype))
     hidden = torch.randn(2, 3 + k, 4)
     pooled = pool_memory(hidden, mem)
-    assert torch.allclose(pooled[0], hidden[0, 3:3 + k].mean(0))
-    assert torch.allclose(pooled[1], hidden[1, 1:1 + k].mean(0))
+    assert torch.allclose(pooled[0], hidden[0, 3 : 3 + k].mean(0))
+    assert torch.allclose(pooled[1], hidden[1, 1 : 1 + k].mean(0))
 
 
 def test_embedding_is_mean_of_memory_states_and_normalised(tiny_encoder):
     ids = tiny_encoder.tokenize([TEXTS[1]])[0]
     k = tiny_encoder.config.num_memory_tokens
     with torch.no_grad():
-        inputs = torch.cat([tiny_encoder.model.get_input_embeddings()(torch.tensor([ids])),
-                            tiny_encoder.memory[None]], 1)
+        inputs = torch.cat(
+            [
+                tiny_encoder.model.get_input_embeddings()(torch.tensor([ids])),
+                tiny_encoder.memory[None],
+            ],
+            1,
+        )
         hidden = tiny_encoder.model(inputs_embeds=inputs).last_hidden_state[0]
     want = hidden[-k:].mean(0).numpy()
     got = tiny_encoder.encode([TEXTS[1]], normalize=False)[0]
@@ -126,10 +138,20 @@ def _with_random_adapter(enc, folder):
     import warnings
 
     base = Encoder.load(str(enc.base_path), dtype="float32")
-    with warnings.catch_warnings():  # peft reads transformers 5's deprecated is_gradient_checkpointing
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        peft_model = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=8, target_modules=[
-            "q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    with (
+        warnings.catch_warnings()
+    ):  # peft reads transformers 5's deprecated is_gradient_checkpointing
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+        )
+        peft_model = get_peft_model(
+            base.model,
+            LoraConfig(
+                r=4,
+                lora_alpha=8,
+                target_modules=["q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            ),
+        )
     torch.manual_seed(3)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
@@ -214,7 +236,9 @@ def test_converted_gguf_is_identified_by_its_source_not_its_bytes(tmp_path):
 def test_packaged_default_model_is_small_pickle_free_and_recorded():
     from compsearch.encoder import PACKAGED_DEFAULT
 
-    assert (PACKAGED_DEFAULT / "compsearch_encoder.json").is_file(), "the trained default is not packaged"
+    assert (PACKAGED_DEFAULT / "compsearch_encoder.json").is_file(), (
+        "the trained default is not packaged"
+    )
     files = [p for p in PACKAGED_DEFAULT.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) <= 32 * 2**20
     assert {p.suffix for p in files} <= {".safetensors", ".json", ".md"}
@@ -253,13 +277,19 @@ def test_sentence_transformers_conventions(tiny_base):
     np.testing.assert_array_equal(enc.encode_query(["json file"]), q)
     np.testing.assert_array_equal(enc.encode(["json file"], prompt_name="query"), q)
     np.testing.assert_array_equal(enc.encode_document("json file"), one)
-    np.testing.assert_allclose(enc.encode(["json file"], prompt="search the index: "),
-                               enc.encode(["search the index: json file"]), atol=1e-6)
+    np.testing.assert_allclose(
+        enc.encode(["json file"], prompt="search the index: "),
+        enc.encode(["search the index: json file"]),
+        atol=1e-6,
+    )
     t = enc.encode(["json file", "log"], convert_to_tensor=True)
     assert isinstance(t, torch.Tensor) and t.shape == (2, enc.dim)
     raw = enc.encode(["json file"], normalize_embeddings=False)
     np.testing.assert_array_equal(raw, enc.encode(["json file"], normalize=False))
     assert abs(float(np.linalg.norm(raw)) - 1.0) > 1e-4
-    assert enc.encode(["json"], batch_size=1, show_progress_bar=True, device="cpu").shape == (1, enc.dim)
+    assert enc.encode(["json"], batch_size=1, show_progress_bar=True, device="cpu").shape == (
+        1,
+        enc.dim,
+    )
     with pytest.raises(ValueError, match="kind"):
         enc.encode(["x"], prompt_name="passage")

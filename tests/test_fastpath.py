@@ -13,8 +13,12 @@ from compsearch import CompsearchError, Encoder
 from compsearch.encoder import CONFIG_FILE, PACKAGED_DEFAULT, encoder_fingerprint
 from compsearch.fastpath import MERGED_DIR, RECORD_FILE, WEIGHTS_FILE, LightTokenizer
 
-TEXTS = ["the index of a file", "rotate log file by size when the log is full",
-         "json", "parse http request header cookie value and return the response error"]
+TEXTS = [
+    "the index of a file",
+    "rotate log file by size when the log is full",
+    "json",
+    "parse http request header cookie value and return the response error",
+]
 # the shipped default's identity before depth existed: indexes built with it must keep matching
 SHIPPED_FINGERPRINT = "8ea0c817939f560487e28be1594b316cfc88414707a9f1f8fb57c41bd312bb16"
 
@@ -140,7 +144,9 @@ def test_damaged_cache_is_detected_and_rebuilt(tiny_encoder, tmp_path, caplog):
     record.write_text(json.dumps(other))
     np.testing.assert_allclose(Encoder.load(folder, dtype="float32").encode(TEXTS), want, atol=1e-6)
     assert json.loads(record.read_text())["fingerprint"] == enc.fingerprint
-    assert not [p for p in weights.parent.parent.iterdir() if p.name.startswith(".")]  # no temp left
+    assert not [
+        p for p in weights.parent.parent.iterdir() if p.name.startswith(".")
+    ]  # no temp left
 
 
 # -------------------------------------------------------------------- tokenizer and int8
@@ -159,7 +165,10 @@ def test_int8_option(tiny_base):
     q = Encoder.load(str(tiny_base), dtype="float32", quantize="int8")
     assert q.quantize == "int8" and plain.quantize is None and q.fingerprint == plain.fingerprint
     layer = q.model.layers[0]
-    assert type(layer.mlp.down_proj) is torch.nn.Linear and type(layer.self_attn.o_proj) is torch.nn.Linear
+    assert (
+        type(layer.mlp.down_proj) is torch.nn.Linear
+        and type(layer.self_attn.o_proj) is torch.nn.Linear
+    )
     assert type(layer.self_attn.q_proj) is not torch.nn.Linear  # a dynamic-int8 Linear
     assert "int8" in str(layer.self_attn.q_proj.weight().dtype)
     cos = (q.encode(TEXTS) * plain.encode(TEXTS)).sum(1)
@@ -191,18 +200,46 @@ def test_speed_benchmark_pieces(tiny_base, tiny_encoder, tmp_path):
     np.testing.assert_allclose(cut.encode(TEXTS), want.encode(TEXTS), atol=1e-6)
     assert cut.fingerprint == want.fingerprint and len(tiny_encoder.model.layers) == 2
     assert bench.truncated(tiny_encoder, 2, torch.float32, "int8").quantize == "int8"
-    row = {"depth": 1, "weights": "float32", "texts_per_s": 2.0, "tokens_per_s": 50.0, "seconds": 1.0,
-           "query_p50_ms": 10.0, "query_p95_ms": 12.0, "cosine_to_fp32": 1.0}
-    cold = {k: {"min_s": 1.0, "median_s": 1.5, "all_s": [1.0, 2.0], "stderr_lines": 0}
-            for k in ("compsearch_help", "compsearch_query", "python_empty", "import_torch",
-                      "import_torch_transformers_llama")}
-    data = {"machine": {"cpu": "cpu", "cores": 2, "torch_threads": 1, "when": "now"}, "texts": 2,
-            "batch_size": 2, "repeats": 1, "queries": 1, "text_tokens": 50, "default_dtype": "float32",
-            "rows": [row, dict(row, weights="int8", depth=1)],
-            "minilm": {"texts_per_s": 4.0, "tokens_per_s": 80.0, "tokens": 80, "seconds": 0.5,
-                       "query_p50_ms": 5.0, "query_p95_ms": 6.0},
-            "threads": [{"threads": 1, "texts_per_s": 2.0, "query_p50_ms": 10.0, "query_p95_ms": 11.0}],
-            "cold_start": cold}
+    row = {
+        "depth": 1,
+        "weights": "float32",
+        "texts_per_s": 2.0,
+        "tokens_per_s": 50.0,
+        "seconds": 1.0,
+        "query_p50_ms": 10.0,
+        "query_p95_ms": 12.0,
+        "cosine_to_fp32": 1.0,
+    }
+    cold = {
+        k: {"min_s": 1.0, "median_s": 1.5, "all_s": [1.0, 2.0], "stderr_lines": 0}
+        for k in (
+            "compsearch_help",
+            "compsearch_query",
+            "python_empty",
+            "import_torch",
+            "import_torch_transformers_llama",
+        )
+    }
+    data = {
+        "machine": {"cpu": "cpu", "cores": 2, "torch_threads": 1, "when": "now"},
+        "texts": 2,
+        "batch_size": 2,
+        "repeats": 1,
+        "queries": 1,
+        "text_tokens": 50,
+        "default_dtype": "float32",
+        "rows": [row, dict(row, weights="int8", depth=1)],
+        "minilm": {
+            "texts_per_s": 4.0,
+            "tokens_per_s": 80.0,
+            "tokens": 80,
+            "seconds": 0.5,
+            "query_p50_ms": 5.0,
+            "query_p95_ms": 6.0,
+        },
+        "threads": [{"threads": 1, "texts_per_s": 2.0, "query_p50_ms": 10.0, "query_p95_ms": 11.0}],
+        "cold_start": cold,
+    }
     md = bench.report(data)
     assert "| 1 | float32 | 2.00 | 50 | 0.50 | 10 | 12 | 2.0 | 1.0000 |" in md
     assert "`compsearch query` on a small existing index 1.00 s" in md

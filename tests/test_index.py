@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from compsearch import CompsearchError
-from compsearch.index import (FLAT_MAX, IVF_MAX, IndexSpec, VectorIndex, build_index, choose_spec,
-                              nlist_for)
+from compsearch.index import (
+    FLAT_MAX,
+    IVF_MAX,
+    IndexSpec,
+    VectorIndex,
+    build_index,
+    choose_spec,
+    nlist_for,
+)
 from compsearch.store import ChunkRecord, Store
 
 
@@ -36,7 +43,9 @@ def test_every_kind_finds_near_duplicates(kind, tmp_path):
     spec = choose_spec(len(x), 32, kind)
     if kind.startswith("ivf"):
         spec.nlist, spec.nprobe = 16, 16
-    index = build_index(spec, 32, len(x), lambda: iter([(ids[:1000], x[:1000]), (ids[1000:], x[1000:])]))
+    index = build_index(
+        spec, 32, len(x), lambda: iter([(ids[:1000], x[:1000]), (ids[1000:], x[1000:])])
+    )
     assert index.ntotal == 2000
     scores, found = index.search(x[:50], 5)
     assert (found[:, 0] == ids[:50]).mean() >= (0.9 if kind == "ivf-pq" else 0.99)
@@ -75,9 +84,17 @@ def test_untrained_and_corrupt(tmp_path):
 
 def test_store_round_trip_and_filters(tmp_path):
     s = Store(tmp_path / "c.sqlite")
-    recs = [ChunkRecord(text=f"t{i}", source=f"/d/{'a' if i < 3 else 'b'}/f{i}.md", start_line=i,
-                        end_line=i + 1, section="S", metadata={"kind": "md", "n": i})
-            for i in range(5)]
+    recs = [
+        ChunkRecord(
+            text=f"t{i}",
+            source=f"/d/{'a' if i < 3 else 'b'}/f{i}.md",
+            start_line=i,
+            end_line=i + 1,
+            section="S",
+            metadata={"kind": "md", "n": i},
+        )
+        for i in range(5)
+    ]
     x = _vectors(5)
     ids = s.add(recs, x)
     assert ids == [0, 1, 2, 3, 4]
@@ -109,4 +126,4 @@ def test_bm25_scores_rank_lexical_matches():
 
     s = bm25_scores("rotate the log", ["json parse value", "log rotate size", "log data"])
     assert s[1] > s[2] > s[0] == 0.0
-    assert bm25_scores("the of", ["json", "log"]) == [0.0, 0.0]   # stopwords only
+    assert bm25_scores("the of", ["json", "log"]) == [0.0, 0.0]  # stopwords only

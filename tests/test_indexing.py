@@ -32,7 +32,9 @@ class CountingEncoder:
         return self.inner.encode(texts, **kw)
 
 
-def test_a_run_with_nothing_to_do_loads_no_encoder_and_writes_nothing(tmp_path, tiny_encoder, monkeypatch):
+def test_a_run_with_nothing_to_do_loads_no_encoder_and_writes_nothing(
+    tmp_path, tiny_encoder, monkeypatch
+):
     docs = write_corpus(tmp_path / "docs")
     first = Retriever.open(tmp_path / "ix", tiny_encoder).index([docs])
     assert first.committed and first.files_indexed == 4
@@ -56,7 +58,7 @@ def test_moved_and_edited_files_reuse_their_vectors(tmp_path, tiny_encoder):
     r = Retriever.open(tmp_path / "ix", enc)
     first = r.index([docs])
     before = {(h.text, tuple(h.metadata.items())) for h in r.get()}
-    shutil.move(docs / "guide", docs / "manual")          # moved inside the indexed root
+    shutil.move(docs / "guide", docs / "manual")  # moved inside the indexed root
     enc.encoded = 0
     moved = r.index([docs])
     assert moved.files_indexed == 2 and moved.files_removed == 2
@@ -70,8 +72,12 @@ def test_moved_and_edited_files_reuse_their_vectors(tmp_path, tiny_encoder):
     # reused vectors are the vectors the encoder gives (same text, same encoder)
     hit = r.search("rotate log file", k=1)[0]
     store, _ = r._open_read()
-    assert (store.vectors([hit.id], tiny_encoder.dim) @ tiny_encoder.encode(
-        [hit.text if not hit.section else _embed_text(hit)], kind="document").T).item() > 0.999
+    assert (
+        store.vectors([hit.id], tiny_encoder.dim)
+        @ tiny_encoder.encode(
+            [hit.text if not hit.section else _embed_text(hit)], kind="document"
+        ).T
+    ).item() > 0.999
 
 
 def _embed_text(hit):
@@ -99,11 +105,28 @@ def test_prune_removes_vanished_roots_and_commits_nothing_otherwise(tmp_path, ti
 
 def test_include_exclude_through_the_api_and_cli(tmp_path, tiny_encoder, tiny_base):
     docs = write_corpus(tmp_path / "docs")
-    rep = Retriever.open(tmp_path / "ix", tiny_encoder).index([docs], include=["*.md"], exclude=["install.md"])
+    rep = Retriever.open(tmp_path / "ix", tiny_encoder).index(
+        [docs], include=["*.md"], exclude=["install.md"]
+    )
     assert rep.files_indexed == 1
-    assert ("not matched by --include" in dict((os.path.basename(p), r) for p, r in rep.skipped)["notes.txt"])
-    out = CliRunner().invoke(main, ["index", str(docs), "--index", str(tmp_path / "ix2"), "--model",
-                                    str(tiny_base), "--include", "*.py", "--json"])
+    assert (
+        "not matched by --include"
+        in dict((os.path.basename(p), r) for p, r in rep.skipped)["notes.txt"]
+    )
+    out = CliRunner().invoke(
+        main,
+        [
+            "index",
+            str(docs),
+            "--index",
+            str(tmp_path / "ix2"),
+            "--model",
+            str(tiny_base),
+            "--include",
+            "*.py",
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["files_indexed"] == 1
 
@@ -123,7 +146,7 @@ def test_a_second_writer_waits_then_proceeds_and_loses_nothing(tmp_path, tiny_en
     held.wait(10)
     start = time.perf_counter()
     Retriever.open(tmp_path / "ix", tiny_encoder).add(["rotate log file"], ids=["b"])
-    assert time.perf_counter() - start > 1.0          # it waited instead of failing
+    assert time.perf_counter() - start > 1.0  # it waited instead of failing
     t.join()
     assert Retriever.open(tmp_path / "ix", tiny_encoder).count() == 2
 
@@ -144,8 +167,14 @@ def test_a_writer_gives_up_after_the_lock_timeout(tmp_path, tiny_encoder, monkey
 def test_cli_conventions(tmp_path, tiny_base, monkeypatch):
     runner = CliRunner()
     help_text = runner.invoke(main, ["--help"]).output
-    for name in ("COMPSEARCH_INDEX", "COMPSEARCH_HOME", "COMPSEARCH_THREADS", "COMPSEARCH_LOCK_TIMEOUT",
-                 "Exit status", "--threads"):
+    for name in (
+        "COMPSEARCH_INDEX",
+        "COMPSEARCH_HOME",
+        "COMPSEARCH_THREADS",
+        "COMPSEARCH_LOCK_TIMEOUT",
+        "Exit status",
+        "--threads",
+    ):
         assert name in help_text
     # errors under --json: one JSON object on stdout, one line on stderr, exit 1
     res = runner.invoke(main, ["query", "x", "--index", str(tmp_path / "none"), "--json"])
@@ -159,7 +188,12 @@ def test_cli_conventions(tmp_path, tiny_base, monkeypatch):
     docs.mkdir()
     (docs / "long.txt").write_text(long.strip() + "\n")
     ix = tmp_path / "ix"
-    assert runner.invoke(main, ["index", str(docs), "--index", str(ix), "--model", str(tiny_base)]).exit_code == 0
+    assert (
+        runner.invoke(
+            main, ["index", str(docs), "--index", str(ix), "--model", str(tiny_base)]
+        ).exit_code
+        == 0
+    )
     out = runner.invoke(main, ["query", "json", "--index", str(ix), "-k", "1"]).output
     assert long.strip() in out and "…" not in out
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -194,16 +228,18 @@ def test_full_disk_is_one_line_and_leaves_the_index(tmp_path, tiny_encoder, monk
     names = sorted(p.name for p in (tmp_path / "ix").iterdir() if p.is_dir())
     assert names == ["encoder", f"g{gen:06d}"]
     assert read_manifest(tmp_path / "ix")["generation"] == gen
-    assert [h.doc_id for h in Retriever.open(tmp_path / "ix", tiny_encoder).get(["a", "b"])] == ["a"]
+    assert [h.doc_id for h in Retriever.open(tmp_path / "ix", tiny_encoder).get(["a", "b"])] == [
+        "a"
+    ]
 
 
 def test_a_reader_that_read_an_old_manifest_finds_the_new_generation(tmp_path, tiny_encoder):
     w = Retriever.open(tmp_path / "ix", tiny_encoder)
     w.add(["json parse text"], ids=["a"])
-    reader = Retriever.open(tmp_path / "ix", tiny_encoder)     # manifest read, files not opened yet
-    for i in range(3):                                         # three commits: its generation is gone
+    reader = Retriever.open(tmp_path / "ix", tiny_encoder)  # manifest read, files not opened yet
+    for i in range(3):  # three commits: its generation is gone
         w.add([f"rotate log file {i}"], ids=[f"b{i}"])
-    assert len(reader.search("json", k=10)) == 4               # the newest generation, no error
+    assert len(reader.search("json", k=10)) == 4  # the newest generation, no error
 
 
 def test_a_base_model_that_wants_to_run_its_own_code_is_refused(tmp_path, tiny_base):
@@ -219,8 +255,9 @@ def test_a_base_model_that_wants_to_run_its_own_code_is_refused(tmp_path, tiny_b
     (evil / "modeling_evil.py").write_text("raise SystemExit('this must never run')\n")
     with pytest.raises(CompsearchError, match="asks to run its own code"):
         Encoder.load(str(evil))
-    res = CliRunner().invoke(main, ["index", str(tmp_path), "--index", str(tmp_path / "ix"),
-                                    "--model", str(evil)])
+    res = CliRunner().invoke(
+        main, ["index", str(tmp_path), "--index", str(tmp_path / "ix"), "--model", str(evil)]
+    )
     assert res.exit_code == 1 and "asks to run its own code" in res.output
 
 
@@ -264,8 +301,10 @@ def test_a_tampered_store_is_one_line_never_a_hang(tmp_path, tiny_encoder, damag
         if damage == "view":
             db.execute("CREATE VIEW chunks AS SELECT 1 AS id")
         elif damage == "recursive_view":
-            db.execute("CREATE VIEW chunks AS WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL "
-                       "SELECT x + 1 FROM n) SELECT x AS id FROM n")
+            db.execute(
+                "CREATE VIEW chunks AS WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL "
+                "SELECT x + 1 FROM n) SELECT x AS id FROM n"
+            )
     db.commit()
     db.close()
     start = time.perf_counter()
@@ -281,7 +320,7 @@ def test_flipped_bytes_are_found_by_load_or_verify(tmp_path, tiny_encoder, monke
     from compsearch.indexdir import generation_dir
     from compsearch.maintenance import verify
 
-    monkeypatch.setattr(indexdir, "EDGE_BYTES", 4096)    # small files: edges of 4 KiB, not 1 MiB
+    monkeypatch.setattr(indexdir, "EDGE_BYTES", 4096)  # small files: edges of 4 KiB, not 1 MiB
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
     import random
 
@@ -295,23 +334,23 @@ def test_flipped_bytes_are_found_by_load_or_verify(tmp_path, tiny_encoder, monke
     gdir = generation_dir(tmp_path / "ix", manifest["generation"])
     store = gdir / "chunks.sqlite"
     size = store.stat().st_size
-    assert size > 3 * 4096                               # the flip lands outside the edges
+    assert size > 3 * 4096  # the flip lands outside the edges
     data = bytearray(store.read_bytes())
     data[size // 2] ^= 0xFF
     store.write_bytes(bytes(data))
-    try:                                                  # the cheap check on load misses it;
-        Retriever.open(tmp_path / "ix", tiny_encoder).search("json", k=3)   # a read may not
+    try:  # the cheap check on load misses it;
+        Retriever.open(tmp_path / "ix", tiny_encoder).search("json", k=3)  # a read may not
     except CompsearchError as exc:
         assert "damaged" in str(exc) and "\n" not in str(exc)
     problems = verify(tmp_path / "ix")
     assert any("differs from the digest" in p for p in problems)
-    faiss_file = gdir / "vectors.faiss"                   # a flip in the first MiB: found on load
+    faiss_file = gdir / "vectors.faiss"  # a flip in the first MiB: found on load
     data = bytearray(faiss_file.read_bytes())
     data[100] ^= 0xFF
     faiss_file.write_bytes(bytes(data))
     with pytest.raises(CompsearchError, match="damaged: vectors.faiss differs"):
         Retriever.open(tmp_path / "ix", tiny_encoder).search("json", k=1)
-    with open(faiss_file, "ab") as f:                     # truncated or grown: found on load
+    with open(faiss_file, "ab") as f:  # truncated or grown: found on load
         f.write(b"x")
     with pytest.raises(CompsearchError, match="bytes, the manifest recorded"):
         Retriever.open(tmp_path / "ix", tiny_encoder).count()

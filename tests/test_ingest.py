@@ -115,7 +115,7 @@ def make_pdf(pages: list[list[str]]) -> bytes:
         ("app.tsx", ("code", "typescript")),
         ("lib.rs", ("code", "rust")),
         ("conf.yml", ("code", "yaml")),
-        ("README", ("auto", None)),          # decided by content: text or Markdown
+        ("README", ("auto", None)),  # decided by content: text or Markdown
         ("LICENSE", ("auto", None)),
         ("Makefile", ("code", "make")),
         ("server.log", None),
@@ -583,7 +583,10 @@ def test_corrupt_pdf_is_skipped(data):
 
 def test_files_without_known_extensions_are_decided_by_content(tmp_path):
     write(tmp_path / "NEWS", "Version 2.1\n\n* fixed the parser\n")
-    write(tmp_path / "README.Debian", "# Debian notes\n\nSee [the wiki](https://wiki.debian.org).\n\n## Setup\n")
+    write(
+        tmp_path / "README.Debian",
+        "# Debian notes\n\nSee [the wiki](https://wiki.debian.org).\n\n## Setup\n",
+    )
     write(tmp_path / "Apache-2.0", "Apache License\nVersion 2.0, January 2004\n")
     (tmp_path / "blob.dat").write_bytes(b"\x00\x01\x02binary\x00" * 100)
     candidates, _ = run([tmp_path])
@@ -596,7 +599,9 @@ def test_files_without_known_extensions_are_decided_by_content(tmp_path):
 def test_gzip_text_is_read_decompressed(tmp_path):
     import gzip
 
-    (tmp_path / "changelog.gz").write_bytes(gzip.compress(b"pkg (1.2) unstable\n\n  * fixed ENOSPC\n"))
+    (tmp_path / "changelog.gz").write_bytes(
+        gzip.compress(b"pkg (1.2) unstable\n\n  * fixed ENOSPC\n")
+    )
     (tmp_path / "notes.txt.gz").write_bytes(b"not gzip at all")
     candidates, _ = run([tmp_path])
     docs = {c.path.name: parse(c, c.path.read_bytes()) for c in candidates}

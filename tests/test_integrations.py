@@ -11,13 +11,18 @@ import pytest
 pytest.importorskip("langchain_core")
 pytest.importorskip("langchain_tests")
 
-from langchain_tests.integration_tests import (EmbeddingsIntegrationTests,  # noqa: E402
-                                               RetrieversIntegrationTests,
-                                               VectorStoreIntegrationTests)
+from langchain_tests.integration_tests import (
+    EmbeddingsIntegrationTests,  # noqa: E402
+    RetrieversIntegrationTests,
+    VectorStoreIntegrationTests,
+)
 from langchain_tests.unit_tests import EmbeddingsUnitTests  # noqa: E402
 
-from compsearch.integrations.langchain import (CompsearchEmbeddings,  # noqa: E402
-                                               CompsearchRetriever, CompsearchVectorStore)
+from compsearch.integrations.langchain import (
+    CompsearchEmbeddings,  # noqa: E402
+    CompsearchRetriever,
+    CompsearchVectorStore,
+)
 from conftest import make_tiny_base, write_corpus  # noqa: E402
 
 
@@ -81,15 +86,21 @@ def test_retriever_documents_carry_citations():
     docs = CompsearchRetriever(index=_index(), k=3).invoke("rotate log file")
     assert len(docs) == 3
     for d in docs:
-        assert {"source", "start_line", "end_line", "section", "score", "chunk_id"} <= set(d.metadata)
+        assert {"source", "start_line", "end_line", "section", "score", "chunk_id"} <= set(
+            d.metadata
+        )
         assert Path(d.metadata["source"]).is_file()
 
 
 def test_vector_store_with_compsearch_embeddings_filters_and_retriever(tmp_path):
     emb = CompsearchEmbeddings(_tiny())
-    vs = CompsearchVectorStore.from_texts(["json parse text", "rotate log file", "http request header"],
-                                          emb, [{"k": 1}, {"k": 2}, {"k": 2}], ids=["a", "b", "c"],
-                                          index=tmp_path / "vs")
+    vs = CompsearchVectorStore.from_texts(
+        ["json parse text", "rotate log file", "http request header"],
+        emb,
+        [{"k": 1}, {"k": 2}, {"k": 2}],
+        ids=["a", "b", "c"],
+        index=tmp_path / "vs",
+    )
     assert [d.id for d in vs.get_by_ids(["c", "a"])] == ["c", "a"]
     hits = vs.similarity_search("log", k=3, filter={"k": 2})
     assert {d.id for d in hits} == {"b", "c"}

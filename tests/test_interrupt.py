@@ -25,23 +25,40 @@ def _write_docs(root: Path, n: int, salt: str) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         words = [WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(400)]
-        paras = [" ".join(words[p:p + 40]) for p in range(0, 400, 40)]
+        paras = [" ".join(words[p : p + 40]) for p in range(0, 400, 40)]
         (root / f"doc{i:04d}.md").write_text(f"# Doc {i} {salt}\n\n" + "\n\n".join(paras) + "\n")
 
 
 def _state(ix: Path):
     r = Retriever.open(ix)
     store, _ = r._open_read()
-    chunks = sorted((c.source, c.start_line, c.text) for c in store.get(store.all_ids().tolist()).values())
+    chunks = sorted(
+        (c.source, c.start_line, c.text) for c in store.get(store.all_ids().tolist()).values()
+    )
     r.close()
     return read_manifest(ix)["generation"], chunks
 
 
 def _start(docs, ix, model, home):
     env = dict(os.environ, COMPSEARCH_HOME=str(home), HF_HUB_OFFLINE="1")
-    return subprocess.Popen([sys.executable, "-m", "compsearch", "index", str(docs), "--index",
-                             str(ix), "--model", str(model), "--json"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "compsearch",
+            "index",
+            str(docs),
+            "--index",
+            str(ix),
+            "--model",
+            str(model),
+            "--json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_work(ix: Path, proc, timeout=120.0) -> None:
@@ -60,9 +77,14 @@ def test_interrupted_index_keeps_previous_and_next_run_completes(sig, tiny_base,
     docs, ix = tmp_path / "docs", tmp_path / "ix"
     _write_docs(docs, 20, "v1")
     runner = CliRunner()
-    assert runner.invoke(main, ["index", str(docs), "--index", str(ix), "--model", str(tiny_base)]).exit_code == 0
+    assert (
+        runner.invoke(
+            main, ["index", str(docs), "--index", str(ix), "--model", str(tiny_base)]
+        ).exit_code
+        == 0
+    )
     before = _state(ix)
-    _write_docs(docs, 150, "v2")          # every file changes, many are new: a long second run
+    _write_docs(docs, 150, "v2")  # every file changes, many are new: a long second run
 
     proc = _start(docs, ix, tiny_base, os.environ["COMPSEARCH_HOME"])
     _wait_for_work(ix, proc)
@@ -73,7 +95,7 @@ def test_interrupted_index_keeps_previous_and_next_run_completes(sig, tiny_base,
     if sig == signal.SIGINT:
         assert "Traceback" not in err and "interrupted" in err
         assert not any(p.name.startswith(".tmp-") for p in ix.iterdir())
-    assert _state(ix) == before           # the previous index, intact and loadable
+    assert _state(ix) == before  # the previous index, intact and loadable
 
     r = runner.invoke(main, ["index", str(docs), "--index", str(ix)])
     assert r.exit_code == 0, r.output
@@ -82,7 +104,14 @@ def test_interrupted_index_keeps_previous_and_next_run_completes(sig, tiny_base,
     assert not any(p.name.startswith((".tmp-",)) for p in ix.iterdir())
     # no half-written generation is left; the previous committed one is kept for readers
     assert sorted(p.name for p in ix.iterdir() if p.name.startswith("g")) == [
-        f"g{before[0]:06d}", f"g{after[0]:06d}"]
+        f"g{before[0]:06d}",
+        f"g{after[0]:06d}",
+    ]
     fresh = tmp_path / "fresh"
-    assert runner.invoke(main, ["index", str(docs), "--index", str(fresh), "--model", str(tiny_base)]).exit_code == 0
+    assert (
+        runner.invoke(
+            main, ["index", str(docs), "--index", str(fresh), "--model", str(tiny_base)]
+        ).exit_code
+        == 0
+    )
     assert after[1] == _state(fresh)[1]

@@ -24,7 +24,9 @@ def pair(tiny_base, tmp_path_factory):
     cfg.is_causal = False
     ref = AutoModel.from_pretrained(tiny_base, config=cfg, dtype=torch.float32).eval()
     folder = tmp_path_factory.mktemp("merged")
-    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(folder / "model.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in ref.state_dict().items()}, str(folder / "model.safetensors")
+    )
     raw = json.loads((tiny_base / "config.json").read_text())
     assert llama.supports(raw)
     return ref, folder, raw
@@ -60,12 +62,16 @@ def test_depth_and_unsupported_configs(pair):
 def test_cached_encoder_uses_it_and_matches(tiny_encoder, tmp_path, monkeypatch):
     from test_encoder import _with_random_adapter
 
-    monkeypatch.setenv("COMPSEARCH_HOME", str(tmp_path / "home"))  # no merged cache from other tests
+    monkeypatch.setenv(
+        "COMPSEARCH_HOME", str(tmp_path / "home")
+    )  # no merged cache from other tests
     _with_random_adapter(tiny_encoder, tmp_path / "lora")
-    first = Encoder.load(tmp_path / "lora", dtype="float32")     # merges with transformers, caches
-    second = Encoder.load(tmp_path / "lora", dtype="float32")    # reads the cache: compsearch.llama
+    first = Encoder.load(tmp_path / "lora", dtype="float32")  # merges with transformers, caches
+    second = Encoder.load(tmp_path / "lora", dtype="float32")  # reads the cache: compsearch.llama
     assert isinstance(second.model, llama.LlamaEncoderModel)
     assert not isinstance(first.model, llama.LlamaEncoderModel)
     np.testing.assert_allclose(second.encode(TEXTS), first.encode(TEXTS), atol=1e-5)
     monkeypatch.setenv("COMPSEARCH_TRANSFORMERS", "1")
-    assert not isinstance(Encoder.load(tmp_path / "lora", dtype="float32").model, llama.LlamaEncoderModel)
+    assert not isinstance(
+        Encoder.load(tmp_path / "lora", dtype="float32").model, llama.LlamaEncoderModel
+    )

@@ -13,8 +13,12 @@ from compsearch.indexdir import generation_dir, read_manifest
 from compsearch.cli import main
 from compsearch.maintenance import compact, inspect, rebuild, verify
 
-TEXTS = [f"{a} {b} {c}" for a in ["json", "log", "http", "file", "page"] for b in
-         ["parse", "rotate", "sort", "print", "build"] for c in ["value", "key", "size", "data"]]
+TEXTS = [
+    f"{a} {b} {c}"
+    for a in ["json", "log", "http", "file", "page"]
+    for b in ["parse", "rotate", "sort", "print", "build"]
+    for c in ["value", "key", "size", "data"]
+]
 
 
 def _index(tiny_encoder, root):
@@ -52,7 +56,9 @@ def test_verify_detects_damage(tiny_encoder, tmp_path):
     rng = np.random.default_rng(0)
     for (i,) in db.execute("SELECT id FROM chunks").fetchall():
         v = rng.standard_normal(tiny_encoder.dim).astype(np.float32)
-        db.execute("UPDATE chunks SET vector = ? WHERE id = ?", ((v / np.linalg.norm(v)).tobytes(), i))
+        db.execute(
+            "UPDATE chunks SET vector = ? WHERE id = ?", ((v / np.linalg.norm(v)).tobytes(), i)
+        )
     db.commit()
     db.close()
     assert any("self-recall" in p for p in verify(tmp_path / "ix"))

@@ -10,7 +10,10 @@ import pytest
 
 from training import qdata as Q
 
-LONG = "The section explains the thing at length, and it is in English so that the language check passes. " * 2
+LONG = (
+    "The section explains the thing at length, and it is in English so that the language check passes. "
+    * 2
+)
 
 PAGE = f"""<html><head><title>Manual</title></head><body>
 <h1>Chapter 2. Installing the widget</h1><p>{LONG}</p>
@@ -45,7 +48,11 @@ def test_headings_are_cleaned_and_generic_ones_refused():
     assert Q.clean_heading("Chapter 5. Data Definition") == "Data Definition"
     assert Q.clean_heading("◆ attached_pic") == "attached_pic"
     assert Q.usable_heading("Installing from source")
-    assert not Q.usable_heading("Examples") and not Q.usable_heading("See also") and not Q.usable_heading("x")
+    assert (
+        not Q.usable_heading("Examples")
+        and not Q.usable_heading("See also")
+        and not Q.usable_heading("x")
+    )
     assert not Q.usable_heading("Table of Contents")
 
 
@@ -54,7 +61,9 @@ def test_section_pairs_skip_translations_faqs_sources_and_man_test_pages(tmp_pat
     assert {r["unit"] for r in rows} == {"mydoc:html/guide.html"}
     assert {r["query"] for r in rows} == {"Installing the widget", "Installing from source"}
     src = next(r for r in rows if r["query"] == "Installing from source")
-    assert src["positive"].startswith("Run the configure script") and src["source"] == "sections:mydoc"
+    assert (
+        src["positive"].startswith("Run the configure script") and src["source"] == "sections:mydoc"
+    )
     parent = next(r for r in rows if r["query"] == "Installing the widget")
     assert "Run the configure script" in parent["positive"]  # sub-sections belong to their parent
 
@@ -68,15 +77,18 @@ def test_ambiguous_headings_are_dropped(tmp_path):
     assert [r["query"] for r in Q.section_pairs("p", root)] == ["Unique heading here"]
 
 
-@pytest.mark.parametrize("package,rel,excluded", [
-    ("git-doc", "usr/share/doc/git-doc/gitfaq.txt", True),          # the dev task's file
-    ("zsh-doc", "usr/share/doc/zsh-common/html/FAQ03.html", True),
-    ("zsh-doc", "usr/share/doc/zsh-common/html/The-Zsh-FAQ.html", True),  # any FAQ
-    ("python3.11-doc", "usr/share/doc/python3.11/html/faq/general.html", True),  # reserved
-    ("perl-doc", "usr/share/perl/pod/perlintro.pod", True),
-    ("debian-faq", "usr/share/doc/debian/FAQ/index.html", True),
-    ("zsh-doc", "usr/share/doc/zsh-common/html/Redirection.html", False),
-])
+@pytest.mark.parametrize(
+    "package,rel,excluded",
+    [
+        ("git-doc", "usr/share/doc/git-doc/gitfaq.txt", True),  # the dev task's file
+        ("zsh-doc", "usr/share/doc/zsh-common/html/FAQ03.html", True),
+        ("zsh-doc", "usr/share/doc/zsh-common/html/The-Zsh-FAQ.html", True),  # any FAQ
+        ("python3.11-doc", "usr/share/doc/python3.11/html/faq/general.html", True),  # reserved
+        ("perl-doc", "usr/share/perl/pod/perlintro.pod", True),
+        ("debian-faq", "usr/share/doc/debian/FAQ/index.html", True),
+        ("zsh-doc", "usr/share/doc/zsh-common/html/Redirection.html", False),
+    ],
+)
 def test_excluded_files(package, rel, excluded):
     assert Q.excluded_file(package, rel) is excluded
 
@@ -121,7 +133,10 @@ class Thing:
 def test_code_pairs_remove_the_docstring_and_skip_private_and_tiny():
     rows = Q.code_pairs_from_source(CODE, "lib:mod.py", "code:lib", "lib")
     by = {r["query"]: r for r in rows}
-    assert set(by) == {"Add two numbers and return the sum.", "A thing that holds a value for later use."}
+    assert set(by) == {
+        "Add two numbers and return the sum.",
+        "A thing that holds a value for later use.",
+    }
     pos = by["Add two numbers and return the sum."]["positive"]
     assert pos.startswith("def public(a, b):") and "Longer text" not in pos and '"""' not in pos
     assert by["Add two numbers and return the sum."]["unit"] == "lib:mod.py:2"
@@ -130,8 +145,10 @@ def test_code_pairs_remove_the_docstring_and_skip_private_and_tiny():
 
 def test_first_sentence_and_summary_filter():
     assert Q.first_sentence("Return the path.  More text.\n\nOther") == "Return the path."
-    assert Q.first_sentence("Computes the inverse frequencies Args: config the model config") == \
-        "Computes the inverse frequencies"
+    assert (
+        Q.first_sentence("Computes the inverse frequencies Args: config the model config")
+        == "Computes the inverse frequencies"
+    )
     assert not Q._usable_summary("See foo.")
     assert not Q._usable_summary("Load a dataset builder which can be used to:")
     assert Q._usable_summary("Load a dataset builder from the hub.")
@@ -158,10 +175,18 @@ Clear the ring buffer. The buffer is emptied after its contents have been printe
 
 def test_man_options_both_layouts():
     assert Q.man_options(TP_PAGE) == [
-        ("-a, --all", "Show all the entries. Entries whose names start with a dot are hidden otherwise, as are the backup files."),
-        ("-q, --quiet", "Be quiet.")]
+        (
+            "-a, --all",
+            "Show all the entries. Entries whose names start with a dot are hidden otherwise, as are the backup files.",
+        ),
+        ("-q, --quiet", "Be quiet."),
+    ]
     assert Q.man_options(RS_PAGE) == [
-        ("-C, --clear", "Clear the ring buffer. The buffer is emptied after its contents have been printed to standard output.")]
+        (
+            "-C, --clear",
+            "Clear the ring buffer. The buffer is emptied after its contents have been printed to standard output.",
+        )
+    ]
 
 
 def test_manopt_pairs_skip_man_test_pages(tmp_path):
@@ -176,11 +201,22 @@ def test_manopt_pairs_skip_man_test_pages(tmp_path):
 
 
 def test_finalize_dedupes_caps_and_splits_deterministically():
-    rows = [{"query": f"q{i}", "positive": f"doc {i % 50}", "source": "s:a", "unit": f"u{i % 50}"} for i in range(100)]
-    rows += [{"query": "same", "positive": "same", "source": "s:a", "unit": "u"}]  # query == positive
-    rows += [{"query": f"b{i}", "positive": f"other {i}", "source": "s:b", "unit": f"b{i}"} for i in range(30)]
+    rows = [
+        {"query": f"q{i}", "positive": f"doc {i % 50}", "source": "s:a", "unit": f"u{i % 50}"}
+        for i in range(100)
+    ]
+    rows += [
+        {"query": "same", "positive": "same", "source": "s:a", "unit": "u"}
+    ]  # query == positive
+    rows += [
+        {"query": f"b{i}", "positive": f"other {i}", "source": "s:b", "unit": f"b{i}"}
+        for i in range(30)
+    ]
     out = Q.finalize(rows, max_per_source=20)
-    assert sum(r["source"] == "s:a" for r in out) == 20 and sum(r["source"] == "s:b" for r in out) == 20
+    assert (
+        sum(r["source"] == "s:a" for r in out) == 20
+        and sum(r["source"] == "s:b" for r in out) == 20
+    )
     assert len({r["positive"] for r in out}) == len(out)
     assert out == Q.finalize(rows, max_per_source=20)
     assert all(r["split"] == Q.split_of(r["unit"]) for r in out)
@@ -189,24 +225,41 @@ def test_finalize_dedupes_caps_and_splits_deterministically():
 
 
 def test_decontaminate_drops_positives_sharing_text_with_dev_answers(tmp_path):
-    answer = "Use the resume option with an offset so that the transfer continues where it stopped last time. " * 2
+    answer = (
+        "Use the resume option with an offset so that the transfer continues where it stopped last time. "
+        * 2
+    )
     d = tmp_path / "tasks" / "FaqRetrieval"
     d.mkdir(parents=True)
     (d / "corpus.jsonl").write_text(json.dumps({"id": "d1", "title": "", "text": answer}) + "\n")
     win = Q.faq_windows(tmp_path / "tasks", None)
-    rows = [{"query": "a", "positive": "Intro text here. " + answer[10:150] + " and more"},
-            {"query": "b", "positive": "Something entirely different about widgets and their many uses. " * 3}]
+    rows = [
+        {"query": "a", "positive": "Intro text here. " + answer[10:150] + " and more"},
+        {
+            "query": "b",
+            "positive": "Something entirely different about widgets and their many uses. " * 3,
+        },
+    ]
     kept, dropped = Q.decontaminate(rows, win)
     assert dropped == 1 and [r["query"] for r in kept] == ["b"]
 
 
 def test_check_rows_catches_leaks(tmp_path):
     guard = _guard(tmp_path)
-    ok = [{"query": "q", "positive": "p", "source": "sections:zsh-doc", "unit": "zsh-doc:html/Redirection.html"}]
+    ok = [
+        {
+            "query": "q",
+            "positive": "p",
+            "source": "sections:zsh-doc",
+            "unit": "zsh-doc:html/Redirection.html",
+        }
+    ]
     assert Q.check_rows(ok, guard)["leaks"] == 0
-    for bad in ({"source": "sections:git-doc", "unit": "git-doc:usr/share/doc/git-doc/gitfaq.txt"},
-                {"source": "manopt:coreutils", "unit": "man:ls.1", "package": "coreutils"},
-                {"source": "manopt:other", "unit": "man:ls.1", "package": "other"}):
+    for bad in (
+        {"source": "sections:git-doc", "unit": "git-doc:usr/share/doc/git-doc/gitfaq.txt"},
+        {"source": "manopt:coreutils", "unit": "man:ls.1", "package": "coreutils"},
+        {"source": "manopt:other", "unit": "man:ls.1", "package": "other"},
+    ):
         with pytest.raises(AssertionError, match="excluded files or evaluation units"):
             Q.check_rows([{"query": "q", "positive": "p", **bad}], guard)
 
@@ -217,19 +270,29 @@ def test_build_code_only_writes_data_manifest_and_negatives(tmp_path, monkeypatc
     files = []
     for i in range(6):
         f = src / f"m{i}.py"
-        f.write_text(CODE.replace("public", f"public{i}").replace("Add two", f"Add {i} and two")
-                     .replace("class Thing", f"class Thing{i}").replace("A thing", f"A {i} thing"))
+        f.write_text(
+            CODE.replace("public", f"public{i}")
+            .replace("Add two", f"Add {i} and two")
+            .replace("class Thing", f"class Thing{i}")
+            .replace("A thing", f"A {i} thing")
+        )
         files.append(f)
     monkeypatch.setattr(Q, "python_roots", lambda: [("mini", "0.1", src, files)])
     monkeypatch.setattr(Q, "faq_windows", lambda tasks, cache: set())
     m = Q.build(tmp_path / "out", cache=tmp_path / "cache", kinds=["code"], mine=True)
     rows = [json.loads(x) for x in (tmp_path / "out" / "qdata.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and m["counts"]["by_kind"] == {"code": 12}
-    assert m["sources"][0]["name"] == "mini" and m["sources"][0]["version"] == "0.1" and len(m["sources"][0]["sha256"]) == 64
+    assert (
+        m["sources"][0]["name"] == "mini"
+        and m["sources"][0]["version"] == "0.1"
+        and len(m["sources"][0]["sha256"]) == 64
+    )
     assert m["files"]["qdata.jsonl"]["records"] == 12 and m["split"]["check"]["leaks"] == 0
     scl = [json.loads(x) for x in (tmp_path / "out" / "qdata-scl.jsonl").read_text().splitlines()]
     assert scl and all(r["negative"] != r["positive"] and r["split"] == "train" for r in scl)
-    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["builder"] == "training.qdata"
+    assert (
+        json.loads((tmp_path / "out" / "manifest.json").read_text())["builder"] == "training.qdata"
+    )
 
 
 def test_cli_bad_kind_is_one_line_and_nonzero(capsys):

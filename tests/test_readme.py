@@ -29,8 +29,11 @@ def test_integration_snippets_run(tmp_path, monkeypatch, tiny_encoder):
 
     # "the default encoder" is the tiny random model here: the snippets' mechanics are under test
     real = embedders.load_encoder
-    monkeypatch.setattr(embedders, "load_encoder",
-                        lambda spec=None: tiny_encoder if spec in (None, "default") else real(spec))
+    monkeypatch.setattr(
+        embedders,
+        "load_encoder",
+        lambda spec=None: tiny_encoder if spec in (None, "default") else real(spec),
+    )
     monkeypatch.chdir(tmp_path)
     Retriever.open(".compsearch", tiny_encoder).index([write_corpus(tmp_path / "docs")])
     snippets = _snippets("Use with LangChain / LlamaIndex / a server")

@@ -22,8 +22,10 @@ def _snapshot(r: Retriever):
     store, index = r._open_read()
     rows = store.get(store.all_ids().tolist())
     chunks = sorted((c.source, c.start_line, c.end_line, c.section, c.text) for c in rows.values())
-    vecs = {(c.source, c.start_line, c.end_line, c.text): v
-            for c, v in zip(rows.values(), store.vectors(list(rows), index.dim))}
+    vecs = {
+        (c.source, c.start_line, c.end_line, c.text): v
+        for c, v in zip(rows.values(), store.vectors(list(rows), index.dim))
+    }
     return chunks, vecs, store.files()
 
 
@@ -51,7 +53,7 @@ def test_index_and_search(tiny_encoder, tmp_path):
     # results are cited by line span in the real file
     for h in r.search("rotate log file", k=10):
         lines = open(h.source).read().split("\n")
-        assert "\n".join(lines[h.start_line - 1:h.end_line]) == h.text
+        assert "\n".join(lines[h.start_line - 1 : h.end_line]) == h.text
 
 
 def test_incremental_equals_fresh_build(tiny_encoder, tmp_path):
@@ -104,27 +106,30 @@ def test_rechunk_when_chunker_version_changes(tiny_encoder, tmp_path):
     assert (again.files_indexed, again.files_unchanged) == (0, first.files_indexed)
 
 
-@pytest.mark.parametrize("where, value, message", [
-    (("generation",), "../../etc/passwd", "generation must be a positive integer"),
-    (("generation",), 1.5, "generation must be a positive integer"),
-    (("generation",), None, "generation must be a positive integer"),
-    (("generation",), True, "generation must be a positive integer"),
-    (("format_version",), "1", "format_version must be an integer"),
-    (("encoder",), ["x"], "encoder must be a mapping"),
-    (("encoder", "dim"), "32", "encoder.dim must be a positive integer"),
-    (("encoder", "source"), 5, "encoder.source a string or null"),
-    (("encoder", "fingerprint"), None, "encoder.fingerprint must be a string"),
-    (("index", "spec", "evil"), 1, "unknown index parameter"),
-    (("index", "spec", "nlist"), "4", "nlist must be an integer"),
-    (("index", "spec", "kind"), ["flat"], "unknown index type"),
-    (("index", "spec"), "flat", "must be a mapping"),
-    (("index", "requested"), "annoy", "index.requested must be one of"),
-    (("chunking", "max_tokens"), "many", "chunking: max_tokens must be an integer"),
-    (("chunking", "extra"), 1, "unknown chunking option"),
-    (("chunker_version",), "2", "chunker_version must be a positive integer"),
-    (("counts", "chunks"), -1, "counts must map"),
-    (("roots",), "/", "roots must be a list"),
-])
+@pytest.mark.parametrize(
+    "where, value, message",
+    [
+        (("generation",), "../../etc/passwd", "generation must be a positive integer"),
+        (("generation",), 1.5, "generation must be a positive integer"),
+        (("generation",), None, "generation must be a positive integer"),
+        (("generation",), True, "generation must be a positive integer"),
+        (("format_version",), "1", "format_version must be an integer"),
+        (("encoder",), ["x"], "encoder must be a mapping"),
+        (("encoder", "dim"), "32", "encoder.dim must be a positive integer"),
+        (("encoder", "source"), 5, "encoder.source a string or null"),
+        (("encoder", "fingerprint"), None, "encoder.fingerprint must be a string"),
+        (("index", "spec", "evil"), 1, "unknown index parameter"),
+        (("index", "spec", "nlist"), "4", "nlist must be an integer"),
+        (("index", "spec", "kind"), ["flat"], "unknown index type"),
+        (("index", "spec"), "flat", "must be a mapping"),
+        (("index", "requested"), "annoy", "index.requested must be one of"),
+        (("chunking", "max_tokens"), "many", "chunking: max_tokens must be an integer"),
+        (("chunking", "extra"), 1, "unknown chunking option"),
+        (("chunker_version",), "2", "chunker_version must be a positive integer"),
+        (("counts", "chunks"), -1, "counts must map"),
+        (("roots",), "/", "roots must be a list"),
+    ],
+)
 def test_hostile_manifest_is_a_one_line_error(tiny_encoder, tmp_path, where, value, message):
     from compsearch.maintenance import inspect
 
@@ -136,8 +141,11 @@ def test_hostile_manifest_is_a_one_line_error(tiny_encoder, tmp_path, where, val
         node = node[key]
     node[where[-1]] = value
     (ix / MANIFEST).write_text(json.dumps(manifest))
-    for attempt in (lambda: Retriever.open(ix), lambda: Retriever.open(ix, tiny_encoder).index([]),
-                    lambda: inspect(ix)):
+    for attempt in (
+        lambda: Retriever.open(ix),
+        lambda: Retriever.open(ix, tiny_encoder).index([]),
+        lambda: inspect(ix),
+    ):
         with pytest.raises(CompsearchError, match=message) as err:
             attempt()
         assert "\n" not in str(err.value) and "corrupt" in str(err.value)
@@ -149,8 +157,8 @@ def test_chunking_policy_is_decided_by_the_library(tiny_encoder, tmp_path):
     current = ChunkingConfig(max_tokens=64, overlap_tokens=16).to_dict()
     assert resolve_chunking(None) == ChunkingConfig()
     assert resolve_chunking(current) == ChunkingConfig(64, 16)
-    assert resolve_chunking(current, chunk_tokens=128) == ChunkingConfig(128, 16)   # overlap kept
-    assert resolve_chunking(current, chunk_tokens=16) == ChunkingConfig(16, 2)      # scaled to 1/8
+    assert resolve_chunking(current, chunk_tokens=128) == ChunkingConfig(128, 16)  # overlap kept
+    assert resolve_chunking(current, chunk_tokens=16) == ChunkingConfig(16, 2)  # scaled to 1/8
     assert resolve_chunking(current, overlap=0) == ChunkingConfig(64, 0)
     assert resolve_chunking(None, chunk_tokens=32, overlap=8) == ChunkingConfig(32, 8)
     assert resolve_chunking(current, SMALL) == SMALL
@@ -163,7 +171,10 @@ def test_chunking_policy_is_decided_by_the_library(tiny_encoder, tmp_path):
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
     r.index([docs], chunking=SMALL)
     rep = r.index([docs], chunk_tokens=48)
-    assert rep.files_indexed == 4 and r.manifest["chunking"] == {"max_tokens": 48, "overlap_tokens": 4}
+    assert rep.files_indexed == 4 and r.manifest["chunking"] == {
+        "max_tokens": 48,
+        "overlap_tokens": 4,
+    }
 
 
 def test_chunk_budget_above_encoder_max_length_is_refused(tiny_encoder, tmp_path):
@@ -174,14 +185,16 @@ def test_chunk_budget_above_encoder_max_length_is_refused(tiny_encoder, tmp_path
         r.index([docs], chunk_tokens=limit + 1)
     with pytest.raises(CompsearchError, match="max_length"):
         r.index([docs], chunking=ChunkingConfig(max_tokens=limit * 2))
-    assert not r.exists   # nothing was written
+    assert not r.exists  # nothing was written
     assert r.index([docs], chunk_tokens=limit).files_indexed == 4
 
 
 def test_add_filter_delete(tiny_encoder, tmp_path):
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
-    ids = r.add(["json parse value", "log rotate size", "http cookie header"],
-                [{"lang": "en", "source": "a"}, {"lang": "de", "source": "b"}, {"lang": "en"}])
+    ids = r.add(
+        ["json parse value", "log rotate size", "http cookie header"],
+        [{"lang": "en", "source": "a"}, {"lang": "de", "source": "b"}, {"lang": "en"}],
+    )
     assert ids == [0, 1, 2]
     hits = r.search("log rotate size", k=3, where={"lang": "en"})
     assert {h.id for h in hits} == {0, 2}
@@ -197,8 +210,12 @@ def test_add_filter_delete(tiny_encoder, tmp_path):
 
 def test_index_types_and_rebuild(tiny_encoder, tmp_path):
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
-    texts = [f"{a} {b} {c}" for a in ["json", "log", "http", "file"] for b in
-             ["parse", "rotate", "sort", "print", "build"] for c in ["value", "key", "size", "data"]]
+    texts = [
+        f"{a} {b} {c}"
+        for a in ["json", "log", "http", "file"]
+        for b in ["parse", "rotate", "sort", "print", "build"]
+        for c in ["value", "key", "size", "data"]
+    ]
     r.add(texts * 3)
     assert r.manifest["index"]["spec"]["kind"] == "flat"
     docs = write_corpus(tmp_path / "docs")
@@ -210,7 +227,7 @@ def test_index_types_and_rebuild(tiny_encoder, tmp_path):
     assert top[0].text == texts[5] and top[0].score == pytest.approx(1.0, abs=1e-4)
     rep = r.index([docs], index_type="hnsw")
     assert r.manifest["index"]["spec"]["kind"] == "hnsw"
-    (docs / "notes.txt").unlink()          # removal from HNSW means a rebuild
+    (docs / "notes.txt").unlink()  # removal from HNSW means a rebuild
     rep = r.index([docs])
     assert rep.files_removed == 1 and rep.rebuilt
     assert r.search(texts[7], k=1)[0].text == texts[7]

@@ -25,12 +25,18 @@ PROBE = {
     "libssl.so.3": "the binary links against libssl.so.3 from the openssl package",
 }
 FILLER = [
-    "the config file holds one key per line", "a file path is joined from its parts",
-    "the user name and the path of the home folder", "the 2024 release notes list every change",
-    "a connection to the server can be refused by a firewall", "the log volume and its size",
-    "access to the file was denied for the user", "error codes are listed in the table",
-    "parse the json value and return the data", "the release of the package and its version",
-    "the server response header and the error value", "join the table on the key and sort it",
+    "the config file holds one key per line",
+    "a file path is joined from its parts",
+    "the user name and the path of the home folder",
+    "the 2024 release notes list every change",
+    "a connection to the server can be refused by a firewall",
+    "the log volume and its size",
+    "access to the file was denied for the user",
+    "error codes are listed in the table",
+    "parse the json value and return the data",
+    "the release of the package and its version",
+    "the server response header and the error value",
+    "join the table on the key and sort it",
 ]
 
 
@@ -50,10 +56,10 @@ def test_rrf_on_hand_made_rankings():
 def test_score_fusion_on_hand_made_scores():
     assert normalised([(10.0, 1), (5.0, 2), (0.0, 3)]) == {1: 1.0, 2: 0.5, 3: 0.0}
     assert normalised([(2.0, 1), (2.0, 2)]) == {1: 1.0, 2: 1.0}
-    dense = [(0.9, 1), (0.8, 2), (0.1, 3)]       # normalised 1, .875, 0
-    lexical = [(12.0, 3), (2.0, 4)]               # normalised 1, 0
+    dense = [(0.9, 1), (0.8, 2), (0.1, 3)]  # normalised 1, .875, 0
+    lexical = [(12.0, 3), (2.0, 4)]  # normalised 1, 0
     fused = score_fusion([dense, lexical])
-    assert [i for _, i in fused] == [1, 3, 2, 4]          # 1 and 3 tie: first seen first
+    assert [i for _, i in fused] == [1, 3, 2, 4]  # 1 and 3 tie: first seen first
     scores = {i: s for s, i in fused}
     assert scores[1] == pytest.approx(0.5) and scores[2] == pytest.approx(0.4375)
     assert scores[3] == pytest.approx(0.5) and scores[4] == pytest.approx(0.0)
@@ -74,23 +80,26 @@ def test_fuse_promotes_rare_literal_matches_and_reports_both_scores():
     assert plain[0][2] == {"dense_score": 0.8, "lexical_score": 5.0}
     promoted = fuse(dense, lexical, "rrf", literal=[9])
     assert promoted[0][1] == 9 and promoted[0][2]["dense_score"] is None
-    assert fuse(dense, lexical, "score", literal=[42])[0][1] != 42   # only lexical hits move
+    assert fuse(dense, lexical, "score", literal=[42])[0][1] != 42  # only lexical hits move
 
 
 @pytest.fixture(scope="module")
 def probe_index(tiny_encoder, tmp_path_factory):
     r = Retriever.open(tmp_path_factory.mktemp("probe") / "ix", tiny_encoder)
     texts = list(PROBE.values()) + FILLER
-    r.add(texts, [{"n": i, "kind": "probe" if i < len(PROBE) else "filler"}
-                  for i in range(len(texts))])
+    r.add(
+        texts,
+        [{"n": i, "kind": "probe" if i < len(PROBE) else "filler"} for i in range(len(texts))],
+    )
     return r
 
 
-@pytest.mark.parametrize("mode,fusion", [("lexical", None), ("hybrid", "rrf"),
-                                         ("hybrid", "score")])
+@pytest.mark.parametrize("mode,fusion", [("lexical", None), ("hybrid", "rrf"), ("hybrid", "score")])
 def test_identifier_probe_finds_all_eight_at_rank_one(probe_index, mode, fusion):
-    found = {q: probe_index.search(q, k=3, mode=mode, fusion=fusion)[0].text == text
-             for q, text in PROBE.items()}
+    found = {
+        q: probe_index.search(q, k=3, mode=mode, fusion=fusion)[0].text == text
+        for q, text in PROBE.items()
+    }
     assert all(found.values()), found
 
 
@@ -122,8 +131,9 @@ def test_fts_syntax_in_queries_is_text(probe_index):
 
 def test_filters_apply_in_every_mode(probe_index):
     for mode in ("dense", "lexical", "hybrid"):
-        hits = probe_index.search("the config file and the user path", k=20, mode=mode,
-                                  where={"kind": "filler"})
+        hits = probe_index.search(
+            "the config file and the user path", k=20, mode=mode, where={"kind": "filler"}
+        )
         assert hits and all(h.metadata["kind"] == "filler" for h in hits), mode
         hits = probe_index.search("ENOSPC", k=5, mode=mode, where="n>=10")
         assert all(h.metadata["n"] >= 10 for h in hits), mode
@@ -146,24 +156,66 @@ def test_cli_query_modes_and_filters(tiny_encoder, tmp_path):
     r.add(list(PROBE.values()), [{"year": 2017 + i, "draft": i % 2 == 0} for i in range(8)])
     run = CliRunner().invoke
     for mode in ("lexical", "hybrid", "dense"):
-        res = run(main, ["query", "os.path.join", "--index", str(tmp_path / "ix"), "--mode", mode,
-                         "--json", "-k", "8"])
+        res = run(
+            main,
+            [
+                "query",
+                "os.path.join",
+                "--index",
+                str(tmp_path / "ix"),
+                "--mode",
+                mode,
+                "--json",
+                "-k",
+                "8",
+            ],
+        )
         assert res.exit_code == 0, res.output
         hits = json.loads(res.output)["results"]
         if mode != "dense":
             assert hits[0]["text"] == PROBE["os.path.join"]
-    res = run(main, ["query", "error", "--index", str(tmp_path / "ix"), "--json", "-k", "8",
-                     "--where", "year>=2021", "--where", "draft=false"])
+    res = run(
+        main,
+        [
+            "query",
+            "error",
+            "--index",
+            str(tmp_path / "ix"),
+            "--json",
+            "-k",
+            "8",
+            "--where",
+            "year>=2021",
+            "--where",
+            "draft=false",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    years = [(h["metadata"]["year"], h["metadata"]["draft"]) for h in json.loads(res.output)["results"]]
+    years = [
+        (h["metadata"]["year"], h["metadata"]["draft"]) for h in json.loads(res.output)["results"]
+    ]
     assert years and all(y >= 2021 and d is False for y, d in years)
-    res = run(main, ["query", "error", "--index", str(tmp_path / "ix"), "--json",
-                     "--where", '{"year": {"$in": [2017, 2018]}}'])
+    res = run(
+        main,
+        [
+            "query",
+            "error",
+            "--index",
+            str(tmp_path / "ix"),
+            "--json",
+            "--where",
+            '{"year": {"$in": [2017, 2018]}}',
+        ],
+    )
     assert {h["metadata"]["year"] for h in json.loads(res.output)["results"]} <= {2017, 2018}
     res = run(main, ["query", "error", "--index", str(tmp_path / "ix"), "--rerank", "hybrid"])
     assert res.exit_code == 0, res.output
-    for bad, msg in [("year>>2020", "bad filter"), ('{"year": {"$regex": "x"}}', "unknown operator"),
-                     ("{oops", "invalid JSON"), ("a b=1", "bad filter")]:
+    for bad, msg in [
+        ("year>>2020", "bad filter"),
+        ('{"year": {"$regex": "x"}}', "unknown operator"),
+        ("{oops", "invalid JSON"),
+        ("a b=1", "bad filter"),
+    ]:
         res = run(main, ["query", "error", "--index", str(tmp_path / "ix"), "--where", bad])
         assert res.exit_code == 1 and msg in res.output and "Traceback" not in res.output, bad
         assert len(res.output.strip().splitlines()) == 1
@@ -177,15 +229,31 @@ def test_search_modes_benchmark_on_a_tiny_task(tiny_encoder, tmp_path):
     from test_bench_mteb import _tiny_suite
 
     tasks = _tiny_suite(tmp_path / "bench")
-    res = SM.evaluate_task("TinyRetrieval", tiny_encoder, "quick", tmp_path / "cache",
-                           tmp_path / "work", tasks_root=tasks)
+    res = SM.evaluate_task(
+        "TinyRetrieval",
+        tiny_encoder,
+        "quick",
+        tmp_path / "cache",
+        tmp_path / "work",
+        tasks_root=tasks,
+    )
     assert set(res["modes"]) == set(SM.MODES) and res["n_queries"] == 6
     # the queries are words of their document: BM25 finds every one first
     assert res["modes"]["lexical"]["ndcg_at_10"] == pytest.approx(1.0)
-    assert all(0 <= m["ndcg_at_10"] <= 1 and m["search_ms_p95"] >= m["search_ms_p50"] >= 0
-               for m in res["modes"].values())
-    assert list((tmp_path / "cache").glob("TinyRetrieval-*.npy"))       # vectors cached
-    md = SM.render({"profile": "quick", "command": "x", "machine": "m", "created": "t",
-                    "encoder": {"name": "e", "fingerprint": "f" * 64, "max_tokens": 8},
-                    "tasks": {"TinyRetrieval": res}, "suite_bm25": {"TinyRetrieval": 0.5}})
+    assert all(
+        0 <= m["ndcg_at_10"] <= 1 and m["search_ms_p95"] >= m["search_ms_p50"] >= 0
+        for m in res["modes"].values()
+    )
+    assert list((tmp_path / "cache").glob("TinyRetrieval-*.npy"))  # vectors cached
+    md = SM.render(
+        {
+            "profile": "quick",
+            "command": "x",
+            "machine": "m",
+            "created": "t",
+            "encoder": {"name": "e", "fingerprint": "f" * 64, "max_tokens": 8},
+            "tasks": {"TinyRetrieval": res},
+            "suite_bm25": {"TinyRetrieval": 0.5},
+        }
+    )
     assert "| TinyRetrieval |" in md and "0.500" in md

@@ -43,8 +43,9 @@ def test_search_add_get_delete_health(server):
     assert health["status"] == "ok" and health["chunks"] == r.count() > 0
     res = client.post("/search", json={"query": "rotate log file", "k": 2}).json()["results"]
     assert len(res) == 2 and {"source", "start_line", "score", "text"} <= set(res[0])
-    assert client.post("/add", json={"texts": ["cookie header parse"], "ids": ["n1"],
-                                     "metadata": {"lang": "en"}}).json() == {"ids": ["n1"]}
+    assert client.post(
+        "/add", json={"texts": ["cookie header parse"], "ids": ["n1"], "metadata": {"lang": "en"}}
+    ).json() == {"ids": ["n1"]}
     got = client.post("/get", json={"ids": ["n1"]}).json()["results"]
     assert got[0]["text"] == "cookie header parse" and got[0]["metadata"] == {"lang": "en"}
     hits = client.post("/search", json={"query": "cookie", "k": 3, "where": {"lang": "en"}}).json()
@@ -56,7 +57,9 @@ def test_search_add_get_delete_health(server):
 
 def test_openai_compatible_embeddings(server):
     client, r = server
-    out = client.post("/v1/embeddings", json={"input": ["json parse", "log file"], "model": "x"}).json()
+    out = client.post(
+        "/v1/embeddings", json={"input": ["json parse", "log file"], "model": "x"}
+    ).json()
     assert out["object"] == "list" and out["model"] == "x" and len(out["data"]) == 2
     assert out["data"][1]["index"] == 1 and len(out["data"][0]["embedding"]) == r.encoder.dim
     single = client.post("/v1/embeddings", json={"input": "json parse"}).json()
@@ -64,14 +67,17 @@ def test_openai_compatible_embeddings(server):
     assert single["usage"]["prompt_tokens"] > 0
 
 
-@pytest.mark.parametrize("path, body, status", [
-    ("/search", {"query": "x", "k": 0}, 422),
-    ("/search", {"k": 3}, 422),
-    ("/add", {"texts": ["a b"], "ids": ["1", "2"]}, 400),
-    ("/add", {"texts": ["   "]}, 400),
-    ("/v1/embeddings", {"input": []}, 400),
-    ("/delete", {"ids": [1.5]}, 422),
-])
+@pytest.mark.parametrize(
+    "path, body, status",
+    [
+        ("/search", {"query": "x", "k": 0}, 422),
+        ("/search", {"k": 3}, 422),
+        ("/add", {"texts": ["a b"], "ids": ["1", "2"]}, 400),
+        ("/add", {"texts": ["   "]}, 400),
+        ("/v1/embeddings", {"input": []}, 400),
+        ("/delete", {"ids": [1.5]}, 422),
+    ],
+)
 def test_bad_requests_are_client_errors(server, path, body, status):
     client, _ = server
     resp = client.post(path, json=body)
@@ -92,9 +98,22 @@ def test_cli_serve_subprocess(tmp_path, tiny_encoder):
     r.index([write_corpus(tmp_path / "docs")])
     port = _free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "compsearch", "serve", "--index", str(tmp_path / "ix"),
-                             "--port", str(port)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "compsearch",
+            "serve",
+            "--index",
+            str(tmp_path / "ix"),
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline, up = time.time() + 120, False
         while time.time() < deadline and proc.poll() is None and not up:
@@ -103,8 +122,9 @@ def test_cli_serve_subprocess(tmp_path, tiny_encoder):
             except httpx.HTTPError:
                 time.sleep(0.3)
         assert up, proc.stderr.read() if proc.poll() is not None else "server did not start"
-        res = httpx.post(f"http://127.0.0.1:{port}/search", json={"query": "json parse", "k": 1},
-                         timeout=30).json()
+        res = httpx.post(
+            f"http://127.0.0.1:{port}/search", json={"query": "json parse", "k": 1}, timeout=30
+        ).json()
         assert len(res["results"]) == 1
     finally:
         proc.terminate()

@@ -28,8 +28,11 @@ class HashEmbedder:
 def test_string_ids_upsert_get_count_delete(tmp_path, tiny_encoder):
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
     assert r.count() == 0 and r.get(["a"]) == []
-    assert r.add(["json parse text", "rotate log file"], [{"n": 1}, {"n": 2, "source": "s.md"}],
-                 ids=["a", "b"]) == ["a", "b"]
+    assert r.add(
+        ["json parse text", "rotate log file"],
+        [{"n": 1}, {"n": 2, "source": "s.md"}],
+        ids=["a", "b"],
+    ) == ["a", "b"]
     assert r.count() == 2
     got = r.get(["b", "missing", "a"])
     assert [g.doc_id for g in got] == ["b", "a"]
@@ -45,7 +48,7 @@ def test_string_ids_upsert_get_count_delete(tmp_path, tiny_encoder):
 
 def test_deleting_nothing_commits_nothing(tmp_path, tiny_encoder):
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
-    assert r.delete(["x"]) == 0                      # no index yet: nothing is created
+    assert r.delete(["x"]) == 0  # no index yet: nothing is created
     assert read_manifest(tmp_path / "ix") is None
     r.add(["json parse text"], ids=["a"])
     gen = read_manifest(tmp_path / "ix")["generation"]
@@ -53,10 +56,15 @@ def test_deleting_nothing_commits_nothing(tmp_path, tiny_encoder):
     assert read_manifest(tmp_path / "ix")["generation"] == gen
 
 
-@pytest.mark.parametrize("ids, message", [
-    (["a"], "1 ids for 2 texts"), (["a", "a"], "unique"), (["a", 3], "non-empty strings"),
-    ("ab", "list of strings"),
-])
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        (["a"], "1 ids for 2 texts"),
+        (["a", "a"], "unique"),
+        (["a", 3], "non-empty strings"),
+        ("ab", "list of strings"),
+    ],
+)
 def test_bad_ids_are_one_line_errors(tmp_path, tiny_encoder, ids, message):
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
     with pytest.raises(CompsearchError, match=message):
@@ -126,10 +134,11 @@ def test_sentence_transformers_folder_is_loaded_as_such(tmp_path, monkeypatch):
     assert r.encoder.dim == 384
     r.add(["The cat sat on the mat.", "Stock markets fell sharply today."], ids=["cat", "stocks"])
     assert r.search("a kitten resting on a rug", k=1)[0].doc_id == "cat"
-    ref = st.SentenceTransformer(str(path), device="cpu").encode(["The cat sat on the mat."],
-                                                                 normalize_embeddings=True)
+    ref = st.SentenceTransformer(str(path), device="cpu").encode(
+        ["The cat sat on the mat."], normalize_embeddings=True
+    )
     assert np.allclose(r.encoder.encode(["The cat sat on the mat."]), ref, atol=1e-5)
-    reopened = Retriever.open(tmp_path / "ix")          # found again from the manifest's source
+    reopened = Retriever.open(tmp_path / "ix")  # found again from the manifest's source
     assert reopened.encoder.fingerprint == r.encoder.fingerprint
     assert reopened.search("falling share prices", k=1)[0].doc_id == "stocks"
 

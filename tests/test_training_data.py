@@ -42,32 +42,59 @@ def test_malformed_jsonl_is_reported_with_file_and_line(tmp_path):
         stage_data(_cfg("ctkd", [f]), _words_tokenize)
     data = stage_data(_cfg("ctkd", [f], on_malformed="skip"), _words_tokenize)
     rec = data.provenance()[0]
-    assert rec["skipped"]["malformed"] == 2 and rec["used"] == 1  # line 3 (bad JSON), line 4 (not an object)
+    assert (
+        rec["skipped"]["malformed"] == 2 and rec["used"] == 1
+    )  # line 3 (bad JSON), line 4 (not an object)
 
 
 def test_empty_and_short_texts_are_skipped_and_counted(tmp_path):
-    f = T.write_jsonl(tmp_path / "p.jsonl", [
-        {"text": "one two three four five six seven eight"}, {"text": "   "}, {"text": ""},
-        {"text": "tiny"}, {"other": "no text field"}, {"text": 42}, {"text": "a b c d e"},
-        {"text": " ".join(["w"] * 100)}])
+    f = T.write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"text": "one two three four five six seven eight"},
+            {"text": "   "},
+            {"text": ""},
+            {"text": "tiny"},
+            {"other": "no text field"},
+            {"text": 42},
+            {"text": "a b c d e"},
+            {"text": " ".join(["w"] * 100)},
+        ],
+    )
     cfg = _cfg("ctkd", [f], min_chars=5)
     cfg.model.max_length = 50
     data = stage_data(cfg, _words_tokenize)
     rec = data.provenance()[0]
     assert rec["read"] == 8 and rec["used"] == 2 and rec["truncated"] == 1
-    assert rec["skipped"] == {"empty": 2, "short": 1, "missing_field": 1, "not_text": 1, "too_few_tokens": 1}
+    assert rec["skipped"] == {
+        "empty": 2,
+        "short": 1,
+        "missing_field": 1,
+        "not_text": 1,
+        "too_few_tokens": 1,
+    }
     assert rec["files"][0]["sha256"] and len(data) == 2
 
 
 def test_a_source_can_be_sampled_to_a_fixed_count(tmp_path):
-    many = T.write_jsonl(tmp_path / "many.jsonl", [{"text": f"real passage number {i} with some words"}
-                                                    for i in range(50)])
-    few = T.write_jsonl(tmp_path / "few.jsonl", [{"text": f"synthetic passage {i} with more words"} for i in range(5)])
+    many = T.write_jsonl(
+        tmp_path / "many.jsonl",
+        [{"text": f"real passage number {i} with some words"} for i in range(50)],
+    )
+    few = T.write_jsonl(
+        tmp_path / "few.jsonl",
+        [{"text": f"synthetic passage {i} with more words"} for i in range(5)],
+    )
     cfg = _cfg("ucl", [])
     cfg.data.train = [str(few), {"path": str(many), "sample": 5}]
     data = stage_data(cfg, _words_tokenize)
     few_rec, many_rec = data.provenance()
-    assert len(data) == 10 and many_rec["read"] == 50 and many_rec["used"] == 5 and many_rec["not_sampled"] == 45
+    assert (
+        len(data) == 10
+        and many_rec["read"] == 50
+        and many_rec["used"] == 5
+        and many_rec["not_sampled"] == 45
+    )
     assert many_rec["spec"] == {"path": str(many), "sample": 5} and "not_sampled" not in few_rec
     again = stage_data(cfg, _words_tokenize)
     assert [again.store[i] for i in range(10)] == [data.store[i] for i in range(10)]  # seeded
@@ -93,8 +120,10 @@ def test_text_and_parquet_files_through_datasets(tmp_path):
 
     txt = tmp_path / "s.txt"
     txt.write_text("alpha beta gamma delta\n\nepsilon zeta eta theta iota\n")
-    pq.write_table(pa.table({"query": ["q one"], "positive": ["the positive doc"], "negative": [["neg doc"]]}),
-                   tmp_path / "t.parquet")
+    pq.write_table(
+        pa.table({"query": ["q one"], "positive": ["the positive doc"], "negative": [["neg doc"]]}),
+        tmp_path / "t.parquet",
+    )
     cfg = _cfg("ucl", [txt], hf_cache_dir=str(tmp_path / "hf"), min_tokens=2)
     assert len(stage_data(cfg, _words_tokenize)) == 2
     cfg = _cfg("scl", [tmp_path / "t.parquet"], hf_cache_dir=str(tmp_path / "hf"))
@@ -105,9 +134,19 @@ def test_text_and_parquet_files_through_datasets(tmp_path):
 
 
 def test_scl_queries_get_the_instruction_and_triples_line_up(tmp_path):
-    f = T.write_jsonl(tmp_path / "t.jsonl", [
-        {"query": f"q{i}", "positive": f"pos {i}", "negative": [f"neg {i}", "x"], "instruction": "Own"}
-        for i in range(5)] + [{"query": "q", "positive": "p"}])
+    f = T.write_jsonl(
+        tmp_path / "t.jsonl",
+        [
+            {
+                "query": f"q{i}",
+                "positive": f"pos {i}",
+                "negative": [f"neg {i}", "x"],
+                "instruction": "Own",
+            }
+            for i in range(5)
+        ]
+        + [{"query": "q", "positive": "p"}],
+    )
     seen = []
 
     def tok(texts):
@@ -162,22 +201,46 @@ def test_token_store_roundtrip():
 def test_shipped_configs_load(name, stage):
     cfg = load_config(name, stage)
     assert cfg.stage == stage and cfg.model.lora_r == 16 and cfg.model.lora_alpha == 32
-    assert cfg.model.lora_targets == ["q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert cfg.model.lora_targets == [
+        "q_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
     if stage in ("ucl", "scl"):
         assert cfg.temperature == 0.05 and cfg.model.init_from
     if name == "paper":
         assert cfg.model.base == "meta-llama/Llama-2-7b-hf"
-        want = {"ctkd": (4, 1e-4, 2.0), "ucl": (128, 3e-5, 1.0), "scl": (1024, 1e-4, 1.0)}.get(stage)
+        want = {"ctkd": (4, 1e-4, 2.0), "ucl": (128, 3e-5, 1.0), "scl": (1024, 1e-4, 1.0)}.get(
+            stage
+        )
         if want:
             assert (cfg.optim.batch_size, cfg.optim.lr, cfg.optim.grad_clip) == want
         assert cfg.accumulation(8 if stage == "scl" else 1) == 1
 
 
 def test_overrides_are_typed_and_checked(tmp_path):
-    cfg = load_config("cpu-small", "scl", parse_overrides(
-        ["optim.lr=3e-5", "optim.max_steps=7", "data.train=[\"a.jsonl\",\"b.jsonl\"]", "model.init_from=null",
-         "name=abl", "precision=fp32"]))
-    assert cfg.optim.lr == 3e-5 and cfg.optim.max_steps == 7 and cfg.data.train == ["a.jsonl", "b.jsonl"]
+    cfg = load_config(
+        "cpu-small",
+        "scl",
+        parse_overrides(
+            [
+                "optim.lr=3e-5",
+                "optim.max_steps=7",
+                'data.train=["a.jsonl","b.jsonl"]',
+                "model.init_from=null",
+                "name=abl",
+                "precision=fp32",
+            ]
+        ),
+    )
+    assert (
+        cfg.optim.lr == 3e-5
+        and cfg.optim.max_steps == 7
+        and cfg.data.train == ["a.jsonl", "b.jsonl"]
+    )
     assert cfg.model.init_from is None and cfg.run_dir == Path("training/runs/abl/scl")
     with pytest.raises(TrainingError, match="unknown field 'lrr'"):
         load_config("cpu-small", "scl", {"optim.lrr": 1})
@@ -191,8 +254,12 @@ def test_overrides_are_typed_and_checked(tmp_path):
     with pytest.raises(TrainingError, match="multiple"):
         cfg.accumulation(1)
     j = tmp_path / "c.json"
-    j.write_text(json.dumps({"common": {"seed": 5, "optim": {"lr": 0.5}}, "scl": {"optim": {"lr": 0.25}}}))
-    assert load_config(str(j), "scl").optim.lr == 0.25 and load_config(str(j), "ctkd").optim.lr == 0.5
+    j.write_text(
+        json.dumps({"common": {"seed": 5, "optim": {"lr": 0.5}}, "scl": {"optim": {"lr": 0.25}}})
+    )
+    assert (
+        load_config(str(j), "scl").optim.lr == 0.25 and load_config(str(j), "ctkd").optim.lr == 0.5
+    )
 
 
 def test_precision_auto_is_fp32_without_native_bf16():
@@ -215,21 +282,73 @@ def _inputs():
     from benchmarks.mteb_suite import parse as P
 
     rng = random.Random(0)
-    long_text = lambda i, n=60: " ".join(rng.choice(WORDS) for _ in range(n)) + f" Item {i} ends here."  # noqa: E731
-    src = [{"registry": "test", "name": "fixture", "version": "1", "pinned": "1", "file": "x", "sha256": "0"}]
-    deb = [P.DebPackage(name=f"pkg{i}", source=f"src{i // 2}", version="1", section="utils",
-                        short=f"tool number {i} for {rng.choice(WORDS)}", long=long_text(i, 200 if i % 3 == 0 else 20))
-           for i in range(120)]
-    man = [P.ManPage(unit=f"cmd{i}.1", package="p", section="1", name_line=f"cmd{i} - does {rng.choice(WORDS)} things",
-                     description=long_text(i, 150)) for i in range(40)]
-    docs = [P.DocSection(page=f"library/m{i // 3}.html", page_title=f"m{i // 3}", title=f"Part {i}", level=2,
-                         body=long_text(i, 180)) for i in range(30)]
-    syn = [P.Synset(offset=f"{i:08d}", lexname="noun.act", lemmas=[rng.choice(WORDS)],
-                    definition=long_text(i, 10)) for i in range(200)]
-    brown = [P.BrownSample(sample=f"c{g}{i:02d}", genre=g, paragraphs=[long_text(i, 80) for _ in range(6)])
-             for g in "abc" for i in range(5)]
-    return {"debian": (deb, src), "man": (man, src), "pydocs": (docs, src), "wordnet": (syn, src),
-            "brown": (brown, src)}
+    long_text = lambda i, n=60: (
+        " ".join(rng.choice(WORDS) for _ in range(n)) + f" Item {i} ends here."
+    )  # noqa: E731
+    src = [
+        {
+            "registry": "test",
+            "name": "fixture",
+            "version": "1",
+            "pinned": "1",
+            "file": "x",
+            "sha256": "0",
+        }
+    ]
+    deb = [
+        P.DebPackage(
+            name=f"pkg{i}",
+            source=f"src{i // 2}",
+            version="1",
+            section="utils",
+            short=f"tool number {i} for {rng.choice(WORDS)}",
+            long=long_text(i, 200 if i % 3 == 0 else 20),
+        )
+        for i in range(120)
+    ]
+    man = [
+        P.ManPage(
+            unit=f"cmd{i}.1",
+            package="p",
+            section="1",
+            name_line=f"cmd{i} - does {rng.choice(WORDS)} things",
+            description=long_text(i, 150),
+        )
+        for i in range(40)
+    ]
+    docs = [
+        P.DocSection(
+            page=f"library/m{i // 3}.html",
+            page_title=f"m{i // 3}",
+            title=f"Part {i}",
+            level=2,
+            body=long_text(i, 180),
+        )
+        for i in range(30)
+    ]
+    syn = [
+        P.Synset(
+            offset=f"{i:08d}",
+            lexname="noun.act",
+            lemmas=[rng.choice(WORDS)],
+            definition=long_text(i, 10),
+        )
+        for i in range(200)
+    ]
+    brown = [
+        P.BrownSample(
+            sample=f"c{g}{i:02d}", genre=g, paragraphs=[long_text(i, 80) for _ in range(6)]
+        )
+        for g in "abc"
+        for i in range(5)
+    ]
+    return {
+        "debian": (deb, src),
+        "man": (man, src),
+        "pydocs": (docs, src),
+        "wordnet": (syn, src),
+        "brown": (brown, src),
+    }
 
 
 def test_builders_never_use_evaluation_test_units(tmp_path):
@@ -239,14 +358,18 @@ def test_builders_never_use_evaluation_test_units(tmp_path):
 
     inputs = _inputs()
     manifest = TB.build_from_inputs(inputs, tmp_path / "out", sources=[], min_passage_chars=300)
-    files = {n: [json.loads(x) for x in (tmp_path / "out" / n).read_text().splitlines()]
-             for n in ("ctkd.jsonl", "ucl.jsonl", "scl.jsonl", "heldout.jsonl")}
+    files = {
+        n: [json.loads(x) for x in (tmp_path / "out" / n).read_text().splitlines()]
+        for n in ("ctkd.jsonl", "ucl.jsonl", "scl.jsonl", "heldout.jsonl")
+    }
     assert all(files[n] for n in files), {n: len(v) for n, v in files.items()}
-    tests = {"debian": B.build_debian_retrieval(*inputs["debian"]).units["test"],
-             "man": B.build_man_retrieval(*inputs["man"]).units["test"],
-             "pydocs": B.build_python_docs_retrieval(*inputs["pydocs"]).units["test"],
-             "wordnet": B.build_wordnet_retrieval(*inputs["wordnet"]).units["test"],
-             "brown": B.build_brown_classification(*inputs["brown"]).units["test"]}
+    tests = {
+        "debian": B.build_debian_retrieval(*inputs["debian"]).units["test"],
+        "man": B.build_man_retrieval(*inputs["man"]).units["test"],
+        "pydocs": B.build_python_docs_retrieval(*inputs["pydocs"]).units["test"],
+        "wordnet": B.build_wordnet_retrieval(*inputs["wordnet"]).units["test"],
+        "brown": B.build_brown_classification(*inputs["brown"]).units["test"],
+    }
     assert all(tests.values())
     used = {g: set() for g in tests}
     for name, rows in files.items():
@@ -266,22 +389,52 @@ def test_builders_never_use_evaluation_test_units(tmp_path):
     with pytest.raises(AssertionError, match="evaluation"):
         TB.check_outputs(bad, TB.split_guard(inputs))
     with pytest.raises(AssertionError):
-        TB.check_outputs({"ctkd.jsonl": [{"source": "pydocs", "unit": "faq/general.html"}]}, TB.split_guard({}))
+        TB.check_outputs(
+            {"ctkd.jsonl": [{"source": "pydocs", "unit": "faq/general.html"}]}, TB.split_guard({})
+        )
 
 
 def test_bm25_negatives_are_lexical_neighbours_from_other_units():
     from training.builders import mine_bm25
 
     pairs = [
-        {"query": "rotate log files", "positive": "logrotate rotates log files by size", "unit": "a", "source": "s"},
-        {"query": "compress log archive", "positive": "gzip compresses log archives and files", "unit": "b", "source": "s"},
-        {"query": "parse json text", "positive": "a json parser for python text", "unit": "c", "source": "s"},
-        {"query": "json web token", "positive": "json web token library", "unit": "c", "source": "s"},
-        {"query": "http cookie header", "positive": "http cookies and headers for requests", "unit": "d", "source": "s"},
+        {
+            "query": "rotate log files",
+            "positive": "logrotate rotates log files by size",
+            "unit": "a",
+            "source": "s",
+        },
+        {
+            "query": "compress log archive",
+            "positive": "gzip compresses log archives and files",
+            "unit": "b",
+            "source": "s",
+        },
+        {
+            "query": "parse json text",
+            "positive": "a json parser for python text",
+            "unit": "c",
+            "source": "s",
+        },
+        {
+            "query": "json web token",
+            "positive": "json web token library",
+            "unit": "c",
+            "source": "s",
+        },
+        {
+            "query": "http cookie header",
+            "positive": "http cookies and headers for requests",
+            "unit": "d",
+            "source": "s",
+        },
     ]
     rows, stats = mine_bm25(pairs, pool=1)
     by = {r["query"]: r for r in rows}
-    assert len(rows) == 5 and stats == {"bm25": 2, "random": 3}  # no lexical neighbour: a random one
+    assert len(rows) == 5 and stats == {
+        "bm25": 2,
+        "random": 3,
+    }  # no lexical neighbour: a random one
     assert by["rotate log files"]["negative"] == "gzip compresses log archives and files"
     # never the positive, never the same unit (json pair shares unit c)
     assert by["parse json text"]["negative"] != "json web token library"
@@ -292,8 +445,12 @@ def test_bm25_negatives_are_lexical_neighbours_from_other_units():
 def test_model_mined_negatives(tiny_encoder, tmp_path):
     from training.builders import mine_file, mine_with_encoder
 
-    pairs = [{"query": q, "positive": p, "unit": f"u{i % 4}", "source": "s"}
-             for i, (q, p) in enumerate(zip(T.word_texts(WORDS, 8, 2, 4, 1), T.word_texts(WORDS, 8, 6, 12, 2)))]
+    pairs = [
+        {"query": q, "positive": p, "unit": f"u{i % 4}", "source": "s"}
+        for i, (q, p) in enumerate(
+            zip(T.word_texts(WORDS, 8, 2, 4, 1), T.word_texts(WORDS, 8, 6, 12, 2))
+        )
+    ]
     rows, stats = mine_with_encoder(pairs, tiny_encoder, pool=2)
     assert len(rows) == 8 and stats["model"] == 8
     by_unit = {}
@@ -311,16 +468,24 @@ def test_model_mined_negatives(tiny_encoder, tmp_path):
 def test_wikitext_cleaning_and_sentences():
     from training.builders import clean_wikitext, merge_paragraphs, sentences
 
-    wt = ("{{Infobox|name=X|{{nested}}}}\n'''Anarchism''' is a [[political philosophy|philosophy]] that "
-          "advocates self-governed societies<ref>Cite</ref> based on voluntary institutions, which are often "
-          "described as stateless societies by many of its authors and readers.\n\n== History ==\n"
-          "[[File:A.jpg|thumb|a [[caption]]]]\n<gallery>\nFile:B.png\n</gallery>\n")
+    wt = (
+        "{{Infobox|name=X|{{nested}}}}\n'''Anarchism''' is a [[political philosophy|philosophy]] that "
+        "advocates self-governed societies<ref>Cite</ref> based on voluntary institutions, which are often "
+        "described as stateless societies by many of its authors and readers.\n\n== History ==\n"
+        "[[File:A.jpg|thumb|a [[caption]]]]\n<gallery>\nFile:B.png\n</gallery>\n"
+    )
     paras = clean_wikitext(wt)
-    assert paras == ["Anarchism is a philosophy that advocates self-governed societies based on voluntary "
-                     "institutions, which are often described as stateless societies by many of its authors "
-                     "and readers."]
-    assert merge_paragraphs(["a" * 30, "b" * 30, "c" * 10], 50, 100) == ["a" * 30 + "\n\n" + "b" * 30]
-    s = sentences("The first sentence has six words. Second one is also long enough here! Too short.")
+    assert paras == [
+        "Anarchism is a philosophy that advocates self-governed societies based on voluntary "
+        "institutions, which are often described as stateless societies by many of its authors "
+        "and readers."
+    ]
+    assert merge_paragraphs(["a" * 30, "b" * 30, "c" * 10], 50, 100) == [
+        "a" * 30 + "\n\n" + "b" * 30
+    ]
+    s = sentences(
+        "The first sentence has six words. Second one is also long enough here! Too short."
+    )
     assert s == ["The first sentence has six words.", "Second one is also long enough here!"]
 
 
@@ -337,8 +502,14 @@ def test_clean_query():
     assert clean_query("", p) == (None, "empty")
     assert clean_query("Here is a query for the passage", p)[1] == "meta"
     assert clean_query("What is the text about?", p)[1] == "meta"
-    assert clean_query(" What is logrotate for?\n\nAnswer: it rotates logs", p) == ("What is logrotate for?", "ok")
-    assert clean_query("logrotate utility rotates, compresses and mails system logs when", p)[1] == "copied"
+    assert clean_query(" What is logrotate for?\n\nAnswer: it rotates logs", p) == (
+        "What is logrotate for?",
+        "ok",
+    )
+    assert (
+        clean_query("logrotate utility rotates, compresses and mails system logs when", p)[1]
+        == "copied"
+    )
     assert clean_query(" ".join(["word"] * 30), p)[1] == "too_long"
 
 
@@ -349,7 +520,10 @@ def test_synthetic_queries_pipeline_on_a_tiny_lm(tiny_base, tmp_path):
 
     torch.manual_seed(0)
     gen = QueryGenerator(str(tiny_base), device="cpu", dtype="float32", max_passage_tokens=16)
-    recs = [{"text": t, "source": "man", "unit": f"u{i}"} for i, t in enumerate(T.word_texts(WORDS, 5, 10, 30))]
+    recs = [
+        {"text": t, "source": "man", "unit": f"u{i}"}
+        for i, t in enumerate(T.word_texts(WORDS, 5, 10, 30))
+    ]
     raw = gen.generate([r["text"] for r in recs], batch_size=2, max_new_tokens=5)
     assert len(raw) == 5 and all(isinstance(x, str) for x in raw)
     # batching with left padding does not change a greedy output
@@ -358,7 +532,9 @@ def test_synthetic_queries_pipeline_on_a_tiny_lm(tiny_base, tmp_path):
     assert sum(stats.values()) == 5 and len(rows) == stats["ok"]
     texts = [x["text"] for x in recs]
     for r in rows:
-        assert r["source"] == "synthetic:man" and r["unit"].startswith("u") and r["positive"] in texts
+        assert (
+            r["source"] == "synthetic:man" and r["unit"].startswith("u") and r["positive"] in texts
+        )
 
 
 def test_a_query_generated_for_several_passages_is_dropped():
@@ -366,9 +542,17 @@ def test_a_query_generated_for_several_passages_is_dropped():
 
     from training.synth import drop_repeated_queries
 
-    rows = [{"query": q, "positive": f"p{i}"} for i, q in enumerate(
-        ["What is the output of the following code?", "How do I rotate logs?",
-         "what is the output of the following code? ", "Which flag lists hidden files?"])]
+    rows = [
+        {"query": q, "positive": f"p{i}"}
+        for i, q in enumerate(
+            [
+                "What is the output of the following code?",
+                "How do I rotate logs?",
+                "what is the output of the following code? ",
+                "Which flag lists hidden files?",
+            ]
+        )
+    ]
     stats = Counter(ok=4)
     kept = drop_repeated_queries(rows, stats)
     assert [r["positive"] for r in kept] == ["p1", "p3"] and stats == Counter(ok=2, repeated=2)
@@ -381,19 +565,22 @@ def test_spectrum_effective_dimension_and_memory_correlation(tmp_path):
     from training import diagnostics as D
 
     rng = np.random.default_rng(0)
-    low = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 32))       # rank 3
+    low = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 32))  # rank 3
     full = rng.normal(size=(200, 32))
     s_low, s_full = D.spectrum(low, normalize=False), D.spectrum(full, normalize=False)
     assert s_low["above_1pct"] == 3 and s_full["above_1pct"] == 32
     assert s_low["entropy_rank"] < 3.5 < 25 < s_full["entropy_rank"]
-    same = np.repeat(rng.normal(size=(50, 1, 16)), 4, axis=1)       # 4 identical memory tokens
+    same = np.repeat(rng.normal(size=(50, 1, 16)), 4, axis=1)  # 4 identical memory tokens
     indep = rng.normal(size=(50, 4, 16))
     assert D.memory_correlation(same)["mean_offdiag"] == pytest.approx(1.0)
     c = D.memory_correlation(indep)
     assert abs(c["mean_offdiag"]) < 0.1 and np.allclose(np.diag(c["matrix"]), 1.0)
     res = D.analyze(indep)
     paths = D.save(res, tmp_path / "d", "test")
-    assert Path(paths["spectrum"]).stat().st_size > 1000 and Path(paths["memory_correlation"]).is_file()
+    assert (
+        Path(paths["spectrum"]).stat().st_size > 1000
+        and Path(paths["memory_correlation"]).is_file()
+    )
     assert json.loads(Path(paths["json"]).read_text())["memory_correlation"]["k"] == 4
 
 
@@ -404,7 +591,11 @@ def test_diagnose_cli_on_an_encoder_folder(tiny_base, tmp_path, capsys):
 
     enc = Encoder.from_base(str(tiny_base), dtype="float32")
     folder = enc.save(tmp_path / "enc")
-    data = T.write_jsonl(tmp_path / "h.jsonl", [{"text": t} for t in T.word_texts(WORDS, 12, 3, 12)])
-    assert main(["diagnose", str(folder), "--data", str(data), "--out", str(tmp_path / "diag")]) == 0
+    data = T.write_jsonl(
+        tmp_path / "h.jsonl", [{"text": t} for t in T.word_texts(WORDS, 12, 3, 12)]
+    )
+    assert (
+        main(["diagnose", str(folder), "--data", str(data), "--out", str(tmp_path / "diag")]) == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["texts"] == 12 and (tmp_path / "diag" / "spectrum.png").is_file()

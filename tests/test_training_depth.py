@@ -16,7 +16,11 @@ from training.model import LLM2Comp, layer_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
-TEXTS = ["rotate log file by size when the log is full", "json", "the index of a file is a table of data"]
+TEXTS = [
+    "rotate log file by size when the log is full",
+    "json",
+    "the index of a file is a table of data",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -35,8 +39,11 @@ def base4(tmp_path_factory):
 
 def _student(base, layers, lora_scale=0.2, **kw):
     torch.manual_seed(0)
-    m = LLM2Comp.from_config(ModelConfig(base=str(base), num_layers=layers, max_length=64, **kw), device="cpu",
-                             precision="fp32")
+    m = LLM2Comp.from_config(
+        ModelConfig(base=str(base), num_layers=layers, max_length=64, **kw),
+        device="cpu",
+        precision="fp32",
+    )
     with torch.no_grad():  # a non-zero adapter, so "adapter on" and "adapter off" differ
         for name, p in m.peft.named_parameters():
             if "lora_B" in name:
@@ -68,14 +75,25 @@ def test_shallow_student_is_the_base_truncated_at_its_depth(base4, layers):
     inputs, attention, mem_mask = _inputs(m, TEXTS)
     ref = _truncated(base4, layers)
     with torch.no_grad(), m.peft.disable_adapter():
-        mine = m.student(inputs_embeds=inputs, attention_mask=attention, is_causal=False).last_hidden_state
+        mine = m.student(
+            inputs_embeds=inputs, attention_mask=attention, is_causal=False
+        ).last_hidden_state
     with torch.no_grad():
-        want = ref(inputs_embeds=inputs, attention_mask=attention, is_causal=False).last_hidden_state
-        full = m.inner(inputs_embeds=inputs, attention_mask=attention, is_causal=False).last_hidden_state
+        want = ref(
+            inputs_embeds=inputs, attention_mask=attention, is_causal=False
+        ).last_hidden_state
+        full = m.inner(
+            inputs_embeds=inputs, attention_mask=attention, is_causal=False
+        ).last_hidden_state
     torch.testing.assert_close(mine, want, atol=1e-5, rtol=1e-5)
-    assert (mine - full).abs().max() > 1e-3  # the full depth is something else, so the check can fail
+    assert (
+        mine - full
+    ).abs().max() > 1e-3  # the full depth is something else, so the check can fail
     # the student shares the base's weights: nothing was copied
-    assert m.student.layers[0].mlp.down_proj.base_layer.weight is m.inner.layers[0].mlp.down_proj.base_layer.weight
+    assert (
+        m.student.layers[0].mlp.down_proj.base_layer.weight
+        is m.inner.layers[0].mlp.down_proj.base_layer.weight
+    )
     # an untrained depth-L student is compsearch's untrained depth-L encoder
     from compsearch import Encoder
 
@@ -91,8 +109,10 @@ def test_teacher_and_decoder_run_every_layer_of_the_base(base4):
 
     m = _student(base4, 1)
     calls = [0] * 4
-    hooks = [layer.register_forward_hook(lambda *a, i=i: calls.__setitem__(i, calls[i] + 1))
-             for i, layer in enumerate(m.inner.layers)]
+    hooks = [
+        layer.register_forward_hook(lambda *a, i=i: calls.__setitem__(i, calls[i] + 1))
+        for i, layer in enumerate(m.inner.layers)
+    ]
     try:
         ids = m.tokenize(TEXTS[:1])
         with torch.no_grad():
@@ -118,9 +138,13 @@ def test_only_the_students_layers_are_adapted_and_trained(base4):
     params = m.trainable()
     layers = {layer_of(k) for k in params if k != "memory"}
     assert layers == {0, 1}
-    loss, _ = pretext_loss(m, PretextBatch([[5, 6, 7, 8], [9, 10, 11]], [[12, 13], [14, 15, 5]]), "ctkd")
+    loss, _ = pretext_loss(
+        m, PretextBatch([[5, 6, 7, 8], [9, 10, 11]], [[12, 13], [14, 15, 5]]), "ctkd"
+    )
     loss.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for k, p in params.items() if "lora_A" in k)
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0 for k, p in params.items() if "lora_A" in k
+    )
     assert m.memory.grad is not None and m.memory.grad.abs().sum() > 0
     # the layers beyond the student are the plain base (no LoRA there)
     assert not any("lora" in n for n, _ in m.inner.layers[2].named_modules())
@@ -145,7 +169,9 @@ def test_export_loads_as_exactly_the_trained_student(base4, tmp_path, layers, re
     np.testing.assert_allclose(enc.encode(TEXTS), want, atol=1e-5)
     # and the adapter is peft's own format for the truncated base
     conf = json.loads((out / "adapter" / "adapter_config.json").read_text())
-    assert conf["base_model_name_or_path"] == enc.config.base_model and conf["inference_mode"] is True
+    assert (
+        conf["base_model_name_or_path"] == enc.config.base_model and conf["inference_mode"] is True
+    )
 
 
 def test_a_deeper_encoder_starts_a_shallow_student_not_the_reverse(base4, tmp_path):
@@ -173,19 +199,34 @@ def test_a_deeper_encoder_starts_a_shallow_student_not_the_reverse(base4, tmp_pa
 def test_a_depth_the_base_does_not_have_is_refused_in_one_line(base4, tmp_path, capsys, layers):
     from training.__main__ import main
 
-    passages = T.write_jsonl(tmp_path / "p.jsonl", [{"text": t} for t in T.word_texts(WORDS, 8, 20, 30)])
+    passages = T.write_jsonl(
+        tmp_path / "p.jsonl", [{"text": t} for t in T.word_texts(WORDS, 8, 20, 30)]
+    )
     cfg_file = tmp_path / "tiny.json"
-    cfg_file.write_text(json.dumps({"common": {
-        "precision": "fp32", "progress": False, "diagnostics": False, "out_dir": str(tmp_path / "{stage}"),
-        "model": {"base": str(base4), "max_length": 48, "num_layers": layers},
-        "data": {"train": [str(passages)], "min_side_tokens": 4}, "optim": {"max_steps": 1, "batch_size": 2, "micro_batch_size": 2}}}))
+    cfg_file.write_text(
+        json.dumps(
+            {
+                "common": {
+                    "precision": "fp32",
+                    "progress": False,
+                    "diagnostics": False,
+                    "out_dir": str(tmp_path / "{stage}"),
+                    "model": {"base": str(base4), "max_length": 48, "num_layers": layers},
+                    "data": {"train": [str(passages)], "min_side_tokens": 4},
+                    "optim": {"max_steps": 1, "batch_size": 2, "micro_batch_size": 2},
+                }
+            }
+        )
+    )
     assert main(["ctkd", "--config", str(cfg_file)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "num_layers" in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
     if layers == 5:
         with pytest.raises(TrainingError, match="base model has 4 layers"):
-            LLM2Comp.from_config(ModelConfig(base=str(base4), num_layers=5), device="cpu", precision="fp32")
+            LLM2Comp.from_config(
+                ModelConfig(base=str(base4), num_layers=5), device="cpu", precision="fp32"
+            )
 
 
 def test_a_shallow_student_trains_every_stage_and_ships_its_depth(base4, tmp_path):
@@ -194,17 +235,39 @@ def test_a_shallow_student_trains_every_stage_and_ships_its_depth(base4, tmp_pat
 
     from training.train import train
 
-    passages = T.write_jsonl(tmp_path / "p.jsonl", [{"text": t} for t in T.word_texts(WORDS, 16, 20, 30)])
+    passages = T.write_jsonl(
+        tmp_path / "p.jsonl", [{"text": t} for t in T.word_texts(WORDS, 16, 20, 30)]
+    )
     trip = T.write_jsonl(tmp_path / "t.jsonl", T.triples(WORDS, 16))
-    s1 = T.tiny_config("ctkd", base4, [passages], tmp_path / "s1", optim={"max_steps": 2}, export=True,
-                       model={"num_layers": 2})
+    s1 = T.tiny_config(
+        "ctkd",
+        base4,
+        [passages],
+        tmp_path / "s1",
+        optim={"max_steps": 2},
+        export=True,
+        model={"num_layers": 2},
+    )
     out1 = train(s1)
-    s3 = T.tiny_config("scl", base4, [trip], tmp_path / "s3", optim={"max_steps": 2}, export=True,
-                       model={"num_layers": 2, "init_from": str(tmp_path / "s1"), "train_memory": False})
+    s3 = T.tiny_config(
+        "scl",
+        base4,
+        [trip],
+        tmp_path / "s3",
+        optim={"max_steps": 2},
+        export=True,
+        model={"num_layers": 2, "init_from": str(tmp_path / "s1"), "train_memory": False},
+    )
     out3 = train(s3)
-    assert np.isfinite(T.losses(tmp_path / "s1")).all() and np.isfinite(T.losses(tmp_path / "s3")).all()
+    assert (
+        np.isfinite(T.losses(tmp_path / "s1")).all()
+        and np.isfinite(T.losses(tmp_path / "s3")).all()
+    )
     enc = Encoder.load(out3["encoder"], dtype="float32")
-    assert enc.config.num_layers == 2 and [s["stage"] for s in enc.config.training["stages"]] == ["ctkd", "scl"]
+    assert enc.config.num_layers == 2 and [s["stage"] for s in enc.config.training["stages"]] == [
+        "ctkd",
+        "scl",
+    ]
     assert enc.config.training["stages"][-1]["num_layers"] == 2
     assert Encoder.load(out1["encoder"]).fingerprint != enc.fingerprint
 
@@ -217,13 +280,18 @@ def test_cpu_depth_config_follows_the_depth_and_lives_in_the_cache(monkeypatch):
     for depth in ("30", "8"):
         monkeypatch.setenv("COMPSEARCH_TRAIN_DEPTH", depth)
         cfgs = {s: load_config("cpu-depth", s) for s in ("ctkd", "ucl", "scl")}
-        assert all(c.run_dir.is_relative_to(cache_home() / "training-runs" / f"depth-{depth}") for c in cfgs.values())
+        assert all(
+            c.run_dir.is_relative_to(cache_home() / "training-runs" / f"depth-{depth}")
+            for c in cfgs.values()
+        )
         assert cfgs["ctkd"].model.init_from == "default"
         assert cfgs["scl"].model.init_from.format(name=cfgs["scl"].name) == str(cfgs["ucl"].run_dir)
         seen[depth] = cfgs
     assert seen["30"]["scl"].model.num_layers is None and seen["8"]["scl"].model.num_layers == 8
     assert seen["30"]["scl"].optim.max_minutes == seen["8"]["scl"].optim.max_minutes  # equal budget
-    assert seen["8"]["scl"].optim.max_steps > 3 * seen["30"]["scl"].optim.max_steps   # more steps in it
+    assert (
+        seen["8"]["scl"].optim.max_steps > 3 * seen["30"]["scl"].optim.max_steps
+    )  # more steps in it
     for bad in ("0", "31", "eight"):
         monkeypatch.setenv("COMPSEARCH_TRAIN_DEPTH", bad)
         with pytest.raises(TrainingError, match="COMPSEARCH_TRAIN_DEPTH"):

@@ -24,7 +24,9 @@ def _one_thread():
 @pytest.fixture()
 def model(tiny_base):
     torch.manual_seed(0)
-    m = LLM2Comp.from_config(ModelConfig(base=str(tiny_base), max_length=64), device="cpu", precision="fp32")
+    m = LLM2Comp.from_config(
+        ModelConfig(base=str(tiny_base), max_length=64), device="cpu", precision="fp32"
+    )
     with torch.no_grad():  # a non-zero adapter, so "adapter on" and "adapter off" differ
         for name, p in m.peft.named_parameters():
             if "lora_B" in name:
@@ -41,10 +43,16 @@ def test_per_call_is_causal_switches_attention_both_ways(model):
     ids = model.tokenize(["the index of a file is json"])[0]
     changed = ids[:-1] + [ids[-1] + 1]
     # bidirectional: the first position sees the last token
-    assert not torch.allclose(_first_state(model, ids, False), _first_state(model, changed, False), atol=1e-6)
+    assert not torch.allclose(
+        _first_state(model, ids, False), _first_state(model, changed, False), atol=1e-6
+    )
     # causal: it cannot, in the same model, right after a bidirectional call
-    assert torch.allclose(_first_state(model, ids, True), _first_state(model, changed, True), atol=1e-6)
-    assert not torch.allclose(_first_state(model, ids, False), _first_state(model, changed, False), atol=1e-6)
+    assert torch.allclose(
+        _first_state(model, ids, True), _first_state(model, changed, True), atol=1e-6
+    )
+    assert not torch.allclose(
+        _first_state(model, ids, False), _first_state(model, changed, False), atol=1e-6
+    )
     # the frozen role (adapter disabled, causal) with padding, through inputs_embeds
     short, long_ = ids[:3], ids
     rows = [short + [model.pad_id] * (len(long_) - 3), long_]
@@ -89,8 +97,9 @@ def test_memory_init_matches_compsearch_default(tiny_base):
     ids = enc.tokenize(["parse http request header"])
     with torch.no_grad():
         mine = m.eval().embed(ids).numpy()
-    np.testing.assert_allclose(mine[0], enc.encode(["parse http request header"], normalize=False)[0],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        mine[0], enc.encode(["parse http request header"], normalize=False)[0], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_teacher_and_decoder_positions_match_full_forward(model, tiny_base):
@@ -102,8 +111,12 @@ def test_teacher_and_decoder_positions_match_full_forward(model, tiny_base):
     tgt = [[13, 14], [15, 16, 17]]
     with torch.no_grad():
         got = model.logits(teacher_hidden(model, ctx, tgt))
-        want = torch.cat([plain(input_ids=torch.tensor([c + t])).logits[0, len(c) - 1: len(c) + len(t) - 1]
-                          for c, t in zip(ctx, tgt)])
+        want = torch.cat(
+            [
+                plain(input_ids=torch.tensor([c + t])).logits[0, len(c) - 1 : len(c) + len(t) - 1]
+                for c, t in zip(ctx, tgt)
+            ]
+        )
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
         mem = torch.randn(2, model.memory.shape[0], model.hidden_size)
         got = model.logits(decoder_hidden(model, mem, tgt))
@@ -111,7 +124,7 @@ def test_teacher_and_decoder_positions_match_full_forward(model, tiny_base):
         want = []
         for i, t in enumerate(tgt):
             emb = torch.cat([mem[i], plain.get_input_embeddings()(torch.tensor(t))])[None]
-            want.append(plain(inputs_embeds=emb).logits[0, k - 1: k - 1 + len(t)])
+            want.append(plain(inputs_embeds=emb).logits[0, k - 1 : k - 1 + len(t)])
         torch.testing.assert_close(got, torch.cat(want), atol=1e-5, rtol=1e-5)
 
 
@@ -132,8 +145,12 @@ def test_ctkd_loss_is_kl_and_trains_only_student_parts(model):
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_base):
     def grads(gc):
         torch.manual_seed(0)
-        m = LLM2Comp.from_config(ModelConfig(base=str(tiny_base), lora_dropout=0.0), device="cpu",
-                                 precision="fp32", gradient_checkpointing=gc).train()
+        m = LLM2Comp.from_config(
+            ModelConfig(base=str(tiny_base), lora_dropout=0.0),
+            device="cpu",
+            precision="fp32",
+            gradient_checkpointing=gc,
+        ).train()
         loss, _ = pretext_loss(m, PretextBatch([[5, 6, 7, 8]], [[9, 10, 11]]), "ctkd")
         loss.backward()
         return loss.detach(), {n: p.grad.clone() for n, p in m.trainable().items()}
@@ -167,8 +184,12 @@ def test_export_matches_compsearch_encoder(model, tmp_path):
 
     with torch.no_grad():
         model.memory.add_(torch.randn_like(model.memory) * 0.3)
-    out = export_encoder(model, tmp_path / "enc", query_prompt="Search this",
-                         training={"recipe": "llm2comp", "stages": [{"stage": "ctkd", "steps": 3}]})
+    out = export_encoder(
+        model,
+        tmp_path / "enc",
+        query_prompt="Search this",
+        training={"recipe": "llm2comp", "stages": [{"stage": "ctkd", "steps": 3}]},
+    )
     cfg = json.loads((out / CONFIG_FILE).read_text())
     assert cfg["training"]["stages"][0]["stage"] == "ctkd" and cfg["base_fingerprint"]
     mem = load_file(str(out / MEMORY_FILE))["memory"]
@@ -177,17 +198,21 @@ def test_export_matches_compsearch_encoder(model, tmp_path):
     enc = Encoder.load(out, dtype="float32")
     texts = ["rotate log file by size when the log is full", "json", "the index of a file"]
     with torch.no_grad():
-        docs = torch.nn.functional.normalize(model.eval().embed(
-            [t[:64] for t in model.tokenize(texts)]), dim=-1).numpy()
-        queries = torch.nn.functional.normalize(model.embed(
-            model.tokenize([format_query(t, "Search this") for t in texts])), dim=-1).numpy()
+        docs = torch.nn.functional.normalize(
+            model.eval().embed([t[:64] for t in model.tokenize(texts)]), dim=-1
+        ).numpy()
+        queries = torch.nn.functional.normalize(
+            model.embed(model.tokenize([format_query(t, "Search this") for t in texts])), dim=-1
+        ).numpy()
     np.testing.assert_allclose(enc.encode(texts), docs, atol=1e-5)
     np.testing.assert_allclose(enc.encode(texts, kind="query"), queries, atol=1e-5)
     # the untrained default differs, so the check above can fail
     untrained = Encoder.from_base(str(model.cfg.base), dtype="float32", query_prompt=None)
     assert np.abs(untrained.encode(texts) - docs).max() > 1e-3
     # bf16 adapter export: half the size, nearly the same embeddings
-    small = export_encoder(model, tmp_path / "enc16", query_prompt=None, training={}, adapter_dtype="bfloat16")
+    small = export_encoder(
+        model, tmp_path / "enc16", query_prompt=None, training={}, adapter_dtype="bfloat16"
+    )
     np.testing.assert_allclose(Encoder.load(small, dtype="float32").encode(texts), docs, atol=2e-2)
 
 
@@ -197,18 +222,25 @@ def test_length_sorted_chunks_give_the_same_loss_and_gradients(tiny_base, stage)
 
     def run(chunk):
         torch.manual_seed(0)
-        m = LLM2Comp.from_config(ModelConfig(base=str(tiny_base), lora_dropout=0.0, forward_chunk=chunk),
-                                 device="cpu", precision="fp32").train()
+        m = LLM2Comp.from_config(
+            ModelConfig(base=str(tiny_base), lora_dropout=0.0, forward_chunk=chunk),
+            device="cpu",
+            precision="fp32",
+        ).train()
         with torch.no_grad():
             for name, p in m.peft.named_parameters():
                 if "lora_B" in name:
                     p.normal_(0, 0.2)
         if stage == "ctkd":
-            batch = PretextBatch([[5, 6, 7, 8, 9, 10], [9, 10], [11, 12, 13], [5, 9, 7, 6, 4]],
-                                 [[12, 13, 14], [15, 16, 5, 6], [7], [8, 9]])
+            batch = PretextBatch(
+                [[5, 6, 7, 8, 9, 10], [9, 10], [11, 12, 13], [5, 9, 7, 6, 4]],
+                [[12, 13, 14], [15, 16, 5, 6], [7], [8, 9]],
+            )
         else:
-            batch = TripleBatch([[5, 6], [7, 8, 9, 10, 11], [12]],
-                                [[5, 6, 7], [8], [9, 10, 11, 12], [13, 14], [15, 16, 17, 18, 19], [20]])
+            batch = TripleBatch(
+                [[5, 6], [7, 8, 9, 10, 11], [12]],
+                [[5, 6, 7], [8], [9, 10, 11, 12], [13, 14], [15, 16, 17, 18, 19], [20]],
+            )
         loss, _ = stage_loss(m, batch, stage, 0.05)
         loss.backward()
         return loss.detach(), {n: p.grad.clone() for n, p in m.trainable().items()}

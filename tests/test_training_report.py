@@ -13,15 +13,31 @@ from training.report import build, markdown
 def _stage(root, arm, stage, objective, losses, erank):
     d = root / arm / stage
     (d / "diagnostics").mkdir(parents=True)
-    (d / "summary.json").write_text(json.dumps({"stage": objective, "steps": len(losses), "items": 10,
-                                                "wall_seconds": 60.0}))
-    (d / "metrics.jsonl").write_text("".join(json.dumps({"step": i + 1, "loss": v, "sec": 2.0}) + "\n"
-                                             for i, v in enumerate(losses)))
+    (d / "summary.json").write_text(
+        json.dumps({"stage": objective, "steps": len(losses), "items": 10, "wall_seconds": 60.0})
+    )
+    (d / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps({"step": i + 1, "loss": v, "sec": 2.0}) + "\n" for i, v in enumerate(losses)
+        )
+    )
     sv = [1.0, 0.5, 0.2, 0.005]
-    (d / "diagnostics" / "diagnostics.json").write_text(json.dumps({
-        "spectrum": {"n": 4, "dim": 4, "above_1pct": 3, "above_10pct": 3, "entropy_rank": erank,
-                     "participation_ratio": 1.5, "singular_values": sv},
-        "memory_correlation": {"mean_offdiag": 0.25, "matrix": [[1.0]]}}))
+    (d / "diagnostics" / "diagnostics.json").write_text(
+        json.dumps(
+            {
+                "spectrum": {
+                    "n": 4,
+                    "dim": 4,
+                    "above_1pct": 3,
+                    "above_10pct": 3,
+                    "entropy_rank": erank,
+                    "participation_ratio": 1.5,
+                    "singular_values": sv,
+                },
+                "memory_correlation": {"mean_offdiag": 0.25, "matrix": [[1.0]]},
+            }
+        )
+    )
 
 
 @pytest.fixture
@@ -32,13 +48,28 @@ def fake(tmp_path):
     _stage(runs, "a-ctkd", "scl", "scl", [2.0, 1.0], 2.9)
     _stage(runs, "a-none", "ucl", "ucl", [1.0, 0.6], 2.0)
     _stage(runs, "a-none", "scl", "scl", [2.0, 1.1], 1.9)
-    ev = {"profile": "quick", "models": {}, "results": {
-        "compsearch:a-ctkd": {"FooRetrieval": {"scores": {"main_score": 0.5}},
-                              "LeeDocSTS": {"scores": {"main_score": 0.4}}},
-        "compsearch:a-none": {"FooRetrieval": {"scores": {"main_score": 0.3}},
-                              "LeeDocSTS": {"scores": {"main_score": 0.45}}}}}
-    base = {"results": {"BM25": {"FooRetrieval": {"scores": {"main_score": 0.6}},
-                                 "OtherRetrieval": {"scores": {"main_score": 0.9}}}}}
+    ev = {
+        "profile": "quick",
+        "models": {},
+        "results": {
+            "compsearch:a-ctkd": {
+                "FooRetrieval": {"scores": {"main_score": 0.5}},
+                "LeeDocSTS": {"scores": {"main_score": 0.4}},
+            },
+            "compsearch:a-none": {
+                "FooRetrieval": {"scores": {"main_score": 0.3}},
+                "LeeDocSTS": {"scores": {"main_score": 0.45}},
+            },
+        },
+    }
+    base = {
+        "results": {
+            "BM25": {
+                "FooRetrieval": {"scores": {"main_score": 0.6}},
+                "OtherRetrieval": {"scores": {"main_score": 0.9}},
+            }
+        }
+    }
     (tmp_path / "eval.json").write_text(json.dumps(ev))
     (tmp_path / "base.json").write_text(json.dumps(base))
     return tmp_path
@@ -48,10 +79,16 @@ def test_report_collects_runs_scores_and_dimensions(fake):
     rep = build(["a-ctkd", "a-none"], fake / "eval.json", fake / "base.json", fake / "runs")
     ctkd, none = rep["arms"]
     assert ctkd["objective"] == "ctkd" and none["objective"] == "none"
-    assert ctkd["stages"]["stage1"]["loss"]["first"] == 5.0 and ctkd["stages"]["stage1"]["loss"]["last"] == 2.0
-    assert ctkd["stages"]["scl"]["effective_dim"]["entropy_rank"] == 2.9 and ctkd["wall_seconds"] == 180.0
+    assert (
+        ctkd["stages"]["stage1"]["loss"]["first"] == 5.0
+        and ctkd["stages"]["stage1"]["loss"]["last"] == 2.0
+    )
+    assert (
+        ctkd["stages"]["scl"]["effective_dim"]["entropy_rank"] == 2.9
+        and ctkd["wall_seconds"] == 180.0
+    )
     assert none["scores"] == {"FooRetrieval": 0.3, "LeeDocSTS": 0.45}
-    assert rep["baselines"] == {"BM25": {"FooRetrieval": 0.6}}     # only the tasks the arms ran
+    assert rep["baselines"] == {"BM25": {"FooRetrieval": 0.6}}  # only the tasks the arms ran
     md = markdown(rep)
     assert "| a-ctkd | ctkd | — | 0.500 | 0.400 | 0.500 |" in md
     assert "| BM25 (baseline) | — | — | 0.600 | — | 0.600 |" in md
@@ -60,10 +97,22 @@ def test_report_collects_runs_scores_and_dimensions(fake):
 
 def test_report_cli_writes_files_and_refuses_missing_arms(fake, capsys):
     out = fake / "res" / "abl"
-    args = ["report", "--eval", str(fake / "eval.json"), "--baselines", str(fake / "base.json"),
-            "--runs", str(fake / "runs"), "--out", str(out)]
+    args = [
+        "report",
+        "--eval",
+        str(fake / "eval.json"),
+        "--baselines",
+        str(fake / "base.json"),
+        "--runs",
+        str(fake / "runs"),
+        "--out",
+        str(out),
+    ]
     assert main(args + ["--arms", "a-ctkd,a-none"]) == 0
-    assert json.loads(out.with_suffix(".json").read_text())["tasks"] == ["FooRetrieval", "LeeDocSTS"]
+    assert json.loads(out.with_suffix(".json").read_text())["tasks"] == [
+        "FooRetrieval",
+        "LeeDocSTS",
+    ]
     assert out.with_suffix(".md").is_file()
     assert main(args + ["--arms", "a-ctkd,a-nll"]) == 2
     assert "a-nll" in capsys.readouterr().err
@@ -72,17 +121,26 @@ def test_report_cli_writes_files_and_refuses_missing_arms(fake, capsys):
 
 def test_an_scl_only_arm_shows_the_stages_it_continues(fake):
     _stage(fake / "runs", "a-ctkd-synth", "scl", "scl", [2.0, 0.9], 2.7)
-    (fake / "runs" / "a-ctkd-synth" / "scl" / "config.json").write_text(json.dumps({
-        "model": {"init_from": str(fake / "runs" / "a-ctkd" / "ucl")},
-        "data": {"train": ["scl.jsonl", "/data/scl_mix.jsonl"]}}))
+    (fake / "runs" / "a-ctkd-synth" / "scl" / "config.json").write_text(
+        json.dumps(
+            {
+                "model": {"init_from": str(fake / "runs" / "a-ctkd" / "ucl")},
+                "data": {"train": ["scl.jsonl", "/data/scl_mix.jsonl"]},
+            }
+        )
+    )
     ev = json.loads((fake / "eval.json").read_text())
     ev["results"]["compsearch:a-ctkd-synth"] = {"FooRetrieval": {"scores": {"main_score": 0.55}}}
     (fake / "eval.json").write_text(json.dumps(ev))
     arm = build(["a-ctkd-synth"], fake / "eval.json", None, fake / "runs")["arms"][0]
     assert arm["continues"] == "a-ctkd" and arm["objective"] == "ctkd"
-    assert set(arm["stages"]) == {"stage1", "ucl", "scl"} and arm["stages"]["scl"]["effective_dim"]["entropy_rank"] == 2.7
+    assert (
+        set(arm["stages"]) == {"stage1", "ucl", "scl"}
+        and arm["stages"]["scl"]["effective_dim"]["entropy_rank"] == 2.7
+    )
     assert "| a-ctkd-synth | ctkd | scl + scl_mix | 0.550 |" in markdown(
-        build(["a-ctkd-synth"], fake / "eval.json", None, fake / "runs"))
+        build(["a-ctkd-synth"], fake / "eval.json", None, fake / "runs")
+    )
 
 
 def test_report_merges_one_evaluation_file_per_arm(fake, capsys):
@@ -91,13 +149,41 @@ def test_report_merges_one_evaluation_file_per_arm(fake, capsys):
         part = {**ev, "results": {label: ev["results"][label]}}
         (fake / f"{label.split(':')[1]}.json").write_text(json.dumps(part))
     out = fake / "res" / "merged"
-    assert main(["report", "--arms", "a-ctkd,a-none", "--eval", str(fake / "a-ctkd.json"), str(fake / "a-none.json"),
-                 "--baselines", str(fake / "base.json"), "--runs", str(fake / "runs"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--arms",
+                "a-ctkd,a-none",
+                "--eval",
+                str(fake / "a-ctkd.json"),
+                str(fake / "a-none.json"),
+                "--baselines",
+                str(fake / "base.json"),
+                "--runs",
+                str(fake / "runs"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rep = json.loads(out.with_suffix(".json").read_text())
-    assert [a["scores"]["FooRetrieval"] for a in rep["arms"]] == [0.5, 0.3] and len(rep["eval_files"]) == 2
+    assert [a["scores"]["FooRetrieval"] for a in rep["arms"]] == [0.5, 0.3] and len(
+        rep["eval_files"]
+    ) == 2
     # the untrained default evaluated beside the arms is a baseline row
-    (fake / "untrained.json").write_text(json.dumps({"results": {"compsearch": {
-        "FooRetrieval": {"scores": {"main_score": 0.1}}}}}))
-    rep = build(["a-ctkd"], [fake / "a-ctkd.json", fake / "untrained.json"], fake / "base.json", fake / "runs")
+    (fake / "untrained.json").write_text(
+        json.dumps({"results": {"compsearch": {"FooRetrieval": {"scores": {"main_score": 0.1}}}}})
+    )
+    rep = build(
+        ["a-ctkd"],
+        [fake / "a-ctkd.json", fake / "untrained.json"],
+        fake / "base.json",
+        fake / "runs",
+    )
     assert rep["baselines"]["compsearch"] == {"FooRetrieval": 0.1}
-    assert "| compsearch default (untrained memory tokens) (baseline) | — | — | 0.100 |" in markdown(rep)
+    assert (
+        "| compsearch default (untrained memory tokens) (baseline) | — | — | 0.100 |"
+        in markdown(rep)
+    )

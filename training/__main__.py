@@ -30,23 +30,50 @@ from .errors import TrainingError
 
 def _stage_parser(sub, name: str, help_: str):
     p = sub.add_parser(name, help=help_)
-    p.add_argument("--config", "-c", default="cpu-small", help="config name (cpu-small, paper) or .py/.json file")
-    p.add_argument("--set", "-s", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a field, e.g. optim.lr=3e-5 (repeatable)")
+    p.add_argument(
+        "--config",
+        "-c",
+        default="cpu-small",
+        help="config name (cpu-small, paper) or .py/.json file",
+    )
+    p.add_argument(
+        "--set",
+        "-s",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field, e.g. optim.lr=3e-5 (repeatable)",
+    )
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m training",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("-v", "--verbose", action="store_true")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="torch CPU threads for data/synth/mine/diagnose (training: the cpu_threads field)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads for data/synth/mine/diagnose (training: the cpu_threads field)",
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     for stage in STAGES:
         p = _stage_parser(sub, stage, f"train stage {stage}")
-        p.add_argument("--resume", default="auto", help="auto (latest checkpoint of the run), never, or a checkpoint")
-        p.add_argument("--stop-after", type=int, default=None, help="stop after this many total steps (checkpointed)")
+        p.add_argument(
+            "--resume",
+            default="auto",
+            help="auto (latest checkpoint of the run), never, or a checkpoint",
+        )
+        p.add_argument(
+            "--stop-after",
+            type=int,
+            default=None,
+            help="stop after this many total steps (checkpointed)",
+        )
     p = sub.add_parser("show", help="print the resolved config of a stage")
     p.add_argument("stage", choices=STAGES)
     p.add_argument("--config", "-c", default="cpu-small")
@@ -57,10 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, help="benchmark source cache (default: the suite's)")
     p.add_argument("--groups", nargs="*", default=None, help="source groups (default: all)")
     p.add_argument("--max-pairs-per-source", type=int, default=20000)
-    p.add_argument("--no-wiki", action="store_true", help="skip the gensim enwiki sample (a 28 MB PyPI download)")
+    p.add_argument(
+        "--no-wiki",
+        action="store_true",
+        help="skip the gensim enwiki sample (a 28 MB PyPI download)",
+    )
 
-    p = sub.add_parser("synth", help="generate synthetic queries for passages with the bundled instruct LM")
-    p.add_argument("--passages", required=True, help="JSONL with 'text' (and optional 'unit', 'source')")
+    p = sub.add_parser(
+        "synth", help="generate synthetic queries for passages with the bundled instruct LM"
+    )
+    p.add_argument(
+        "--passages", required=True, help="JSONL with 'text' (and optional 'unit', 'source')"
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--model", default="bundled")
     p.add_argument("--limit", type=int, default=None)
@@ -70,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mine", help="add hard negatives to (query, positive) pairs")
     p.add_argument("--pairs", required=True, help="JSONL with query, positive (and unit)")
     p.add_argument("--out", required=True)
-    p.add_argument("--encoder", default=None, help="mine with this compsearch encoder instead of BM25")
+    p.add_argument(
+        "--encoder", default=None, help="mine with this compsearch encoder instead of BM25"
+    )
     p.add_argument("--corpus", default=None, help="JSONL of extra candidate documents ('text')")
     p.add_argument("--seed", type=int, default=1234)
 
@@ -79,24 +116,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out")
     p.add_argument("--adapter-dtype", default="float32", choices=["float32", "bfloat16"])
 
-    p = sub.add_parser("diagnose", help="spectrum + memory-token correlation of an encoder on texts")
+    p = sub.add_parser(
+        "diagnose", help="spectrum + memory-token correlation of an encoder on texts"
+    )
     p.add_argument("encoder", help="encoder folder or base model spec")
     p.add_argument("--data", required=True, nargs="+", help="JSONL/parquet/txt files with 'text'")
     p.add_argument("--out", default=None)
     p.add_argument("--limit", type=int, default=512)
     p.add_argument("--kind", default="document", choices=["document", "query"])
 
-    p = sub.add_parser("report", help="collect finished runs + their evaluation into the ablation report")
+    p = sub.add_parser(
+        "report", help="collect finished runs + their evaluation into the ablation report"
+    )
     p.add_argument("--arms", required=True, help="comma-separated run names (training/runs/<name>)")
-    p.add_argument("--eval", required=True, nargs="+",
-                   help="quality JSON(s) from benchmarks.mteb_suite run (models compsearch:<arm>), merged")
+    p.add_argument(
+        "--eval",
+        required=True,
+        nargs="+",
+        help="quality JSON(s) from benchmarks.mteb_suite run (models compsearch:<arm>), merged",
+    )
     p.add_argument("--baselines", default="benchmarks/results/quality-quick.json")
     p.add_argument("--runs", default="training/runs")
-    p.add_argument("--out", default="training/results/ablation", help="output prefix (.json, .md, -spectra.png)")
+    p.add_argument(
+        "--out",
+        default="training/results/ablation",
+        help="output prefix (.json, .md, -spectra.png)",
+    )
 
-    p = sub.add_parser("ship", help="export a finished run as compsearch's default encoder with a model card")
+    p = sub.add_parser(
+        "ship", help="export a finished run as compsearch's default encoder with a model card"
+    )
     p.add_argument("run", help="training/runs/<name> (its SCL stage is exported)")
-    p.add_argument("--report", default=None, help="ablation JSON from `report` (scores for the card)")
+    p.add_argument(
+        "--report", default=None, help="ablation JSON from `report` (scores for the card)"
+    )
     p.add_argument("--out", default="compsearch/default_model")
     p.add_argument("--max-mb", type=float, default=32.0)
     return ap
@@ -104,8 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose or args.command in STAGES else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose or args.command in STAGES else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.threads > 0:
         import torch
 
@@ -139,22 +194,39 @@ def _dispatch(args) -> int:
     if args.command == "data":
         from .builders import build_all
 
-        manifest = build_all(out=args.out, cache=args.cache, groups=args.groups,
-                             max_pairs_per_source=args.max_pairs_per_source, wiki=not args.no_wiki)
+        manifest = build_all(
+            out=args.out,
+            cache=args.cache,
+            groups=args.groups,
+            max_pairs_per_source=args.max_pairs_per_source,
+            wiki=not args.no_wiki,
+        )
         print(json.dumps(manifest["files"], indent=1))
         return 0
     if args.command == "synth":
         from .synth import synthesize_file
 
-        stats = synthesize_file(args.passages, args.out, model=args.model, limit=args.limit,
-                                batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+        stats = synthesize_file(
+            args.passages,
+            args.out,
+            model=args.model,
+            limit=args.limit,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+        )
         print(json.dumps(stats, indent=1))
         return 0
     if args.command == "mine":
         from .builders import mine_file
 
-        print(json.dumps(mine_file(args.pairs, args.out, encoder=args.encoder, corpus=args.corpus,
-                                   seed=args.seed), indent=1))
+        print(
+            json.dumps(
+                mine_file(
+                    args.pairs, args.out, encoder=args.encoder, corpus=args.corpus, seed=args.seed
+                ),
+                indent=1,
+            )
+        )
         return 0
     if args.command == "export":
         from .export import export_checkpoint
@@ -179,8 +251,18 @@ def _dispatch(args) -> int:
         out = args.out or str(Path(args.encoder) / "diagnostics")
         result = diagnose_encoder(args.encoder, texts, out, kind=args.kind)
         sp, mc = result["spectrum"], result["memory_correlation"]
-        print(json.dumps({"texts": len(texts), "above_1pct": sp["above_1pct"], "entropy_rank": sp["entropy_rank"],
-                          "memory_mean_offdiag": mc["mean_offdiag"], "files": result["files"]}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "texts": len(texts),
+                    "above_1pct": sp["above_1pct"],
+                    "entropy_rank": sp["entropy_rank"],
+                    "memory_mean_offdiag": mc["mean_offdiag"],
+                    "files": result["files"],
+                },
+                indent=1,
+            )
+        )
         return 0
     if args.command == "report":
         from .report import build, write
@@ -188,7 +270,9 @@ def _dispatch(args) -> int:
         missing_eval = [e for e in args.eval if not Path(e).is_file()]
         if missing_eval:
             raise TrainingError(f"no evaluation results at {', '.join(missing_eval)}")
-        rep = build([a for a in args.arms.split(",") if a], args.eval, Path(args.baselines), Path(args.runs))
+        rep = build(
+            [a for a in args.arms.split(",") if a], args.eval, Path(args.baselines), Path(args.runs)
+        )
         missing = [a["name"] for a in rep["arms"] if not a["stages"] or not a["scores"]]
         if missing:
             raise TrainingError(f"no finished stages or no scores for: {', '.join(missing)}")
@@ -198,7 +282,9 @@ def _dispatch(args) -> int:
     if args.command == "ship":
         from .ship import ship
 
-        print(json.dumps(ship(args.run, args.out, report=args.report, max_mb=args.max_mb), indent=1))
+        print(
+            json.dumps(ship(args.run, args.out, report=args.report, max_mb=args.max_mb), indent=1)
+        )
         return 0
     raise AssertionError(args.command)
 

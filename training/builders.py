@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 BUILDER_VERSION = 1
 SEED = 4242
-HELDOUT_FRACTION = 0.02       # of training-side units, kept out of training for the diagnostics
+HELDOUT_FRACTION = 0.02  # of training-side units, kept out of training for the diagnostics
 GROUPS = ("debian", "man", "pydocs", "foldoc", "wordnet", "brown")
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
@@ -85,9 +85,9 @@ def _default_fraction(fn) -> float:
 class SplitGuard:
     """Which units of each source the evaluation tasks test on (never to be trained on)."""
 
-    forbidden: dict[str, set] = field(default_factory=dict)   # group -> explicit test units
-    rules: dict[str, list] = field(default_factory=dict)       # group -> unit_split fractions
-    tasks: dict[str, list] = field(default_factory=dict)       # group -> task names checked
+    forbidden: dict[str, set] = field(default_factory=dict)  # group -> explicit test units
+    rules: dict[str, list] = field(default_factory=dict)  # group -> unit_split fractions
+    tasks: dict[str, list] = field(default_factory=dict)  # group -> task names checked
 
     def allowed(self, group: str, unit: str) -> bool:
         from benchmarks.mteb_suite.builders import RESERVED_PATTERNS, unit_split
@@ -99,21 +99,33 @@ class SplitGuard:
         return all(unit_split(unit, f) == "train" for f in self.rules.get(group, ()))
 
     def summary(self) -> dict:
-        return {g: {"tasks": self.tasks.get(g, []), "test_units": len(self.forbidden.get(g, ())),
-                    "rule_fractions": self.rules.get(g, [])} for g in sorted(set(self.forbidden) | set(self.rules))}
+        return {
+            g: {
+                "tasks": self.tasks.get(g, []),
+                "test_units": len(self.forbidden.get(g, ())),
+                "rule_fractions": self.rules.get(g, []),
+            }
+            for g in sorted(set(self.forbidden) | set(self.rules))
+        }
 
 
 # Which evaluation tasks read each source group: (task name, builder name, split rule applies)
 _TASKS = {
-    "debian": [("DebianPackageRetrieval", "build_debian_retrieval", True),
-               ("DebianSectionClassification", "build_debian_section_classification", True)],
+    "debian": [
+        ("DebianPackageRetrieval", "build_debian_retrieval", True),
+        ("DebianSectionClassification", "build_debian_section_classification", True),
+    ],
     "man": [("ManPageRetrieval", "build_man_retrieval", True)],
     "pydocs": [("PythonDocsRetrieval", "build_python_docs_retrieval", True)],
     "foldoc": [("FoldocRetrieval", "build_foldoc_retrieval", True)],
-    "wordnet": [("WordNetNounRetrieval", "build_wordnet_retrieval", True),
-                ("WordNetLexnameClustering", "build_wordnet_clustering", True)],
-    "brown": [("BrownGenreClassification", "build_brown_classification", False),   # stratified split
-              ("BrownGenreClustering", "build_brown_clustering", False)],
+    "wordnet": [
+        ("WordNetNounRetrieval", "build_wordnet_retrieval", True),
+        ("WordNetLexnameClustering", "build_wordnet_clustering", True),
+    ],
+    "brown": [
+        ("BrownGenreClassification", "build_brown_classification", False),  # stratified split
+        ("BrownGenreClustering", "build_brown_clustering", False),
+    ],
 }
 
 
@@ -185,14 +197,33 @@ def fetch_wiki_sample(cache: Path) -> tuple[Path, dict]:
 
     dl = folder / "download"
     dl.mkdir(parents=True, exist_ok=True)
-    S._run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d", str(dl),
-            f"gensim=={version}"], what=f"pip download gensim=={version}")
+    S._run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+            str(dl),
+            f"gensim=={version}",
+        ],
+        what=f"pip download gensim=={version}",
+    )
     wheel = sorted(dl.glob("gensim-*.whl"))[0]
     with zipfile.ZipFile(wheel) as z:
         name = next(n for n in z.namelist() if n.endswith("test_data/" + WIKI_FILE))
         target.write_bytes(z.read(name))
-    src = {"registry": "pypi", "name": "gensim", "version": version, "pinned": version, "file": wheel.name,
-           "sha256": S.sha256_file(wheel), "extra": {"member": WIKI_FILE, "member_sha256": S.sha256_file(target)}}
+    src = {
+        "registry": "pypi",
+        "name": "gensim",
+        "version": version,
+        "pinned": version,
+        "file": wheel.name,
+        "sha256": S.sha256_file(wheel),
+        "extra": {"member": WIKI_FILE, "member_sha256": S.sha256_file(target)},
+    }
     record.write_text(json.dumps(src, indent=1))
     for p in dl.iterdir():
         p.unlink()
@@ -213,17 +244,32 @@ def clean_wikitext(text: str) -> list[str]:
             break
         t = t2
     for _ in range(3):  # [[File:...[[link]]...]] images and categories
-        t = re.sub(r"\[\[(?:File|Image|Category|[a-z]{2,3}(?:-[a-z]+)?):[^\[\]]*(?:\[\[[^\[\]]*\]\][^\[\]]*)*\]\]", "", t)
-    t = re.sub(r"\[\[(?:[^\[\]|]*\|)?([^\[\]]*)\]\]", r"\1", t)       # [[target|label]] -> label
-    t = re.sub(r"\[(?:https?|ftp)://\S+\s+([^\]]*)\]", r"\1", t)       # [url label] -> label
+        t = re.sub(
+            r"\[\[(?:File|Image|Category|[a-z]{2,3}(?:-[a-z]+)?):[^\[\]]*(?:\[\[[^\[\]]*\]\][^\[\]]*)*\]\]",
+            "",
+            t,
+        )
+    t = re.sub(r"\[\[(?:[^\[\]|]*\|)?([^\[\]]*)\]\]", r"\1", t)  # [[target|label]] -> label
+    t = re.sub(r"\[(?:https?|ftp)://\S+\s+([^\]]*)\]", r"\1", t)  # [url label] -> label
     t = re.sub(r"\[(?:https?|ftp)://\S+\]", "", t)
     t = re.sub(r"'{2,}", "", t)
     t = re.sub(r"<[^>]+>", "", t)
-    t = t.replace("&nbsp;", " ").replace("&ndash;", "-").replace("&mdash;", "-").replace("&amp;", "&")
+    t = (
+        t.replace("&nbsp;", " ")
+        .replace("&ndash;", "-")
+        .replace("&mdash;", "-")
+        .replace("&amp;", "&")
+    )
     paras = []
     for block in re.split(r"\n\s*\n", t):
-        lines = [ln for ln in block.splitlines()
-                 if ln.strip() and not ln.lstrip().startswith(("=", "*", "#", ":", ";", "|", "!", "{", "}", "File:", "Image:"))]
+        lines = [
+            ln
+            for ln in block.splitlines()
+            if ln.strip()
+            and not ln.lstrip().startswith(
+                ("=", "*", "#", ":", ";", "|", "!", "{", "}", "File:", "Image:")
+            )
+        ]
         p = " ".join(" ".join(lines).split())
         if len(p) >= 100 and p.count(" ") >= 15:
             paras.append(p)
@@ -256,8 +302,13 @@ def _rec(text: str, source: str, unit: str, **kw) -> dict:
     return {"text": text, "source": source, "unit": unit, **kw}
 
 
-def passages_from(inputs: dict, guard: SplitGuard, min_chars: int = 1000, max_chars: int = 2500,
-                  wiki: Path | None = None) -> list[dict]:
+def passages_from(
+    inputs: dict,
+    guard: SplitGuard,
+    min_chars: int = 1000,
+    max_chars: int = 2500,
+    wiki: Path | None = None,
+) -> list[dict]:
     """CTKD passages (allowed units only), deduplicated."""
     _, B, P, _ = _suite()
     out: list[dict] = []
@@ -282,16 +333,26 @@ def passages_from(inputs: dict, guard: SplitGuard, min_chars: int = 1000, max_ch
     if "brown" in inputs:
         for s in inputs["brown"][0]:
             if guard.allowed("brown", s.sample):
-                out.extend(_rec(t, "brown", s.sample) for t in merge_paragraphs(s.paragraphs, min_chars, max_chars))
+                out.extend(
+                    _rec(t, "brown", s.sample)
+                    for t in merge_paragraphs(s.paragraphs, min_chars, max_chars)
+                )
     if wiki is not None:
         for title, text in wiki_pages(wiki):
-            out.extend(_rec(t, "wiki", f"wiki:{title}")
-                       for t in merge_paragraphs(clean_wikitext(text), min_chars, max_chars))
+            out.extend(
+                _rec(t, "wiki", f"wiki:{title}")
+                for t in merge_paragraphs(clean_wikitext(text), min_chars, max_chars)
+            )
     return _dedupe(out, "text")
 
 
-def sentences_from(passages: list[dict], inputs: dict, guard: SplitGuard, max_sentences: int = 200_000,
-                   seed: int = SEED) -> list[dict]:
+def sentences_from(
+    passages: list[dict],
+    inputs: dict,
+    guard: SplitGuard,
+    max_sentences: int = 200_000,
+    seed: int = SEED,
+) -> list[dict]:
     out = [_rec(s, p["source"], p["unit"]) for p in passages for s in sentences(p["text"])]
     if "wordnet" in inputs:
         for s in inputs["wordnet"][0]:
@@ -303,15 +364,23 @@ def sentences_from(passages: list[dict], inputs: dict, guard: SplitGuard, max_se
     return out
 
 
-def pairs_from(inputs: dict, guard: SplitGuard, max_per_source: int | None = 20000, seed: int = SEED) -> list[dict]:
+def pairs_from(
+    inputs: dict, guard: SplitGuard, max_per_source: int | None = 20000, seed: int = SEED
+) -> list[dict]:
     """(query, positive) pairs shaped like the evaluation tasks, from allowed units only."""
     _, B, _, _ = _suite()
     by: dict[str, list[dict]] = defaultdict(list)
 
     def add(source, unit, query, doc):
         if query and doc and query.strip() and doc.strip() and guard.allowed(source, unit):
-            by[source].append({"query": query.strip(), "positive": B.clip(doc.strip()), "source": source,
-                               "unit": unit})
+            by[source].append(
+                {
+                    "query": query.strip(),
+                    "positive": B.clip(doc.strip()),
+                    "source": source,
+                    "unit": unit,
+                }
+            )
 
     if "debian" in inputs:
         for p in inputs["debian"][0]:
@@ -325,7 +394,12 @@ def pairs_from(inputs: dict, guard: SplitGuard, max_per_source: int | None = 200
         for s in inputs["pydocs"][0]:
             if len(s.body) >= 100:
                 page, title = B._unnumber(s.page_title), B._unnumber(s.title)
-                add("pydocs", s.page, page if s.title == s.page_title else f"{page}: {title}", s.body)
+                add(
+                    "pydocs",
+                    s.page,
+                    page if s.title == s.page_title else f"{page}: {title}",
+                    s.body,
+                )
     if "foldoc" in inputs:
         for unit, term, masked in B.foldoc_items(inputs["foldoc"][0]):
             add("foldoc", unit, term, masked)
@@ -357,20 +431,36 @@ def _dedupe(rows: list[dict], key: str) -> list[dict]:
 # ---------------------------------------------------------------------------- hard negatives
 
 
-def _pick(candidates: Sequence[int], pair_index: int, pairs: list[dict], docs: list[str], doc_units: list[str],
-          pool: int, rng: random.Random) -> tuple[int, int] | None:
+def _pick(
+    candidates: Sequence[int],
+    pair_index: int,
+    pairs: list[dict],
+    docs: list[str],
+    doc_units: list[str],
+    pool: int,
+    rng: random.Random,
+) -> tuple[int, int] | None:
     """A random one of the first ``pool`` candidates that is neither the positive nor from its unit."""
     pos, unit = pairs[pair_index]["positive"], pairs[pair_index].get("unit")
-    ok = [(rank, c) for rank, c in enumerate(candidates)
-          if c >= 0 and docs[c] != pos and (unit is None or doc_units[c] != unit)][:pool]
+    ok = [
+        (rank, c)
+        for rank, c in enumerate(candidates)
+        if c >= 0 and docs[c] != pos and (unit is None or doc_units[c] != unit)
+    ][:pool]
     if not ok:
         return None
     rank, c = rng.choice(ok)
     return c, rank
 
 
-def mine_bm25(pairs: list[dict], *, k: int = 30, pool: int = 5, seed: int = SEED,
-              extra_docs: Sequence[dict] = ()) -> tuple[list[dict], Counter]:
+def mine_bm25(
+    pairs: list[dict],
+    *,
+    k: int = 30,
+    pool: int = 5,
+    seed: int = SEED,
+    extra_docs: Sequence[dict] = (),
+) -> tuple[list[dict], Counter]:
     """Add ``negative`` (and ``negative_rank``) to each pair, mined by BM25 within its source."""
     import bm25s
     import Stemmer
@@ -397,21 +487,34 @@ def mine_bm25(pairs: list[dict], *, k: int = 30, pool: int = 5, seed: int = SEED
             stats["no_candidates"] += len(group)
             continue
         retriever = bm25s.BM25()
-        retriever.index(bm25s.tokenize(docs, stopwords="en", stemmer=stemmer, show_progress=False),
-                        show_progress=False)
-        q_tokens = bm25s.tokenize([p["query"] for p in group], stopwords="en", stemmer=stemmer,
-                                  show_progress=False, return_ids=False)
+        retriever.index(
+            bm25s.tokenize(docs, stopwords="en", stemmer=stemmer, show_progress=False),
+            show_progress=False,
+        )
+        q_tokens = bm25s.tokenize(
+            [p["query"] for p in group],
+            stopwords="en",
+            stemmer=stemmer,
+            show_progress=False,
+            return_ids=False,
+        )
         kk = min(k, len(docs))
         ranked: list[list[int]] = []
         for start in range(0, len(q_tokens), 512):
-            chunk = [q if q else ["the"] for q in q_tokens[start:start + 512]]  # all-stopword queries
+            chunk = [
+                q if q else ["the"] for q in q_tokens[start : start + 512]
+            ]  # all-stopword queries
             res, scores = retriever.retrieve(chunk, k=kk, show_progress=False, n_threads=0)
             for row, srow in zip(res, scores):
                 ranked.append([int(c) if s > 0 else -1 for c, s in zip(row, srow)])
         for j, p in enumerate(group):
             got = _pick(ranked[j], j, group, docs, units, pool, rng)
             if got is None:  # no lexical neighbour: a random document of the same source
-                cands = [c for c in range(len(docs)) if docs[c] != p["positive"] and units[c] != p.get("unit")]
+                cands = [
+                    c
+                    for c in range(len(docs))
+                    if docs[c] != p["positive"] and units[c] != p.get("unit")
+                ]
                 if not cands:
                     stats["no_candidates"] += 1
                     continue
@@ -419,12 +522,21 @@ def mine_bm25(pairs: list[dict], *, k: int = 30, pool: int = 5, seed: int = SEED
                 stats["random"] += 1
             else:
                 stats["bm25"] += 1
-            out.append({**p, "negative": docs[got[0]], "negative_rank": got[1], "negative_by": "bm25"})
+            out.append(
+                {**p, "negative": docs[got[0]], "negative_rank": got[1], "negative_by": "bm25"}
+            )
     return out, stats
 
 
-def mine_with_encoder(pairs: list[dict], encoder, *, k: int = 30, pool: int = 5, seed: int = SEED,
-                      batch_size: int = 32) -> tuple[list[dict], Counter]:
+def mine_with_encoder(
+    pairs: list[dict],
+    encoder,
+    *,
+    k: int = 30,
+    pool: int = 5,
+    seed: int = SEED,
+    batch_size: int = 32,
+) -> tuple[list[dict], Counter]:
     """Hard negatives ranked by a compsearch encoder (query embedding vs document embeddings)."""
     import numpy as np
 
@@ -448,7 +560,7 @@ def mine_with_encoder(pairs: list[dict], encoder, *, k: int = 30, pool: int = 5,
         q = encoder.encode([p["query"] for p in group], kind="query", batch_size=batch_size)
         kk = min(k, len(docs))
         for start in range(0, len(group), 1024):
-            scores = q[start:start + 1024] @ d.T
+            scores = q[start : start + 1024] @ d.T
             top = np.argsort(-scores, axis=1)[:, :kk]
             for j, row in enumerate(top, start):
                 got = _pick(list(row), j, group, docs, doc_units, pool, rng)
@@ -456,13 +568,25 @@ def mine_with_encoder(pairs: list[dict], encoder, *, k: int = 30, pool: int = 5,
                     stats["no_candidates"] += 1
                     continue
                 stats["model"] += 1
-                out.append({**group[j], "negative": docs[got[0]], "negative_rank": got[1],
-                            "negative_by": f"encoder:{getattr(encoder, 'fingerprint', '')[:12]}"})
+                out.append(
+                    {
+                        **group[j],
+                        "negative": docs[got[0]],
+                        "negative_rank": got[1],
+                        "negative_by": f"encoder:{getattr(encoder, 'fingerprint', '')[:12]}",
+                    }
+                )
     return out, stats
 
 
-def mine_file(pairs_path: str, out_path: str, *, encoder: str | None = None, corpus: str | None = None,
-              seed: int = SEED) -> dict:
+def mine_file(
+    pairs_path: str,
+    out_path: str,
+    *,
+    encoder: str | None = None,
+    corpus: str | None = None,
+    seed: int = SEED,
+) -> dict:
     """``python -m training mine``: read pairs JSONL, add hard negatives, write JSONL."""
     from collections import Counter as C
 
@@ -518,13 +642,23 @@ def check_outputs(files: dict[str, list[dict]], guard: SplitGuard) -> dict:
             if name != "heldout.jsonl" and is_heldout(unit):
                 bad.append((name, src, unit))
     if bad:
-        raise AssertionError(f"{len(bad)} training records from evaluation/held-out units, e.g. {bad[:3]}")
+        raise AssertionError(
+            f"{len(bad)} training records from evaluation/held-out units, e.g. {bad[:3]}"
+        )
     return {"checked_records": sum(len(v) for v in files.values()), "leaks": 0}
 
 
-def build_from_inputs(inputs: dict, out: Path, *, sources: list[dict], tasks_dir: Path | None = None,
-                      wiki: Path | None = None, max_pairs_per_source: int | None = 20000,
-                      seed: int = SEED, min_passage_chars: int = 1000) -> dict:
+def build_from_inputs(
+    inputs: dict,
+    out: Path,
+    *,
+    sources: list[dict],
+    tasks_dir: Path | None = None,
+    wiki: Path | None = None,
+    max_pairs_per_source: int | None = 20000,
+    seed: int = SEED,
+    min_passage_chars: int = 1000,
+) -> dict:
     """Build every file from parsed inputs ({group: (items, sources)}); returns the manifest."""
     t0 = time.time()
     guard = split_guard(inputs, tasks_dir)
@@ -544,27 +678,46 @@ def build_from_inputs(inputs: dict, out: Path, *, sources: list[dict], tasks_dir
     triples, mining = mine_bm25(pairs, seed=seed)
     heldout = held_p + [_rec(p["positive"], p["source"], p["unit"]) for p in held_q]
     heldout = random.Random(seed).sample(heldout, min(len(heldout), 2000))
-    files = {"ctkd.jsonl": passages, "ucl.jsonl": sents, "scl.jsonl": triples, "heldout.jsonl": heldout}
+    files = {
+        "ctkd.jsonl": passages,
+        "ucl.jsonl": sents,
+        "scl.jsonl": triples,
+        "heldout.jsonl": heldout,
+    }
     check = check_outputs(files, guard)
     out = Path(out)
     written = {name: _write_jsonl(out / name, rows) for name, rows in files.items()}
     import benchmarks.mteb_suite.builders as B
 
     manifest = {
-        "builder": "training.builders", "builder_version": BUILDER_VERSION, "seed": seed,
+        "builder": "training.builders",
+        "builder_version": BUILDER_VERSION,
+        "seed": seed,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "suite_builder_version": B.BUILDER_VERSION, "sources": sources,
-        "params": {"min_passage_chars": min_passage_chars, "max_pairs_per_source": max_pairs_per_source,
-                   "heldout_fraction": HELDOUT_FRACTION, "negatives": "bm25 top-30, one of the first 5 valid"},
+        "suite_builder_version": B.BUILDER_VERSION,
+        "sources": sources,
+        "params": {
+            "min_passage_chars": min_passage_chars,
+            "max_pairs_per_source": max_pairs_per_source,
+            "heldout_fraction": HELDOUT_FRACTION,
+            "negatives": "bm25 top-30, one of the first 5 valid",
+        },
         "split": {"guard": guard.summary(), "check": check},
-        "mining": dict(mining), "files": written, "seconds": round(time.time() - t0, 1),
+        "mining": dict(mining),
+        "files": written,
+        "seconds": round(time.time() - t0, 1),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 
-def build_all(out: str | None = None, cache: str | None = None, groups: Sequence[str] | None = None,
-              max_pairs_per_source: int | None = 20000, wiki: bool = True) -> dict:
+def build_all(
+    out: str | None = None,
+    cache: str | None = None,
+    groups: Sequence[str] | None = None,
+    max_pairs_per_source: int | None = 20000,
+    wiki: bool = True,
+) -> dict:
     """Fetch (or reuse) the sources through the evaluation suite and build everything."""
     from .config import default_data_dir
 
@@ -574,7 +727,9 @@ def build_all(out: str | None = None, cache: str | None = None, groups: Sequence
         raise TrainingError(f"unknown source groups {sorted(unknown)}; known: {', '.join(GROUPS)}")
     BD, _, _, S = _suite()
     cache_path = Path(cache).expanduser() if cache else S.cache_dir()
-    inp = BD._Inputs(cache_path)  # the suite's parsed-source memo (fetches pinned packages on first use)
+    inp = BD._Inputs(
+        cache_path
+    )  # the suite's parsed-source memo (fetches pinned packages on first use)
     inputs, sources = {}, []
     for g in groups:
         items, srcs = inp.get(g)
@@ -584,5 +739,11 @@ def build_all(out: str | None = None, cache: str | None = None, groups: Sequence
     if wiki:
         wiki_path, rec = fetch_wiki_sample(cache_path)
         sources.append({"group": "wiki", **rec})
-    return build_from_inputs(inputs, Path(out or default_data_dir()).expanduser(), sources=sources,
-                             tasks_dir=cache_path / "tasks", wiki=wiki_path, max_pairs_per_source=max_pairs_per_source)
+    return build_from_inputs(
+        inputs,
+        Path(out or default_data_dir()).expanduser(),
+        sources=sources,
+        tasks_dir=cache_path / "tasks",
+        wiki=wiki_path,
+        max_pairs_per_source=max_pairs_per_source,
+    )

@@ -40,14 +40,25 @@ MODEL_FILE = "model.safetensors"
 OPTIM_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
 METRICS_FILE = "metrics.jsonl"
-DEFAULT_INIT = "default"   # model.init_from=default: compsearch's shipped encoder (compsearch/default_model)
+DEFAULT_INIT = (
+    "default"  # model.init_from=default: compsearch's shipped encoder (compsearch/default_model)
+)
 
 
 # ---------------------------------------------------------------------------- writing and reading
 
 
-def save_checkpoint(run_dir: Path, step: int, model, opt, params: dict, extra: dict,
-                    rank: int, world_size: int, keep: int) -> Path:
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model,
+    opt,
+    params: dict,
+    extra: dict,
+    rank: int,
+    world_size: int,
+    keep: int,
+) -> Path:
     """Write ``checkpoints/step_NNNNNN`` atomically (state.json is written last, by rank 0)."""
     from safetensors.torch import save_file
 
@@ -63,8 +74,15 @@ def save_checkpoint(run_dir: Path, step: int, model, opt, params: dict, extra: d
         tensors, scalars = _optimizer_tensors(opt, params)
         save_file(tensors, str(tmp / OPTIM_FILE))
         groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
-        state = {"step": step, "world_size": world_size, "optimizer_scalars": scalars, "param_groups": groups,
-                 "python_random": random.getstate(), "numpy_random": _np_state(), **extra}
+        state = {
+            "step": step,
+            "world_size": world_size,
+            "optimizer_scalars": scalars,
+            "param_groups": groups,
+            "python_random": random.getstate(),
+            "numpy_random": _np_state(),
+            **extra,
+        }
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default))
     barrier()
     if rank == 0:
@@ -72,7 +90,9 @@ def save_checkpoint(run_dir: Path, step: int, model, opt, params: dict, extra: d
         os.replace(tmp, final)
         atomic_write_text(run_dir / CKPT_DIR / "latest", final.name + "\n")
         if keep:
-            done = sorted(p for p in (run_dir / CKPT_DIR).glob("step_*") if (p / STATE_FILE).is_file())
+            done = sorted(
+                p for p in (run_dir / CKPT_DIR).glob("step_*") if (p / STATE_FILE).is_file()
+            )
             for old in done[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
     barrier()
@@ -87,7 +107,11 @@ def find_checkpoint(run_dir: Path) -> Path | None:
         p = ckpts / latest.read_text().strip()
         if (p / STATE_FILE).is_file():
             return p
-    done = sorted(p for p in ckpts.glob("step_*") if (p / STATE_FILE).is_file()) if ckpts.is_dir() else []
+    done = (
+        sorted(p for p in ckpts.glob("step_*") if (p / STATE_FILE).is_file())
+        if ckpts.is_dir()
+        else []
+    )
     return done[-1] if done else None
 
 
@@ -105,17 +129,30 @@ def load_checkpoint(path: Path, model, opt, params: dict, rank: int, world_size:
 
     state = read_state(path)
     model.load_state_tensors(load_file(str(path / MODEL_FILE)), where=str(path))
-    _load_optimizer(opt, params, load_file(str(path / OPTIM_FILE)), state["optimizer_scalars"],
-                    state["param_groups"])
+    _load_optimizer(
+        opt,
+        params,
+        load_file(str(path / OPTIM_FILE)),
+        state["optimizer_scalars"],
+        state["param_groups"],
+    )
     rng_file = path / f"rng_rank{rank}.safetensors"
     if state.get("world_size") != world_size or not rng_file.is_file():
-        log.warning("%s was written by %s processes, this run has %d: RNG streams restart, the curve "
-                    "will not match an uninterrupted run exactly", path, state.get("world_size"), world_size)
+        log.warning(
+            "%s was written by %s processes, this run has %d: RNG streams restart, the curve "
+            "will not match an uninterrupted run exactly",
+            path,
+            state.get("world_size"),
+            world_size,
+        )
     else:
         _set_rng_state(load_file(str(rng_file)))
     random.setstate(_to_tuple(state["python_random"]))
-    np.random.set_state(tuple(state["numpy_random"][:1]) + (np.asarray(state["numpy_random"][1], dtype=np.uint32),)
-                        + tuple(state["numpy_random"][2:]))
+    np.random.set_state(
+        tuple(state["numpy_random"][:1])
+        + (np.asarray(state["numpy_random"][1], dtype=np.uint32),)
+        + tuple(state["numpy_random"][2:])
+    )
     return state
 
 
@@ -143,8 +180,10 @@ def resolve_init(path: str) -> tuple[str, Path]:
     if path == DEFAULT_INIT:
         if (PACKAGED_DEFAULT / CONFIG_FILE).is_file():
             return "encoder", PACKAGED_DEFAULT
-        raise TrainingError(f"model.init_from=default: no shipped encoder in {PACKAGED_DEFAULT} "
-                            "(set model.init_from=null to start from the base)")
+        raise TrainingError(
+            f"model.init_from=default: no shipped encoder in {PACKAGED_DEFAULT} "
+            "(set model.init_from=null to start from the base)"
+        )
     p = Path(path).expanduser()
     if (p / CONFIG_FILE).is_file():
         return "encoder", p
@@ -155,8 +194,10 @@ def resolve_init(path: str) -> tuple[str, Path]:
     ck = find_checkpoint(p) if p.is_dir() else None
     if ck is not None:
         return "checkpoint", ck
-    raise TrainingError(f"model.init_from={path}: no encoder folder, run dir or checkpoint there "
-                        "(run the previous stage first, or set model.init_from=null to start from the base)")
+    raise TrainingError(
+        f"model.init_from={path}: no encoder folder, run dir or checkpoint there "
+        "(run the previous stage first, or set model.init_from=null to start from the base)"
+    )
 
 
 def previous_stages(kind: str, folder: Path) -> list[dict]:
@@ -165,7 +206,9 @@ def previous_stages(kind: str, folder: Path) -> list[dict]:
         training = json.loads((folder / CONFIG_FILE).read_text()).get("training") or {}
         return list(training.get("stages", []))
     state = read_state(folder)
-    return list(state.get("previous_stages", [])) + ([state["stage_record"]] if "stage_record" in state else [])
+    return list(state.get("previous_stages", [])) + (
+        [state["stage_record"]] if "stage_record" in state else []
+    )
 
 
 # ---------------------------------------------------------------------------- tensors <-> files
@@ -184,7 +227,9 @@ def _optimizer_tensors(opt: torch.optim.Optimizer, params: dict) -> tuple[dict, 
     return tensors, scalars
 
 
-def _load_optimizer(opt: torch.optim.Optimizer, params: dict, tensors: dict, scalars: dict, groups: list) -> None:
+def _load_optimizer(
+    opt: torch.optim.Optimizer, params: dict, tensors: dict, scalars: dict, groups: list
+) -> None:
     names = list(params)
     state: dict = {}
     for key, value in list(tensors.items()) + list(scalars.items()):
@@ -207,7 +252,9 @@ def _rng_state() -> dict:
 def _set_rng_state(tensors: dict) -> None:
     torch.set_rng_state(tensors["torch"])
     if torch.cuda.is_available():
-        states = [tensors[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in tensors]
+        states = [
+            tensors[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in tensors
+        ]
         if states:
             torch.cuda.set_rng_state_all(states)
 

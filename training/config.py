@@ -22,7 +22,7 @@ from compsearch.fsutil import cache_home
 
 from .errors import TrainingError
 
-PRETEXT_STAGES = ("ctkd", "nll", "rc")          # stage-1 objectives, same wiring
+PRETEXT_STAGES = ("ctkd", "nll", "rc")  # stage-1 objectives, same wiring
 CONTRASTIVE_STAGES = ("ucl", "scl")
 STAGES = PRETEXT_STAGES + CONTRASTIVE_STAGES
 LORA_TARGETS = ["q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -39,62 +39,68 @@ def default_data_dir() -> str:
 
 @dataclass
 class ModelConfig:
-    base: str = "bundled"                 # "bundled", a local HF folder, or a hub id
-    num_layers: int | None = None         # student depth: the first L layers of the base, then its final norm
-                                          # (None: all). The teacher and decoder always run the full base.
+    base: str = "bundled"  # "bundled", a local HF folder, or a hub id
+    num_layers: int | None = (
+        None  # student depth: the first L layers of the base, then its final norm
+    )
+    # (None: all). The teacher and decoder always run the full base.
     num_memory_tokens: int = 8
-    memory_seed: int = 0                  # same init as compsearch.Encoder.from_base(seed=0)
-    max_length: int = 512                 # text tokens the student reads (memory tokens on top)
+    memory_seed: int = 0  # same init as compsearch.Encoder.from_base(seed=0)
+    max_length: int = 512  # text tokens the student reads (memory tokens on top)
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_targets: list = field(default_factory=lambda: list(LORA_TARGETS))
-    attention_dropout: float = 0.0        # authors: 0.2 in UCL (the SimCSE views)
-    train_memory: bool = True             # authors freeze embeddings after stage 1
-    init_from: str | None = None          # previous stage: a run dir, a checkpoint or an encoder folder
-    base_dtype: str = "auto"              # auto: bf16 when training in bf16, else fp32
-    forward_chunk: int = 0                # >0: run forwards in length-sorted chunks of this many rows
-    export_max_length: int = 512          # the exported encoder's max_length (inference), not the training cut
-                                          # (less padding; same result). 0: the micro-batch at once
+    attention_dropout: float = 0.0  # authors: 0.2 in UCL (the SimCSE views)
+    train_memory: bool = True  # authors freeze embeddings after stage 1
+    init_from: str | None = None  # previous stage: a run dir, a checkpoint or an encoder folder
+    base_dtype: str = "auto"  # auto: bf16 when training in bf16, else fp32
+    forward_chunk: int = 0  # >0: run forwards in length-sorted chunks of this many rows
+    export_max_length: int = (
+        512  # the exported encoder's max_length (inference), not the training cut
+    )
+    # (less padding; same result). 0: the micro-batch at once
 
 
 @dataclass
 class DataConfig:
-    train: list = field(default_factory=list)   # specs: file paths, or {"hub": name, ...} dicts
+    train: list = field(default_factory=list)  # specs: file paths, or {"hub": name, ...} dicts
     heldout: list = field(default_factory=list)  # texts for the diagnostics after the stage
     data_dir: str = field(default_factory=default_data_dir)  # relative specs resolve against it
     text_field: str = "text"
     query_field: str = "query"
     positive_field: str = "positive"
-    negative_field: str = "negative"      # a string or a list of strings
+    negative_field: str = "negative"  # a string or a list of strings
     instruction_field: str = "instruction"
     query_prompt: str = "Given a search query, retrieve passages that answer it"
     use_record_instructions: bool = False  # True: a record's own instruction overrides query_prompt
-    num_hard_negatives: int = 1           # per query (records with fewer are skipped)
-    min_chars: int = 1                    # shorter texts are skipped and counted
+    num_hard_negatives: int = 1  # per query (records with fewer are skipped)
+    min_chars: int = 1  # shorter texts are skipped and counted
     min_tokens: int = 1
-    min_side_tokens: int = 10             # CTKD: tokens on each side of the split point
+    min_side_tokens: int = 10  # CTKD: tokens on each side of the split point
     max_continuation_tokens: int | None = None  # CTKD/NLL: cap the continuation (None: the rest)
-    on_malformed: str = "error"           # "error" or "skip" malformed JSONL lines (both report file:line)
-    limit: int | None = None              # read at most this many usable records
+    on_malformed: str = "error"  # "error" or "skip" malformed JSONL lines (both report file:line)
+    limit: int | None = None  # read at most this many usable records
     heldout_limit: int = 512
-    hf_cache_dir: str | None = None       # datasets cache (None: the datasets default)
+    hf_cache_dir: str | None = None  # datasets cache (None: the datasets default)
 
 
 @dataclass
 class OptimConfig:
     lr: float = 1e-4
-    min_lr: float = 0.0                   # linear decay from lr to min_lr after warmup
+    min_lr: float = 0.0  # linear decay from lr to min_lr after warmup
     weight_decay: float = 1e-5
     betas: list = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     warmup_steps: int = 0
     max_steps: int = 100
-    grad_clip: float = 2.0                # 0 disables clipping
-    batch_size: int = 8                   # global, per optimizer step
-    micro_batch_size: int = 8             # per process and forward; accumulation fills the rest (0: batch/processes)
-    max_minutes: float = 0.0              # >0: a time budget; the stage ends (exported, recorded) at the first
-                                          # step past it, with fewer than max_steps steps
+    grad_clip: float = 2.0  # 0 disables clipping
+    batch_size: int = 8  # global, per optimizer step
+    micro_batch_size: int = (
+        8  # per process and forward; accumulation fills the rest (0: batch/processes)
+    )
+    max_minutes: float = 0.0  # >0: a time budget; the stage ends (exported, recorded) at the first
+    # step past it, with fewer than max_steps steps
 
 
 @dataclass
@@ -103,19 +109,19 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    temperature: float = 0.05             # contrastive stages
+    temperature: float = 0.05  # contrastive stages
     seed: int = 1234
     device: str = "auto"
-    precision: str = "auto"               # auto: bf16 autocast only where bf16 is native; bf16; fp32
-    cpu_threads: int = 0                  # torch intra-op threads on CPU (0: torch's default)
+    precision: str = "auto"  # auto: bf16 autocast only where bf16 is native; bf16; fp32
+    cpu_threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
     gradient_checkpointing: bool = False
     out_dir: str = "training/runs/{name}/{stage}"
     name: str = "run"
     log_every: int = 1
-    save_every: int = 100                 # checkpoint every N steps (and at the end)
-    keep_checkpoints: int = 2             # 0 keeps all
-    export: bool = True                   # write <out_dir>/encoder when the stage ends
-    diagnostics: bool = True              # spectrum + memory correlation after the stage
+    save_every: int = 100  # checkpoint every N steps (and at the end)
+    keep_checkpoints: int = 2  # 0 keeps all
+    export: bool = True  # write <out_dir>/encoder when the stage ends
+    diagnostics: bool = True  # spectrum + memory correlation after the stage
     progress: bool = True
 
     def __post_init__(self):
@@ -156,7 +162,9 @@ class TrainConfig:
             raise TrainingError("data.min_side_tokens must be at least 1")
         n = self.model.num_layers
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise TrainingError(f"model.num_layers must be a positive number of layers or null (all), not {n!r}")
+            raise TrainingError(
+                f"model.num_layers must be a positive number of layers or null (all), not {n!r}"
+            )
         return self
 
     def micro_batch(self, world_size: int) -> int:
@@ -164,19 +172,24 @@ class TrainConfig:
         if self.optim.micro_batch_size:
             return self.optim.micro_batch_size
         if self.optim.batch_size % world_size:
-            raise TrainingError(f"optim.batch_size {self.optim.batch_size} does not split over {world_size} processes")
+            raise TrainingError(
+                f"optim.batch_size {self.optim.batch_size} does not split over {world_size} processes"
+            )
         return self.optim.batch_size // world_size
 
     def accumulation(self, world_size: int) -> int:
         """Micro-batches per optimizer step on each process."""
         per_step = self.micro_batch(world_size) * world_size
         if self.optim.batch_size % per_step:
-            raise TrainingError(f"optim.batch_size {self.optim.batch_size} is not a multiple of "
-                              f"micro_batch_size {self.optim.micro_batch_size} x {world_size} processes")
+            raise TrainingError(
+                f"optim.batch_size {self.optim.batch_size} is not a multiple of "
+                f"micro_batch_size {self.optim.micro_batch_size} x {world_size} processes"
+            )
         return self.optim.batch_size // per_step
 
 
 # ------------------------------------------------------------------ dict <-> dataclass
+
 
 def _from_dict(cls, d: dict, where: str):
     known = {f.name: f for f in fields(cls)}
@@ -188,8 +201,12 @@ def _from_dict(cls, d: dict, where: str):
 
 def merge(cfg: TrainConfig, overrides: dict, where: str = "config") -> TrainConfig:
     """A copy of ``cfg`` with nested ``overrides`` applied ({"optim": {"lr": 1e-4}, "seed": 3})."""
-    out = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model),
-                              data=dataclasses.replace(cfg.data), optim=dataclasses.replace(cfg.optim))
+    out = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model),
+        data=dataclasses.replace(cfg.data),
+        optim=dataclasses.replace(cfg.optim),
+    )
     for key, value in overrides.items():
         _set(out, key.split("."), value, where)
     return out
@@ -199,8 +216,10 @@ def _set(obj, path: list[str], value, where: str) -> None:
     names = {f.name: f for f in fields(obj)}
     head = path[0]
     if head not in names:
-        raise TrainingError(f"{where}: unknown field {head!r} in {type(obj).__name__} "
-                          f"(known: {', '.join(sorted(names))})")
+        raise TrainingError(
+            f"{where}: unknown field {head!r} in {type(obj).__name__} "
+            f"(known: {', '.join(sorted(names))})"
+        )
     current = getattr(obj, head)
     if dataclasses.is_dataclass(current):
         if len(path) > 1:
@@ -258,6 +277,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 # ------------------------------------------------------------------ config files
 
+
 def config_path(name: str) -> Path:
     """A config name (``cpu-small``) or a path to a ``.py`` / ``.json`` file."""
     p = Path(name).expanduser()
@@ -266,7 +286,9 @@ def config_path(name: str) -> Path:
     for candidate in (CONFIG_DIR / f"{name.replace('-', '_')}.py", CONFIG_DIR / f"{name}.json"):
         if candidate.is_file():
             return candidate
-    known = sorted(q.stem.replace("_", "-") for q in CONFIG_DIR.glob("*.py") if not q.stem.startswith("_"))
+    known = sorted(
+        q.stem.replace("_", "-") for q in CONFIG_DIR.glob("*.py") if not q.stem.startswith("_")
+    )
     raise TrainingError(f"no config {name!r}: give a .py/.json file or one of {', '.join(known)}")
 
 
@@ -286,9 +308,13 @@ def load_config(name: str, stage: str, overrides: dict | None = None) -> TrainCo
             raw = json.loads(path.read_text())
         except ValueError as exc:
             raise TrainingError(f"{path} is not valid JSON: {exc}") from None
-        sections = {key: raw.get(key, {}) for key in ("common", stage)} if isinstance(raw, dict) else None
+        sections = (
+            {key: raw.get(key, {}) for key in ("common", stage)} if isinstance(raw, dict) else None
+        )
         if sections is None or not all(isinstance(v, dict) for v in sections.values()):
-            raise TrainingError(f'{path}: expected {{"common": {{...}}, "<stage>": {{...}}}} with objects as values')
+            raise TrainingError(
+                f'{path}: expected {{"common": {{...}}, "<stage>": {{...}}}} with objects as values'
+            )
         cfg = TrainConfig(stage=stage)
         cfg = merge(cfg, _flatten(sections["common"]), str(path))
         cfg = merge(cfg, _flatten(sections[stage]), f"{path} [{stage}]")

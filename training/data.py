@@ -51,22 +51,34 @@ def normalize_spec(spec, data_dir: str | Path | None = None) -> dict:
         if "hub" in spec:
             return {"split": "train", **spec}
         if "path" in spec:
-            return {**normalize_spec(spec["path"], data_dir), **{k: v for k, v in spec.items() if k != "path"}}
+            return {
+                **normalize_spec(spec["path"], data_dir),
+                **{k: v for k, v in spec.items() if k != "path"},
+            }
         raise TrainingError(f"a data spec dict needs 'hub' or 'path': {spec}")
     if not isinstance(spec, str) or not spec:
         raise TrainingError(f"a data spec must be a path, 'hf:NAME' or a dict, not {spec!r}")
     if spec.startswith("hf:"):
         return {"hub": spec[3:], "split": "train"}
     path = Path(spec).expanduser()
-    candidates = [path] if path.is_absolute() else [Path.cwd() / path] + (
-        [Path(data_dir).expanduser() / path] if data_dir else [])
+    candidates = (
+        [path]
+        if path.is_absolute()
+        else [Path.cwd() / path] + ([Path(data_dir).expanduser() / path] if data_dir else [])
+    )
     for c in candidates:
-        matches = sorted(glob.glob(str(c))) if any(ch in str(c) for ch in "*?[") else ([str(c)] if c.exists() else [])
+        matches = (
+            sorted(glob.glob(str(c)))
+            if any(ch in str(c) for ch in "*?[")
+            else ([str(c)] if c.exists() else [])
+        )
         if matches:
             return {"files": matches}
     where = " or ".join(str(c) for c in candidates)
-    raise TrainingError(f"training data not found: {spec} (looked at {where}); build it with "
-                    f"`python -m training data` or fix data.train / data.data_dir")
+    raise TrainingError(
+        f"training data not found: {spec} (looked at {where}); build it with "
+        f"`python -m training data` or fix data.train / data.data_dir"
+    )
 
 
 def _read_jsonl(path: str, on_malformed: str, counts: Counter) -> Iterator[dict]:
@@ -81,7 +93,9 @@ def _read_jsonl(path: str, on_malformed: str, counts: Counter) -> Iterator[dict]
             except (UnicodeDecodeError, ValueError) as exc:
                 msg = f"{path}:{lineno}: malformed JSONL line ({exc})"
                 if on_malformed == "error":
-                    raise TrainingError(msg + "; fix the line or set data.on_malformed=skip") from None
+                    raise TrainingError(
+                        msg + "; fix the line or set data.on_malformed=skip"
+                    ) from None
                 counts["malformed"] += 1
                 if counts["malformed"] <= _WARN_LIMIT:
                     log.warning("%s (skipped)", msg)
@@ -98,24 +112,43 @@ def _read_with_datasets(spec: dict, counts: Counter, cache_dir: str | None) -> I
     if "hub" in spec:
         kw = {k: spec[k] for k in ("data_files", "revision") if spec.get(k) is not None}
         try:
-            ds = datasets.load_dataset(spec["hub"], spec.get("config"), split=spec.get("split", "train"),
-                                       cache_dir=cache_dir, **kw)
+            ds = datasets.load_dataset(
+                spec["hub"],
+                spec.get("config"),
+                split=spec.get("split", "train"),
+                cache_dir=cache_dir,
+                **kw,
+            )
         except Exception as exc:  # offline, missing, private: one clear message
-            raise TrainingError(f"could not load hub dataset {spec['hub']!r} ({type(exc).__name__}: {exc}); "
-                            "offline, pass a local file") from None
+            raise TrainingError(
+                f"could not load hub dataset {spec['hub']!r} ({type(exc).__name__}: {exc}); "
+                "offline, pass a local file"
+            ) from None
         spec["fingerprint"] = getattr(ds, "_fingerprint", None)
         where = f"hf:{spec['hub']}"
     else:
         files = spec["files"]
         suffix = Path(files[0]).suffix.lower()
-        builder = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".arrow": "arrow",
-                   ".txt": "text", ".text": "text"}.get(suffix)
+        builder = {
+            ".parquet": "parquet",
+            ".csv": "csv",
+            ".json": "json",
+            ".arrow": "arrow",
+            ".txt": "text",
+            ".text": "text",
+        }.get(suffix)
         if builder is None:
-            raise TrainingError(f"{files[0]}: unsupported file type {suffix!r} (use .jsonl, .parquet, .csv, .json, .txt)")
+            raise TrainingError(
+                f"{files[0]}: unsupported file type {suffix!r} (use .jsonl, .parquet, .csv, .json, .txt)"
+            )
         try:
-            ds = datasets.load_dataset(builder, data_files=files, split="train", cache_dir=cache_dir)
+            ds = datasets.load_dataset(
+                builder, data_files=files, split="train", cache_dir=cache_dir
+            )
         except Exception as exc:
-            raise TrainingError(f"{files[0]}: could not read as {builder} ({type(exc).__name__}: {exc})") from None
+            raise TrainingError(
+                f"{files[0]}: could not read as {builder} ({type(exc).__name__}: {exc})"
+            ) from None
         where = files[0]
     for i, rec in enumerate(ds):
         counts["read"] += 1
@@ -124,8 +157,12 @@ def _read_with_datasets(spec: dict, counts: Counter, cache_dir: str | None) -> I
         yield rec
 
 
-def iter_records(spec: dict, on_malformed: str = "error", counts: Counter | None = None,
-                 cache_dir: str | None = None) -> Iterator[dict]:
+def iter_records(
+    spec: dict,
+    on_malformed: str = "error",
+    counts: Counter | None = None,
+    cache_dir: str | None = None,
+) -> Iterator[dict]:
     counts = counts if counts is not None else Counter()
     if "hub" not in spec and all(f.endswith(".jsonl") for f in spec["files"]):
         for f in spec["files"]:
@@ -144,15 +181,26 @@ def describe_source(spec: dict) -> dict:
         with open(f, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
-        entry = {"path": str(Path(f).resolve()), "sha256": h.hexdigest(), "bytes": Path(f).stat().st_size}
+        entry = {
+            "path": str(Path(f).resolve()),
+            "sha256": h.hexdigest(),
+            "bytes": Path(f).stat().st_size,
+        }
         manifest = Path(f).parent / "manifest.json"
         if manifest.is_file():
             try:
                 m = json.loads(manifest.read_text())
-                entry["manifest"] = {k: m.get(k) for k in ("builder", "builder_version", "created", "seed")}
+                entry["manifest"] = {
+                    k: m.get(k) for k in ("builder", "builder_version", "created", "seed")
+                }
                 entry["manifest"]["sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest()
-                entry["manifest"]["sources"] = sorted({f"{s.get('name')}={s.get('version')}"
-                                                       for s in m.get("sources", []) if isinstance(s, dict)})
+                entry["manifest"]["sources"] = sorted(
+                    {
+                        f"{s.get('name')}={s.get('version')}"
+                        for s in m.get("sources", [])
+                        if isinstance(s, dict)
+                    }
+                )
                 entry["manifest"]["file"] = m.get("files", {}).get(Path(f).name)
             except ValueError:
                 entry["manifest"] = "unreadable"
@@ -189,7 +237,7 @@ class TokenStore:
 
     def __getitem__(self, i: int) -> list[int]:
         self._freeze()
-        return self._flat[self._offsets[i]: self._offsets[i + 1]].tolist()
+        return self._flat[self._offsets[i] : self._offsets[i + 1]].tolist()
 
     def length(self, i: int) -> int:
         return self._lengths[i]
@@ -206,8 +254,13 @@ class SourceStats:
 
     def record(self) -> dict:
         c = dict(self.counts)
-        out = {"spec": self.spec, **self.version, "read": c.pop("read", 0), "used": c.pop("used", 0),
-               "truncated": c.pop("truncated", 0)}
+        out = {
+            "spec": self.spec,
+            **self.version,
+            "read": c.pop("read", 0),
+            "used": c.pop("used", 0),
+            "truncated": c.pop("truncated", 0),
+        }
         if "not_sampled" in c:
             out["not_sampled"] = c.pop("not_sampled")
         return {**out, "skipped": c}
@@ -232,7 +285,7 @@ class StageData:
 
     def __init__(self, cfg: TrainConfig, tokenize):
         self.cfg = cfg
-        self.tokenize = tokenize          # list[str] -> list[list[int]] (the student's tokenizer)
+        self.tokenize = tokenize  # list[str] -> list[list[int]] (the student's tokenizer)
         self.sources: list[SourceStats] = []
         self._perm_epoch = -1
         self._perm: np.ndarray | None = None
@@ -262,15 +315,19 @@ class StageData:
             if pending:
                 self._add_chunk(pending, stats)
             if stats.counts["read"] and stats.counts["missing_field"] == stats.counts["read"]:
-                raise TrainingError(f"{raw}: no record has the field(s) this stage needs "
-                                f"({', '.join(self.needed_fields())}); fields seen: {sorted(seen_fields)[:10]}")
+                raise TrainingError(
+                    f"{raw}: no record has the field(s) this stage needs "
+                    f"({', '.join(self.needed_fields())}); fields seen: {sorted(seen_fields)[:10]}"
+                )
             self.sources.append(stats)
             log.info("%s: %s", raw, stats.record())
             if d.limit and len(self) >= d.limit:
                 break
         if len(self) == 0:
-            raise TrainingError(f"no usable training records for stage {self.cfg.stage}: "
-                            + "; ".join(f"{s.spec}: {dict(s.counts)}" for s in self.sources))
+            raise TrainingError(
+                f"no usable training records for stage {self.cfg.stage}: "
+                + "; ".join(f"{s.spec}: {dict(s.counts)}" for s in self.sources)
+            )
         return self
 
     def needed_fields(self) -> list[str]:
@@ -371,7 +428,7 @@ class PretextData(_TextData):
                 continue
             s = self.split_point(item, epoch, len(ids))
             ctx.append(ids[:s])
-            tgt.append(ids[s: s + cap] if cap else ids[s:])
+            tgt.append(ids[s : s + cap] if cap else ids[s:])
         return PretextBatch(ctx, tgt)
 
 
@@ -440,7 +497,7 @@ class TripleData(StageData):
                 continue
             self.queries.add(self._cut(q_ids, stats))
             self.positives.add(self._cut(p_ids, stats))
-            for n_ids in ns[i * self.h:(i + 1) * self.h]:
+            for n_ids in ns[i * self.h : (i + 1) * self.h]:
                 self.negatives.add(self._cut(n_ids, stats))
             stats.counts["used"] += 1
 
@@ -452,7 +509,13 @@ class TripleData(StageData):
 
 
 def stage_data(cfg: TrainConfig, tokenize) -> StageData:
-    cls = PretextData if cfg.stage in PRETEXT_STAGES else SentenceData if cfg.stage == "ucl" else TripleData
+    cls = (
+        PretextData
+        if cfg.stage in PRETEXT_STAGES
+        else SentenceData
+        if cfg.stage == "ucl"
+        else TripleData
+    )
     return cls(cfg, tokenize).load(cfg.data.train)
 
 

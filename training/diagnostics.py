@@ -34,16 +34,29 @@ def spectrum(embeddings: np.ndarray, *, center: bool = True, normalize: bool = T
     s = np.linalg.svd(x, compute_uv=False)
     s_max = float(s[0]) if s.size else 0.0
     if s_max <= 0:
-        return {"singular_values": s.tolist(), "n": int(x.shape[0]), "dim": int(x.shape[1]),
-                "above_1pct": 0, "entropy_rank": 0.0, "participation_ratio": 0.0}
+        return {
+            "singular_values": s.tolist(),
+            "n": int(x.shape[0]),
+            "dim": int(x.shape[1]),
+            "above_1pct": 0,
+            "entropy_rank": 0.0,
+            "participation_ratio": 0.0,
+        }
     p = s / s.sum()
     nz = p[p > 0]
     entropy_rank = float(math.exp(-(nz * np.log(nz)).sum()))
-    pr = float((s ** 2).sum() ** 2 / (s ** 4).sum())
-    return {"n": int(x.shape[0]), "dim": int(x.shape[1]), "centered": center, "normalized": normalize,
-            "singular_values": [float(v) for v in s],
-            "above_1pct": int((s > 0.01 * s_max).sum()), "above_10pct": int((s > 0.1 * s_max).sum()),
-            "entropy_rank": entropy_rank, "participation_ratio": pr}
+    pr = float((s**2).sum() ** 2 / (s**4).sum())
+    return {
+        "n": int(x.shape[0]),
+        "dim": int(x.shape[1]),
+        "centered": center,
+        "normalized": normalize,
+        "singular_values": [float(v) for v in s],
+        "above_1pct": int((s > 0.01 * s_max).sum()),
+        "above_10pct": int((s > 0.1 * s_max).sum()),
+        "entropy_rank": entropy_rank,
+        "participation_ratio": pr,
+    }
 
 
 def memory_correlation(states: np.ndarray) -> dict:
@@ -56,19 +69,26 @@ def memory_correlation(states: np.ndarray) -> dict:
     corr = np.einsum("nkh,njh->kj", x, x) / x.shape[0]
     k = corr.shape[0]
     off = corr[~np.eye(k, dtype=bool)] if k > 1 else np.zeros(0)
-    return {"k": int(k), "n": int(x.shape[0]), "matrix": corr.round(6).tolist(),
-            "mean_offdiag": float(off.mean()) if off.size else None,
-            "max_offdiag": float(off.max()) if off.size else None}
+    return {
+        "k": int(k),
+        "n": int(x.shape[0]),
+        "matrix": corr.round(6).tolist(),
+        "mean_offdiag": float(off.mean()) if off.size else None,
+        "max_offdiag": float(off.max()) if off.size else None,
+    }
 
 
 @torch.no_grad()
-def collect_states(states_fn: Callable[[list[list[int]]], torch.Tensor], token_ids: Sequence[Sequence[int]],
-                   batch_size: int = 16) -> np.ndarray:
+def collect_states(
+    states_fn: Callable[[list[list[int]]], torch.Tensor],
+    token_ids: Sequence[Sequence[int]],
+    batch_size: int = 16,
+) -> np.ndarray:
     """Run ``states_fn`` (token id lists -> (B, k, H)) over all texts; (n, k, H) float32."""
     out = []
     order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         out.append((idx, states_fn([list(token_ids[i]) for i in idx]).float().cpu().numpy()))
     k, h = out[0][1].shape[1:]
     result = np.zeros((len(token_ids), k, h), dtype=np.float32)
@@ -102,7 +122,9 @@ def save(result: dict, out_dir: str | Path, title: str = "") -> dict[str, str]:
     ax.axhline(0.01, color="grey", lw=0.5, ls="--")
     ax.set_xlabel("index")
     ax.set_ylabel("singular value / largest")
-    ax.set_title(f"{title} spectrum: {sp['above_1pct']} > 1%, erank {sp['entropy_rank']:.1f}", fontsize=9)
+    ax.set_title(
+        f"{title} spectrum: {sp['above_1pct']} > 1%, erank {sp['entropy_rank']:.1f}", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(out / "spectrum.png", dpi=110)
     plt.close(fig)
@@ -111,11 +133,15 @@ def save(result: dict, out_dir: str | Path, title: str = "") -> dict[str, str]:
     im = ax.imshow(np.asarray(mc["matrix"]), vmin=-1, vmax=1, cmap="RdBu_r")
     fig.colorbar(im, ax=ax)
     mean = mc["mean_offdiag"]
-    ax.set_title(f"{title} memory corr (mean off-diag {mean:.2f})" if mean is not None else title, fontsize=9)
+    ax.set_title(
+        f"{title} memory corr (mean off-diag {mean:.2f})" if mean is not None else title, fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(out / "memory_correlation.png", dpi=110)
     plt.close(fig)
-    paths.update(spectrum=str(out / "spectrum.png"), memory_correlation=str(out / "memory_correlation.png"))
+    paths.update(
+        spectrum=str(out / "spectrum.png"), memory_correlation=str(out / "memory_correlation.png")
+    )
     return paths
 
 
@@ -126,16 +152,24 @@ def encoder_states_fn(encoder) -> Callable:
     def fn(token_ids):
         pad = encoder.tokenizer.pad_token_id
         pad = pad if pad is not None else (encoder.tokenizer.eos_token_id or 0)
-        inputs, attention, mem = memory_inputs(encoder.model.get_input_embeddings(), encoder.memory,
-                                               token_ids, pad)
+        inputs, attention, mem = memory_inputs(
+            encoder.model.get_input_embeddings(), encoder.memory, token_ids, pad
+        )
         hidden = encoder.model(inputs_embeds=inputs, attention_mask=attention).last_hidden_state
         return hidden[mem].view(len(token_ids), encoder.memory.shape[0], hidden.shape[-1])
 
     return fn
 
 
-def diagnose_encoder(encoder_path: str, texts: Sequence[str], out_dir: str | Path, *, kind: str = "document",
-                     batch_size: int = 16, dtype: str | None = "float32") -> dict:
+def diagnose_encoder(
+    encoder_path: str,
+    texts: Sequence[str],
+    out_dir: str | Path,
+    *,
+    kind: str = "document",
+    batch_size: int = 16,
+    dtype: str | None = "float32",
+) -> dict:
     from compsearch import Encoder
 
     enc = Encoder.load(encoder_path, dtype=dtype)
@@ -166,12 +200,19 @@ def after_stage(model, cfg, data, out_dir: Path) -> dict:
     model.eval()
     try:
         with model.autocast():
-            states = collect_states(model.memory_states, ids, batch_size=max(1, cfg.optim.micro_batch_size or 16))
+            states = collect_states(
+                model.memory_states, ids, batch_size=max(1, cfg.optim.micro_batch_size or 16)
+            )
     finally:
         model.train(was_training)
     result = analyze(states)
     result.update(source=source, texts=len(ids), stage=cfg.stage)
     result["files"] = save(result, out_dir, cfg.stage)
     sp, mc = result["spectrum"], result["memory_correlation"]
-    return {"above_1pct": sp["above_1pct"], "entropy_rank": round(sp["entropy_rank"], 2),
-            "memory_mean_offdiag": mc["mean_offdiag"], "dir": str(out_dir), "source": source}
+    return {
+        "above_1pct": sp["above_1pct"],
+        "entropy_rank": round(sp["entropy_rank"], 2),
+        "memory_mean_offdiag": mc["mean_offdiag"],
+        "dir": str(out_dir),
+        "source": source,
+    }

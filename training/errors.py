@@ -26,16 +26,27 @@ def is_oom(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and any(
-        s in text for s in ("out of memory", "can't allocate memory", "defaultcpuallocator"))
+        s in text for s in ("out of memory", "can't allocate memory", "defaultcpuallocator")
+    )
 
 
 def oom_message(batch, cfg, device, step: int, world_size: int) -> str:
     """What to change when a micro-batch does not fit in memory (the loop raises it as a TrainingError)."""
-    rows = getattr(batch, "context", None) or getattr(batch, "texts", None) or getattr(batch, "queries", [])
+    rows = (
+        getattr(batch, "context", None)
+        or getattr(batch, "texts", None)
+        or getattr(batch, "queries", [])
+    )
     longest = max((len(r) for r in rows), default=0)
-    return (f"a micro-batch of {len(batch)} samples ({batch.tokens} tokens, longest text {longest} tokens) "
-            f"does not fit in {device} memory at step {step + 1}. Lower optim.micro_batch_size "
-            f"(now {cfg.optim.micro_batch_size}; optim.batch_size={cfg.optim.batch_size} is kept by gradient "
-            f"accumulation), lower model.max_length (now {cfg.model.max_length}) or "
-            f"data.max_continuation_tokens, or set gradient_checkpointing=true"
-            + (" (contrastive stages: fewer in-batch negatives per micro-batch)" if cfg.stage in ("ucl", "scl") else ""))
+    return (
+        f"a micro-batch of {len(batch)} samples ({batch.tokens} tokens, longest text {longest} tokens) "
+        f"does not fit in {device} memory at step {step + 1}. Lower optim.micro_batch_size "
+        f"(now {cfg.optim.micro_batch_size}; optim.batch_size={cfg.optim.batch_size} is kept by gradient "
+        f"accumulation), lower model.max_length (now {cfg.model.max_length}) or "
+        f"data.max_continuation_tokens, or set gradient_checkpointing=true"
+        + (
+            " (contrastive stages: fewer in-batch negatives per micro-batch)"
+            if cfg.stage in ("ucl", "scl")
+            else ""
+        )
+    )

@@ -31,8 +31,17 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from compsearch.encoder import (ADAPTER_DIR, CONFIG_FILE, MEMORY_FILE, format_prompt, initial_memory,
-                                memory_inputs, pick_device, pick_dtype, pool_memory)
+from compsearch.encoder import (
+    ADAPTER_DIR,
+    CONFIG_FILE,
+    MEMORY_FILE,
+    format_prompt,
+    initial_memory,
+    memory_inputs,
+    pick_device,
+    pick_dtype,
+    pool_memory,
+)
 from compsearch.models import BUNDLED, resolve_base
 
 from .config import ModelConfig
@@ -68,7 +77,8 @@ def set_attention_dropout(model: nn.Module, p: float) -> int:
         model.config.attention_dropout = p
     for module in model.modules():
         if isinstance(getattr(module, "attention_dropout", None), (int, float)) and not isinstance(
-                getattr(module, "attention_dropout"), bool):
+            getattr(module, "attention_dropout"), bool
+        ):
             module.attention_dropout = p
             n += 1
     return n
@@ -85,9 +95,15 @@ def student_depth(num_layers: int | None, total: int) -> int | None:
     A depth the base does not have is refused with one line."""
     if num_layers is None:
         return None
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers <= total:
-        raise TrainingError(f"model.num_layers={num_layers!r} is out of range: the base model has {total} layers "
-                            f"(use 1..{total}, or null for all)")
+    if (
+        isinstance(num_layers, bool)
+        or not isinstance(num_layers, int)
+        or not 1 <= num_layers <= total
+    ):
+        raise TrainingError(
+            f"model.num_layers={num_layers!r} is out of range: the base model has {total} layers "
+            f"(use 1..{total}, or null for all)"
+        )
     return None if num_layers == total else num_layers
 
 
@@ -112,8 +128,10 @@ def shallow_view(inner: nn.Module, num_layers: int) -> nn.Module:
             setattr(view, name, mine)
     left = [n for n, t in list(view.named_parameters()) + list(view.named_buffers()) if t.is_meta]
     if left:
-        raise TrainingError(f"cannot build a {num_layers}-layer student of {type(inner).__name__}: "
-                            f"{left[0]} is not shared with the base")
+        raise TrainingError(
+            f"cannot build a {num_layers}-layer student of {type(inner).__name__}: "
+            f"{left[0]} is not shared with the base"
+        )
     return view.train(inner.training)
 
 
@@ -124,8 +142,15 @@ def layer_of(name: str) -> int | None:
 
 
 class LLM2Comp(nn.Module):
-    def __init__(self, causal_lm, tokenizer, cfg: ModelConfig, base_folder: Path,
-                 autocast: torch.dtype | None = None, gradient_checkpointing: bool = False):
+    def __init__(
+        self,
+        causal_lm,
+        tokenizer,
+        cfg: ModelConfig,
+        base_folder: Path,
+        autocast: torch.dtype | None = None,
+        gradient_checkpointing: bool = False,
+    ):
         super().__init__()
         from peft import LoraConfig, get_peft_model
 
@@ -145,15 +170,26 @@ class LLM2Comp(nn.Module):
         student = inner if self.student_depth is None else shallow_view(inner, self.student_depth)
         k, hidden = cfg.num_memory_tokens, causal_lm.config.get_text_config().hidden_size
         table = inner.get_input_embeddings().weight
-        self.memory = nn.Parameter(initial_memory(table, k, cfg.memory_seed).to(table.device),
-                                   requires_grad=cfg.train_memory)
+        self.memory = nn.Parameter(
+            initial_memory(table, k, cfg.memory_seed).to(table.device),
+            requires_grad=cfg.train_memory,
+        )
         assert self.memory.shape == (k, hidden)
-        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=list(cfg.lora_targets), bias="none")
+        lora = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.lora_targets),
+            bias="none",
+        )
         # Wrapping injects LoRA layers into the student's (shared) layers in place, so ``inner`` and
         # ``causal_lm`` see them too; ``disable_adapter`` turns them off for the teacher and decoder.
-        with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours to fix
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        with (
+            warnings.catch_warnings()
+        ):  # peft asks transformers a deprecated question; not ours to fix
+            warnings.filterwarnings(
+                "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+            )
             self.peft = get_peft_model(student, lora)
         if cfg.attention_dropout:
             set_attention_dropout(causal_lm, cfg.attention_dropout)
@@ -162,15 +198,23 @@ class LLM2Comp(nn.Module):
             if enable is not None:
                 enable({"use_reentrant": False})
             else:
-                causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                causal_lm.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False}
+                )
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (tokenizer.eos_token_id or 0)
         self.softcap = getattr(causal_lm.config.get_text_config(), "final_logit_softcapping", None)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, cfg: ModelConfig, *, device: str | torch.device = "auto", precision: str = "auto",
-                    gradient_checkpointing: bool = False) -> "LLM2Comp":
+    def from_config(
+        cls,
+        cfg: ModelConfig,
+        *,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        gradient_checkpointing: bool = False,
+    ) -> "LLM2Comp":
         import transformers
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -184,7 +228,10 @@ class LLM2Comp(nn.Module):
             weights = pick_dtype(dev, cfg.base_dtype)
         folder = resolve_base(cfg.base)
         # a depth the base does not have: refused before its weights are read
-        student_depth(cfg.num_layers, int(AutoConfig.from_pretrained(folder).get_text_config().num_hidden_layers))
+        student_depth(
+            cfg.num_layers,
+            int(AutoConfig.from_pretrained(folder).get_text_config().num_hidden_layers),
+        )
         lm = AutoModelForCausalLM.from_pretrained(folder, dtype=weights).to(dev)
         tok = AutoTokenizer.from_pretrained(folder)
         if tok.pad_token_id is None:
@@ -203,7 +250,11 @@ class LLM2Comp(nn.Module):
         return out
 
     def adapter_tensors(self) -> dict[str, torch.Tensor]:
-        return {name.replace(".default.", "."): p for name, p in self.peft.named_parameters() if "lora_" in name}
+        return {
+            name.replace(".default.", "."): p
+            for name, p in self.peft.named_parameters()
+            if "lora_" in name
+        }
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Everything learned (adapter + memory, trainable or frozen), fp32 copies on the CPU."""
@@ -211,24 +262,35 @@ class LLM2Comp(nn.Module):
         out["memory"] = self.memory.detach().float().cpu().clone()
         return out
 
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor], *, where: str = "checkpoint",
-                           require_memory: bool = True) -> None:
+    def load_state_tensors(
+        self,
+        tensors: dict[str, torch.Tensor],
+        *,
+        where: str = "checkpoint",
+        require_memory: bool = True,
+    ) -> None:
         adapter = self.adapter_tensors()
         given = {k for k in tensors if k != "memory"}
         missing, extra = set(adapter) - given, given - set(adapter)
         if missing or extra:
-            raise TrainingError(f"{where}: adapter does not match this LoRA config "
-                             f"(missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]}; "
-                             f"check lora_r / lora_targets / num_layers)")
+            raise TrainingError(
+                f"{where}: adapter does not match this LoRA config "
+                f"(missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]}; "
+                f"check lora_r / lora_targets / num_layers)"
+            )
         with torch.no_grad():
             for k, p in adapter.items():
                 if tensors[k].shape != p.shape:
-                    raise TrainingError(f"{where}: {k} has shape {tuple(tensors[k].shape)}, expected {tuple(p.shape)}")
+                    raise TrainingError(
+                        f"{where}: {k} has shape {tuple(tensors[k].shape)}, expected {tuple(p.shape)}"
+                    )
                 p.copy_(tensors[k].to(p.device, p.dtype))
             if "memory" in tensors:
                 if tensors["memory"].shape != self.memory.shape:
-                    raise TrainingError(f"{where}: memory has shape {tuple(tensors['memory'].shape)}, "
-                                     f"expected {tuple(self.memory.shape)} (num_memory_tokens?)")
+                    raise TrainingError(
+                        f"{where}: memory has shape {tuple(tensors['memory'].shape)}, "
+                        f"expected {tuple(self.memory.shape)} (num_memory_tokens?)"
+                    )
                 self.memory.copy_(tensors["memory"].to(self.memory.device, self.memory.dtype))
             elif require_memory:
                 raise TrainingError(f"{where}: no memory tensor")
@@ -243,19 +305,33 @@ class LLM2Comp(nn.Module):
         if adapter_file.is_file():
             cfg = json.loads((folder / ADAPTER_DIR / "adapter_config.json").read_text())
             if cfg.get("r") != self.cfg.lora_r or cfg.get("lora_alpha") != self.cfg.lora_alpha:
-                raise TrainingError(f"{folder}: adapter has r={cfg.get('r')} alpha={cfg.get('lora_alpha')}, "
-                                    f"this config r={self.cfg.lora_r} alpha={self.cfg.lora_alpha}")
+                raise TrainingError(
+                    f"{folder}: adapter has r={cfg.get('r')} alpha={cfg.get('lora_alpha')}, "
+                    f"this config r={self.cfg.lora_r} alpha={self.cfg.lora_alpha}"
+                )
             adapter = load_file(str(adapter_file))
             depth = self.student_depth or base_depth(self.inner)
-            saved = json.loads((folder / CONFIG_FILE).read_text()).get("num_layers") if (
-                folder / CONFIG_FILE).is_file() else None
+            saved = (
+                json.loads((folder / CONFIG_FILE).read_text()).get("num_layers")
+                if (folder / CONFIG_FILE).is_file()
+                else None
+            )
             if saved is not None and saved < depth:
-                raise TrainingError(f"{folder} is a {saved}-layer encoder; it cannot start a {depth}-layer student")
+                raise TrainingError(
+                    f"{folder} is a {saved}-layer encoder; it cannot start a {depth}-layer student"
+                )
             # a deeper encoder starts a shallow student: its memory tokens and its first L layers' LoRA
-            kept = {k: v for k, v in adapter.items() if (layer_of(k) is None or layer_of(k) < depth)}
+            kept = {
+                k: v for k, v in adapter.items() if (layer_of(k) is None or layer_of(k) < depth)
+            }
             if len(kept) < len(adapter):
-                log.info("%s: keeping the LoRA of its first %d layers (%d of %d tensors)", folder, depth,
-                         len(kept), len(adapter))
+                log.info(
+                    "%s: keeping the LoRA of its first %d layers (%d of %d tensors)",
+                    folder,
+                    depth,
+                    len(kept),
+                    len(adapter),
+                )
             tensors.update(kept)
             self.load_state_tensors(tensors, where=str(folder))
         else:  # an untrained encoder folder: memory tokens only
@@ -283,18 +359,25 @@ class LLM2Comp(nn.Module):
 
     def student_hidden(self, token_ids: Sequence[Sequence[int]]):
         """Bidirectional, adapter on, the student's L layers: (hidden (B, T, H), memory_mask (B, T))."""
-        inputs, attention, mem_mask = memory_inputs(self.inner.get_input_embeddings(), self.memory,
-                                                    token_ids, self.pad_id)
-        hidden = self.student(inputs_embeds=inputs, attention_mask=attention, is_causal=False).last_hidden_state
+        inputs, attention, mem_mask = memory_inputs(
+            self.inner.get_input_embeddings(), self.memory, token_ids, self.pad_id
+        )
+        hidden = self.student(
+            inputs_embeds=inputs, attention_mask=attention, is_causal=False
+        ).last_hidden_state
         return hidden, mem_mask
 
     def embed(self, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
         """Unnormalised embeddings (B, H): mean of the memory states, as compsearch computes them."""
-        return self.by_chunks([len(t) for t in token_ids], lambda idx: self._embed([token_ids[i] for i in idx]))
+        return self.by_chunks(
+            [len(t) for t in token_ids], lambda idx: self._embed([token_ids[i] for i in idx])
+        )
 
     def memory_states(self, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
         """The k memory hidden states (B, k, H) in order."""
-        return self.by_chunks([len(t) for t in token_ids], lambda idx: self._memory([token_ids[i] for i in idx]))
+        return self.by_chunks(
+            [len(t) for t in token_ids], lambda idx: self._memory([token_ids[i] for i in idx])
+        )
 
     def _embed(self, token_ids):
         hidden, mem_mask = self.student_hidden(token_ids)
@@ -304,7 +387,9 @@ class LLM2Comp(nn.Module):
         hidden, mem_mask = self.student_hidden(token_ids)
         return hidden[mem_mask].view(len(token_ids), self.memory.shape[0], hidden.shape[-1])
 
-    def by_chunks(self, lengths: Sequence[int], fn, sizes: Sequence[int] | None = None) -> torch.Tensor:
+    def by_chunks(
+        self, lengths: Sequence[int], fn, sizes: Sequence[int] | None = None
+    ) -> torch.Tensor:
         """``fn(row indices) -> tensor`` over length-sorted chunks of ``forward_chunk`` rows, results
         back in row order. ``fn`` returns one slice per row along dim 0, of ``sizes[i]`` rows each
         (default 1 per row). Sorting by length cuts padding; rows do not depend on their batch."""
@@ -315,7 +400,7 @@ class LLM2Comp(nn.Module):
         order = sorted(range(n), key=lambda i: lengths[i])
         pieces: list = [None] * n
         for s in range(0, n, c):
-            idx = order[s:s + c]
+            idx = order[s : s + c]
             for i, piece in zip(idx, fn(idx).split([sizes[i] for i in idx])):
                 pieces[i] = piece
         return torch.cat(pieces)
@@ -324,18 +409,23 @@ class LLM2Comp(nn.Module):
     def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
         return self.inner.get_input_embeddings()(ids)
 
-    def frozen_hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def frozen_hidden(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         """The original causal LM (adapter disabled, causal attention): final hidden states.
 
         Activation checkpointing is off for this call: its recomputation would run in the backward
         pass, after the adapter is enabled again, and so compute a different function."""
         with self.peft.disable_adapter(), self._without_checkpointing():
-            return self.inner(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                              is_causal=True).last_hidden_state
+            return self.inner(
+                inputs_embeds=inputs_embeds, attention_mask=attention_mask, is_causal=True
+            ).last_hidden_state
 
     @contextlib.contextmanager
     def _without_checkpointing(self):
-        layers = [m for m in self.inner.modules() if m.__dict__.get("gradient_checkpointing") is True]
+        layers = [
+            m for m in self.inner.modules() if m.__dict__.get("gradient_checkpointing") is True
+        ]
         for m in layers:
             m.gradient_checkpointing = False
         try:

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 @dataclass
 class PretextBatch:
-    context: list[list[int]]   # what the student reads (the whole text for rc)
-    target: list[list[int]]    # what the decoder must produce (continuation; the text for rc)
+    context: list[list[int]]  # what the student reads (the whole text for rc)
+    target: list[list[int]]  # what the decoder must produce (continuation; the text for rc)
 
     def __len__(self) -> int:
         return len(self.context)
@@ -87,15 +87,22 @@ def _span_mask(starts: Sequence[int], lengths: Sequence[int], width: int, device
     return (pos >= s) & (pos < s + n)
 
 
-def decoder_hidden(model, memory_states: torch.Tensor, target: Sequence[Sequence[int]]) -> torch.Tensor:
+def decoder_hidden(
+    model, memory_states: torch.Tensor, target: Sequence[Sequence[int]]
+) -> torch.Tensor:
     """Frozen LM on ``[m_1..m_k, embed(target)]``: hidden states at the positions that predict each
     target token, flattened sample-major (N = total target tokens, H)."""
     lengths = [len(t) for t in target]
-    return model.by_chunks(lengths, lambda idx: _decoder_hidden(model, memory_states[idx], [target[i] for i in idx]),
-                           sizes=lengths)
+    return model.by_chunks(
+        lengths,
+        lambda idx: _decoder_hidden(model, memory_states[idx], [target[i] for i in idx]),
+        sizes=lengths,
+    )
 
 
-def _decoder_hidden(model, memory_states: torch.Tensor, target: Sequence[Sequence[int]]) -> torch.Tensor:
+def _decoder_hidden(
+    model, memory_states: torch.Tensor, target: Sequence[Sequence[int]]
+) -> torch.Tensor:
     k = memory_states.shape[1]
     ids, mask = _pad(target, model.pad_id, model.device)
     tok = model.token_embeddings(ids)
@@ -108,26 +115,36 @@ def _decoder_hidden(model, memory_states: torch.Tensor, target: Sequence[Sequenc
 
 
 @torch.no_grad()
-def teacher_hidden(model, context: Sequence[Sequence[int]], target: Sequence[Sequence[int]]) -> torch.Tensor:
+def teacher_hidden(
+    model, context: Sequence[Sequence[int]], target: Sequence[Sequence[int]]
+) -> torch.Tensor:
     """Frozen LM on the full text ``[context, target]``: hidden states predicting each target token."""
-    return model.by_chunks([len(c) + len(t) for c, t in zip(context, target)],
-                           lambda idx: _teacher_hidden(model, [context[i] for i in idx], [target[i] for i in idx]),
-                           sizes=[len(t) for t in target])
+    return model.by_chunks(
+        [len(c) + len(t) for c, t in zip(context, target)],
+        lambda idx: _teacher_hidden(model, [context[i] for i in idx], [target[i] for i in idx]),
+        sizes=[len(t) for t in target],
+    )
 
 
 def _teacher_hidden(model, context, target) -> torch.Tensor:
     full = [list(c) + list(t) for c, t in zip(context, target)]
     ids, mask = _pad(full, model.pad_id, model.device)
     hidden = model.frozen_hidden(model.token_embeddings(ids), mask)
-    where = _span_mask([len(c) - 1 for c in context], [len(t) for t in target], ids.shape[1], model.device)
+    where = _span_mask(
+        [len(c) - 1 for c in context], [len(t) for t in target], ids.shape[1], model.device
+    )
     return hidden[where]
 
 
 def _per_sample_mean(values: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
     """Mean over each sample's positions, then over samples."""
-    seg = torch.repeat_interleave(torch.arange(len(lengths), device=values.device),
-                                  torch.as_tensor(list(lengths), device=values.device))
-    sums = torch.zeros(len(lengths), device=values.device, dtype=values.dtype).index_add_(0, seg, values)
+    seg = torch.repeat_interleave(
+        torch.arange(len(lengths), device=values.device),
+        torch.as_tensor(list(lengths), device=values.device),
+    )
+    sums = torch.zeros(len(lengths), device=values.device, dtype=values.dtype).index_add_(
+        0, seg, values
+    )
     counts = torch.as_tensor(list(lengths), device=values.device, dtype=values.dtype)
     return (sums / counts).mean()
 
@@ -138,13 +155,15 @@ def pretext_loss(model, batch: PretextBatch, objective: str) -> tuple[torch.Tens
         raise ValueError("every sample needs at least one context and one target token")
     lengths = [len(t) for t in batch.target]
     targets = torch.as_tensor([tok for t in batch.target for tok in t], device=model.device)
-    memory = model.memory_states(batch.context)                       # (B, k, H), differentiable
+    memory = model.memory_states(batch.context)  # (B, k, H), differentiable
     s_logp = F.log_softmax(model.logits(decoder_hidden(model, memory, batch.target)), -1)
     s_nll = -s_logp.gather(1, targets[:, None]).squeeze(1)
     stats = {"nll_student": float(_per_sample_mean(s_nll.detach(), lengths))}
     if objective == "ctkd":
         with torch.no_grad():
-            t_logp = F.log_softmax(model.logits(teacher_hidden(model, batch.context, batch.target)), -1)
+            t_logp = F.log_softmax(
+                model.logits(teacher_hidden(model, batch.context, batch.target)), -1
+            )
         kl = F.kl_div(s_logp, t_logp, log_target=True, reduction="none").sum(-1)
         loss = _per_sample_mean(kl, lengths)
         t_nll = -t_logp.gather(1, targets[:, None]).squeeze(1)
@@ -180,7 +199,7 @@ class _GatherWithGrad(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.rank * ctx.n: (ctx.rank + 1) * ctx.n]
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
 
 
 def gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -192,8 +211,9 @@ def gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return _GatherWithGrad.apply(x), rank * x.shape[0]
 
 
-def info_nce(queries: torch.Tensor, docs: torch.Tensor, labels: torch.Tensor,
-             temperature: float) -> tuple[torch.Tensor, dict]:
+def info_nce(
+    queries: torch.Tensor, docs: torch.Tensor, labels: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, dict]:
     """Cross-entropy over cosine(query, every doc) / temperature; ``labels`` index the positives."""
     q = F.normalize(queries.float(), dim=-1)
     d = F.normalize(docs.float(), dim=-1)

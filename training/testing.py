@@ -58,15 +58,31 @@ def tiny_config(stage: str, base: Path, files: list, out: Path, **kw) -> TrainCo
     data_kw.update(kw.pop("data", {}))
     optim = dict(lr=1e-2, max_steps=8, batch_size=4, micro_batch_size=4, warmup_steps=0)
     optim.update(kw.pop("optim", {}))
-    base_kw = dict(stage=stage, out_dir=str(out), precision="fp32", progress=False, save_every=1000,
-                   diagnostics=False, export=False, temperature=0.05, seed=7)
+    base_kw = dict(
+        stage=stage,
+        out_dir=str(out),
+        precision="fp32",
+        progress=False,
+        save_every=1000,
+        diagnostics=False,
+        export=False,
+        temperature=0.05,
+        seed=7,
+    )
     base_kw.update(kw)
-    return TrainConfig(model=ModelConfig(**model), data=DataConfig(**data_kw), optim=OptimConfig(**optim),
-                       **base_kw).validate()
+    return TrainConfig(
+        model=ModelConfig(**model),
+        data=DataConfig(**data_kw),
+        optim=OptimConfig(**optim),
+        **base_kw,
+    ).validate()
 
 
 def losses(run_dir: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [
+        json.loads(line)["loss"]
+        for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 # ---------------------------------------------------------------------------- multi-process checks
@@ -101,7 +117,9 @@ def gather_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> N
     from .objectives import SentenceBatch, TripleBatch, scl_loss, ucl_loss
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+    )
     try:
         q, p, neg = gather_case()
         b = len(q) // world_size
@@ -145,8 +163,13 @@ def train_worker(rank: int, world_size: int, port: int, cfg_dict: dict) -> None:
     from .train import train
 
     torch.set_num_threads(1)
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     try:
         train(TrainConfig.from_dict(cfg_dict))
     finally:

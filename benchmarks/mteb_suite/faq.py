@@ -39,7 +39,10 @@ FAQ_SOURCES: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "debian-faq": ("11.1", [("usr/share/doc/debian/FAQ/debian-faq.en.txt.gz", "debian-text")]),
     "libcurl4-doc": ("7.88.1-10+deb12u15", [("usr/share/doc/libcurl4/FAQ.gz", "curl-text")]),
     "git-doc": ("1:2.39.5-0+deb12u3", [("usr/share/doc/git-doc/gitfaq.txt", "asciidoc")]),
-    "zsh-doc": ("5.9-4", [(f"usr/share/doc/zsh-common/html/FAQ0{i}.html", "html") for i in range(1, 7)]),
+    "zsh-doc": (
+        "5.9-4",
+        [(f"usr/share/doc/zsh-common/html/FAQ0{i}.html", "html") for i in range(1, 7)],
+    ),
     "fetchmail": ("6.4.37-1", [("usr/share/doc/fetchmail/fetchmail-FAQ.html", "html")]),
     "xterm": ("379-1", [("usr/share/doc/xterm/xterm.faq.html", "html")]),
     "ffmpeg-doc": ("7:5.1.9-0+deb12u1", [("usr/share/doc/ffmpeg/manual/faq.html", "html")]),
@@ -48,7 +51,8 @@ FAQ_SOURCES: dict[str, tuple[str, list[tuple[str, str]]]] = {
 
 _INTERROGATIVES = frozenset(
     "how what why can which where when who whom whose is are does do did should will would could may "
-    "might shall am was were has have".split())
+    "might shall am was were has have".split()
+)
 
 
 @dataclass
@@ -131,7 +135,11 @@ def parse_debian_faq(text: str) -> list[tuple[str, str, str]]:
                 i += 1
             cur, body = (m.group(1), " ".join(title)), []
             continue
-        if line and not line[0].isspace() and (re.match(r"^(Chapter|Appendix) ", line) or line.startswith("---")):
+        if (
+            line
+            and not line[0].isspace()
+            and (re.match(r"^(Chapter|Appendix) ", line) or line.startswith("---"))
+        ):
             flush()
             cur, body = None, []
         elif cur is not None:
@@ -200,8 +208,12 @@ def parse_asciidoc_faq(text: str) -> list[tuple[str, str, str]]:
                 if re.match(r"^\[\[[\w.-]+\]\]\s*$", ln):
                     break
                 nxt = lines[j + 1] if j + 1 < len(lines) else ""
-                if (ln.strip() and not ln[0].isspace() and re.match(r"^[-=]{3,}\s*$", nxt)
-                        and abs(len(ln.rstrip()) - len(nxt.rstrip())) <= 2):
+                if (
+                    ln.strip()
+                    and not ln[0].isspace()
+                    and re.match(r"^[-=]{3,}\s*$", nxt)
+                    and abs(len(ln.rstrip()) - len(nxt.rstrip())) <= 2
+                ):
                     break  # a section title and its underline
             if ln.strip() != "+":  # AsciiDoc list continuation
                 body.append(ln)
@@ -217,7 +229,9 @@ _HEADING_MARKS = re.compile(r"(\s*[¶#]|\s+TOC)+\s*$")  # texinfo/sphinx anchor 
 class _HtmlSections(HTMLParser):
     """Flat list of (level, heading, anchor, own text) for every h1-h6 of a page."""
 
-    BLOCK = frozenset("p div br li dt dd pre blockquote tr table ul ol dl h1 h2 h3 h4 h5 h6 hr section".split())
+    BLOCK = frozenset(
+        "p div br li dt dd pre blockquote tr table ul ol dl h1 h2 h3 h4 h5 h6 hr section".split()
+    )
     SKIP = frozenset("script style head title nav".split())
 
     def __init__(self) -> None:
@@ -246,7 +260,9 @@ class _HtmlSections(HTMLParser):
         if tag in self.SKIP:
             self.skip = max(0, self.skip - 1)
         elif re.fullmatch(r"h[1-6]", tag) and self.heading is not None:
-            self.sections.append([self.level, " ".join("".join(self.heading).split()), self.anchor, []])
+            self.sections.append(
+                [self.level, " ".join("".join(self.heading).split()), self.anchor, []]
+            )
             self.heading = None
         elif tag == "pre":
             self.pre = max(0, self.pre - 1)
@@ -275,12 +291,19 @@ def html_sections(html_text: str, stop=None) -> list[tuple[int, str, str, str]]:
     p = _HtmlSections()
     p.feed(html_text)
     p.close()
-    flat = [(lvl, _HEADING_MARKS.sub("", h).strip(), a, "\n".join(ln.strip() for ln in "".join(parts).split("\n") if ln.strip()))
-            for lvl, h, a, parts in p.sections[1:]]
+    flat = [
+        (
+            lvl,
+            _HEADING_MARKS.sub("", h).strip(),
+            a,
+            "\n".join(ln.strip() for ln in "".join(parts).split("\n") if ln.strip()),
+        )
+        for lvl, h, a, parts in p.sections[1:]
+    ]
     out = []
     for i, (lvl, h, a, own) in enumerate(flat):
         texts = [own]
-        for lvl2, h2, _a2, own2 in flat[i + 1:]:
+        for lvl2, h2, _a2, own2 in flat[i + 1 :]:
             if lvl2 <= lvl or (stop is not None and stop(h2)):
                 break
             texts.extend([h2, own2])
@@ -291,22 +314,36 @@ def html_sections(html_text: str, stop=None) -> list[tuple[int, str, str, str]]:
 def parse_html_faq(html_text: str, prefix: str = "") -> list[tuple[str, str, str]]:
     """(number, heading, answer) for the headings of an HTML FAQ (numbers from the heading, else anchors)."""
     out = []
-    for _lvl, heading, anchor, text in html_sections(html_text, stop=lambda h: is_question(clean_question(h))):
+    for _lvl, heading, anchor, text in html_sections(
+        html_text, stop=lambda h: is_question(clean_question(h))
+    ):
         heading = heading.replace("¶", "").strip()
         m = re.match(r"^\(?([A-Z]?\d+(?:\.\d+)*)[.:)]?\s", heading)
-        number = m.group(1) if m else (anchor or re.sub(r"\W+", "-", heading.lower()).strip("-")[:40])
+        number = (
+            m.group(1) if m else (anchor or re.sub(r"\W+", "-", heading.lower()).strip("-")[:40])
+        )
         out.append((prefix + number, heading, text))
     return out
 
 
 def parse_sqlite_faq(html_text: str) -> list[tuple[str, str, str]]:
     """SQLite's faq.html marks questions as ``<a name="qN"></a><p><b>(N) question</b></p>``."""
-    marked = re.sub(r'<a name="(q\d+)"></a>\s*<p><b>(.*?)</b></p>', r'<h3 id="\1">\2</h3>', html_text, flags=re.S)
+    marked = re.sub(
+        r'<a name="(q\d+)"></a>\s*<p><b>(.*?)</b></p>',
+        r'<h3 id="\1">\2</h3>',
+        html_text,
+        flags=re.S,
+    )
     return [(n, h, t) for n, h, t in parse_html_faq(marked) if re.match(r"^\(\d+\)", h)]
 
 
-_PARSERS = {"debian-text": parse_debian_faq, "curl-text": parse_curl_faq, "asciidoc": parse_asciidoc_faq,
-            "html": parse_html_faq, "sqlite-html": parse_sqlite_faq}
+_PARSERS = {
+    "debian-text": parse_debian_faq,
+    "curl-text": parse_curl_faq,
+    "asciidoc": parse_asciidoc_faq,
+    "html": parse_html_faq,
+    "sqlite-html": parse_sqlite_faq,
+}
 
 
 def _read(path: Path) -> str:
@@ -320,7 +357,10 @@ def entries_from_text(package: str, fmt: str, text: str, file: str = "") -> list
     """Every parsed entry (unfiltered) of one FAQ file."""
     if fmt not in _PARSERS:
         raise ValueError(f"unknown FAQ format {fmt!r}; known: {', '.join(_PARSERS)}")
-    return [FaqEntry(package, number, heading, answer, file) for number, heading, answer in _PARSERS[fmt](text)]
+    return [
+        FaqEntry(package, number, heading, answer, file)
+        for number, heading, answer in _PARSERS[fmt](text)
+    ]
 
 
 def keep_entries(entries: Sequence[FaqEntry], min_answer: int = MIN_ANSWER_CHARS) -> list[FaqEntry]:
@@ -340,11 +380,15 @@ def keep_entries(entries: Sequence[FaqEntry], min_answer: int = MIN_ANSWER_CHARS
 
 
 def _refuse_reserved(package: str, path: str) -> None:
-    if package in S.RESERVED_DEB_PACKAGES or any(p.search(f"{package}/{path}") for p in B.RESERVED_PATTERNS):
+    if package in S.RESERVED_DEB_PACKAGES or any(
+        p.search(f"{package}/{path}") for p in B.RESERVED_PATTERNS
+    ):
         raise B.ReservedSourceError(f"{package}: {path} is reserved for held-out evaluation")
 
 
-def faq_sources(cache: Path | None = None, packages: Sequence[str] | None = None) -> tuple[list[FaqEntry], list]:
+def faq_sources(
+    cache: Path | None = None, packages: Sequence[str] | None = None
+) -> tuple[list[FaqEntry], list]:
     """Fetch the pinned FAQ packages and parse their FAQ files: (all entries, Source records)."""
     entries: list[FaqEntry] = []
     srcs = []
@@ -364,12 +408,17 @@ def faq_sources(cache: Path | None = None, packages: Sequence[str] | None = None
 
 def training_exclusions() -> dict:
     """What training data must never read: these packages' FAQ files (and every unit of the task)."""
-    return {"packages": sorted(FAQ_SOURCES),
-            "files": sorted(f"{pkg}:{rel}" for pkg, (_v, files) in FAQ_SOURCES.items() for rel, _f in files)}
+    return {
+        "packages": sorted(FAQ_SOURCES),
+        "files": sorted(
+            f"{pkg}:{rel}" for pkg, (_v, files) in FAQ_SOURCES.items() for rel, _f in files
+        ),
+    }
 
 
-def build_faq_retrieval(entries: Sequence[FaqEntry], sources: Sequence,
-                        min_answer: int = MIN_ANSWER_CHARS) -> B.TaskData:
+def build_faq_retrieval(
+    entries: Sequence[FaqEntry], sources: Sequence, min_answer: int = MIN_ANSWER_CHARS
+) -> B.TaskData:
     for e in entries:
         _refuse_reserved(e.package, e.file)
     kept = keep_entries(entries, min_answer)
@@ -377,14 +426,23 @@ def build_faq_retrieval(entries: Sequence[FaqEntry], sources: Sequence,
     corpus, queries, qrels = B.make_retrieval((e.unit, e.question, e.answer, "") for e in kept)
     per_package = dict(sorted(Counter(e.package for e in kept).items()))
     return B.TaskData(
-        name=TASK_NAME, type="Retrieval", main_score="ndcg_at_10",
+        name=TASK_NAME,
+        type="Retrieval",
+        main_score="ndcg_at_10",
         description="FAQs in Debian bookworm packages (debian-faq, curl, git, zsh, fetchmail, xterm, FFmpeg, "
-                    "SQLite): a question, as a user would type it, retrieves its own answer among the answers "
-                    "of all eight FAQs. Dev task: every entry is a test unit; training data must exclude these "
-                    "files.",
+        "SQLite): a question, as a user would type it, retrieves its own answer among the answers "
+        "of all eight FAQs. Dev task: every entry is a test unit; training data must exclude these "
+        "files.",
         sources=B._sources(sources),
-        params={"test_fraction": 1.0, "min_answer_chars": min_answer, "max_doc_chars": B.MAX_DOC_CHARS,
-                "queries_per_package": per_package, "parsed_entries": len(entries)},
-        unit_kind="FAQ entry (package:number)", units=units,
+        params={
+            "test_fraction": 1.0,
+            "min_answer_chars": min_answer,
+            "max_doc_chars": B.MAX_DOC_CHARS,
+            "queries_per_package": per_package,
+            "parsed_entries": len(entries),
+        },
+        unit_kind="FAQ entry (package:number)",
+        units=units,
         files={"corpus": corpus, "queries": queries, "qrels": qrels},
-        extra={"dev_task": True, "training_exclusions": training_exclusions()})
+        extra={"dev_task": True, "training_exclusions": training_exclusions()},
+    )

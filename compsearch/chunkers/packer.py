@@ -173,9 +173,10 @@ class Packer:
 
     # -- splitting -----------------------------------------------------------
     def _splittable(self, unit: _Unit) -> bool:
-        return unit.piece is None and sum(
-            1 for i in range(unit.start, unit.end) if not is_blank(self.lines[i])
-        ) > 1
+        return (
+            unit.piece is None
+            and sum(1 for i in range(unit.start, unit.end) if not is_blank(self.lines[i])) > 1
+        )
 
     def _split(self, unit: _Unit) -> list[_Unit]:
         """Paragraphs of a unit, else its lines, else pieces of its one line."""

@@ -28,8 +28,10 @@ try:
     from langchain_core.vectorstores import VectorStore
     from pydantic import ConfigDict, PrivateAttr
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("compsearch.integrations.langchain needs langchain-core: "
-                      "pip install 'compsearch[langchain]'") from exc
+    raise ImportError(
+        "compsearch.integrations.langchain needs langchain-core: "
+        "pip install 'compsearch[langchain]'"
+    ) from exc
 
 import numpy as np
 
@@ -39,7 +41,11 @@ from ..embedders import ExternalEncoder, as_encoder
 def _load(model):
     from ..embedders import load_encoder
 
-    return load_encoder(model) if model is None or isinstance(model, (str, Path)) else as_encoder(model)
+    return (
+        load_encoder(model)
+        if model is None or isinstance(model, (str, Path))
+        else as_encoder(model)
+    )
 
 
 class CompsearchEmbeddings(Embeddings):
@@ -81,7 +87,7 @@ class CompsearchRetriever(BaseRetriever):
     k: int = 4
     where: dict | None = None
     rerank: Any = "auto"
-    model: Any = None           # an embedding object, when the index was built with a foreign one
+    model: Any = None  # an embedding object, when the index was built with a foreign one
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _retriever: Any = PrivateAttr(default=None)
 
@@ -93,22 +99,38 @@ class CompsearchRetriever(BaseRetriever):
             self._retriever = Retriever.open(self.index, encoder, must_exist=True)
         return self._retriever
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
-                                **kwargs: Any) -> list[Document]:
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
         k = int(kwargs.get("k", self.k))
         where = kwargs.get("where", kwargs.get("filter", self.where))
-        hits = self._open().search(query, k=k, where=where, rerank=kwargs.get("rerank", self.rerank))
-        return [Document(page_content=h.text, id=h.doc_id or str(h.id),
-                         metadata=dict(h.metadata, source=h.source, start_line=h.start_line,
-                                       end_line=h.end_line, section=h.section, score=h.score,
-                                       chunk_id=h.id))
-                for h in hits]
+        hits = self._open().search(
+            query, k=k, where=where, rerank=kwargs.get("rerank", self.rerank)
+        )
+        return [
+            Document(
+                page_content=h.text,
+                id=h.doc_id or str(h.id),
+                metadata=dict(
+                    h.metadata,
+                    source=h.source,
+                    start_line=h.start_line,
+                    end_line=h.end_line,
+                    section=h.section,
+                    score=h.score,
+                    chunk_id=h.id,
+                ),
+            )
+            for h in hits
+        ]
 
 
 class CompsearchVectorStore(VectorStore):
     """A LangChain vector store kept in a compsearch index directory."""
 
-    def __init__(self, embedding: Embeddings | None = None, index: str | Path = ".compsearch", **_: Any):
+    def __init__(
+        self, embedding: Embeddings | None = None, index: str | Path = ".compsearch", **_: Any
+    ):
         from .. import Retriever
 
         self._embedding = embedding
@@ -118,13 +140,21 @@ class CompsearchVectorStore(VectorStore):
     def embeddings(self) -> Embeddings | None:
         return self._embedding
 
-    def add_texts(self, texts: Iterable[str], metadatas: list[dict] | None = None, *,
-                  ids: list[str] | None = None, **kwargs: Any) -> list[str]:
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
         texts = list(texts)
         if ids is None:
             ids = [str(uuid.uuid4()) for _ in texts]
         ids = [i if i is not None else str(uuid.uuid4()) for i in ids]
-        return self.retriever.add(texts, metadatas, ids=ids, source=kwargs.get("source", "<langchain>"))
+        return self.retriever.add(
+            texts, metadatas, ids=ids, source=kwargs.get("source", "<langchain>")
+        )
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         where = kwargs.get("where", kwargs.get("filter"))
@@ -136,20 +166,28 @@ class CompsearchVectorStore(VectorStore):
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         return [self._document(h) for h in self.retriever.get(list(ids))]
 
-    def similarity_search(self, query: str, k: int = 4, filter: dict | None = None,
-                          **kwargs: Any) -> list[Document]:
+    def similarity_search(
+        self, query: str, k: int = 4, filter: dict | None = None, **kwargs: Any
+    ) -> list[Document]:
         return [d for d, _ in self.similarity_search_with_score(query, k, filter=filter, **kwargs)]
 
-    def similarity_search_with_score(self, query: str, k: int = 4, filter: dict | None = None,
-                                     **kwargs: Any) -> list[tuple[Document, float]]:
+    def similarity_search_with_score(
+        self, query: str, k: int = 4, filter: dict | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
         if not self.retriever.exists:
             return []
-        hits = self.retriever.search(query, k=k, where=filter, mode=kwargs.get("mode", "dense"),
-                                     rerank=kwargs.get("rerank", "auto"))
+        hits = self.retriever.search(
+            query,
+            k=k,
+            where=filter,
+            mode=kwargs.get("mode", "dense"),
+            rerank=kwargs.get("rerank", "auto"),
+        )
         return [(self._document(h), h.score) for h in hits]
 
-    def similarity_search_by_vector(self, embedding: list[float], k: int = 4,
-                                    filter: dict | None = None, **kwargs: Any) -> list[Document]:
+    def similarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, filter: dict | None = None, **kwargs: Any
+    ) -> list[Document]:
         if not self.retriever.exists:
             return []
         q = np.asarray([embedding], dtype=np.float32)
@@ -158,17 +196,25 @@ class CompsearchVectorStore(VectorStore):
         return [self._document(h) for h in hits]
 
     def _select_relevance_score_fn(self):
-        return lambda score: (score + 1.0) / 2.0   # cosine similarity in [-1, 1] -> [0, 1]
+        return lambda score: (score + 1.0) / 2.0  # cosine similarity in [-1, 1] -> [0, 1]
 
     @staticmethod
     def _document(hit) -> Document:
-        return Document(page_content=hit.text, metadata=dict(hit.metadata),
-                        id=hit.doc_id or str(hit.id))
+        return Document(
+            page_content=hit.text, metadata=dict(hit.metadata), id=hit.doc_id or str(hit.id)
+        )
 
     @classmethod
-    def from_texts(cls, texts: list[str], embedding: Embeddings, metadatas: list[dict] | None = None,
-                   *, ids: list[str] | None = None, index: str | Path = ".compsearch",
-                   **kwargs: Any) -> "CompsearchVectorStore":
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings,
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str] | None = None,
+        index: str | Path = ".compsearch",
+        **kwargs: Any,
+    ) -> "CompsearchVectorStore":
         store = cls(embedding=embedding, index=index)
         store.add_texts(texts, metadatas, ids=ids, **kwargs)
         return store

@@ -19,8 +19,10 @@ try:
     from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
     from pydantic import PrivateAttr
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("compsearch.integrations.llama_index needs llama-index-core: "
-                      "pip install 'compsearch[llama-index]'") from exc
+    raise ImportError(
+        "compsearch.integrations.llama_index needs llama-index-core: "
+        "pip install 'compsearch[llama-index]'"
+    ) from exc
 
 
 class CompsearchEmbedding(BaseEmbedding):
@@ -42,7 +44,9 @@ class CompsearchEmbedding(BaseEmbedding):
             from ..embedders import as_encoder, load_encoder
 
             m = self.model
-            self._encoder = load_encoder(m) if m is None or isinstance(m, (str, Path)) else as_encoder(m)
+            self._encoder = (
+                load_encoder(m) if m is None or isinstance(m, (str, Path)) else as_encoder(m)
+            )
         return self._encoder
 
     def _get_query_embedding(self, query: str) -> list[float]:
@@ -64,8 +68,15 @@ class CompsearchEmbedding(BaseEmbedding):
 class CompsearchRetriever(BaseRetriever):
     """Search an existing compsearch index; returns ``NodeWithScore`` best first."""
 
-    def __init__(self, index: str | Path = ".compsearch", k: int = 4, where: dict | None = None,
-                 rerank: Any = "auto", encoder: Any = None, **kwargs: Any):
+    def __init__(
+        self,
+        index: str | Path = ".compsearch",
+        k: int = 4,
+        where: dict | None = None,
+        rerank: Any = "auto",
+        encoder: Any = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         from .. import Retriever
 
@@ -73,10 +84,23 @@ class CompsearchRetriever(BaseRetriever):
         self._retriever = Retriever.open(index, encoder, must_exist=True)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = self._retriever.search(query_bundle.query_str, k=self.k, where=self.where,
-                                      rerank=self.rerank)
-        return [NodeWithScore(node=TextNode(
-                    id_=h.doc_id or str(h.id), text=h.text,
-                    metadata=dict(h.metadata, source=h.source, start_line=h.start_line,
-                                  end_line=h.end_line, section=h.section)),
-                score=h.score) for h in hits]
+        hits = self._retriever.search(
+            query_bundle.query_str, k=self.k, where=self.where, rerank=self.rerank
+        )
+        return [
+            NodeWithScore(
+                node=TextNode(
+                    id_=h.doc_id or str(h.id),
+                    text=h.text,
+                    metadata=dict(
+                        h.metadata,
+                        source=h.source,
+                        start_line=h.start_line,
+                        end_line=h.end_line,
+                        section=h.section,
+                    ),
+                ),
+                score=h.score,
+            )
+            for h in hits
+        ]

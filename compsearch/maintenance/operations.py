@@ -13,8 +13,16 @@ import numpy as np
 
 from ..errors import CompsearchError
 from ..index import build_index, choose_spec
-from ..indexdir import (ENCODER_DIR, INDEX_FILE, STORE_FILE, check_files, generation_dir, open_generation,
-                        read_manifest, transaction)
+from ..indexdir import (
+    ENCODER_DIR,
+    INDEX_FILE,
+    STORE_FILE,
+    check_files,
+    generation_dir,
+    open_generation,
+    read_manifest,
+    transaction,
+)
 from ..indexspec import AUTO, IndexSpec
 
 
@@ -45,10 +53,15 @@ def inspect(root: Path) -> dict:
             "files": store.file_count(),
             "sources": len(sources),
             "largest_sources": sorted(sources, key=lambda s: -s[1])[:5],
-            "bytes": {"faiss": (gdir / INDEX_FILE).stat().st_size,
-                      "store": (gdir / STORE_FILE).stat().st_size,
-                      "encoder": sum(p.stat().st_size for p in (root / ENCODER_DIR).rglob("*")
-                                     if p.is_file()) if (root / ENCODER_DIR).exists() else 0},
+            "bytes": {
+                "faiss": (gdir / INDEX_FILE).stat().st_size,
+                "store": (gdir / STORE_FILE).stat().st_size,
+                "encoder": sum(
+                    p.stat().st_size for p in (root / ENCODER_DIR).rglob("*") if p.is_file()
+                )
+                if (root / ENCODER_DIR).exists()
+                else 0,
+            },
             "bytes_per_vector": round((gdir / INDEX_FILE).stat().st_size / max(index.ntotal, 1), 1),
             "encoder": manifest["encoder"],
         }
@@ -70,7 +83,7 @@ def verify(root: Path, sample: int = 200, seed: int = 0) -> list[str]:
     try:
         try:
             problems += store.check()
-        except sqlite3.DatabaseError as exc:   # too damaged for SQLite's own check to finish
+        except sqlite3.DatabaseError as exc:  # too damaged for SQLite's own check to finish
             return problems + [f"chunk store: {exc}"]
         dim = manifest["encoder"]["dim"]
         n = store.count()
@@ -85,13 +98,17 @@ def verify(root: Path, sample: int = 200, seed: int = 0) -> list[str]:
             vecs = store.vectors(pick.tolist(), dim)
             norms = np.linalg.norm(vecs, axis=1)
             if np.any(np.abs(norms - 1) > 1e-3):
-                problems.append(f"{int(np.sum(np.abs(norms - 1) > 1e-3))} stored vectors are not unit length")
+                problems.append(
+                    f"{int(np.sum(np.abs(norms - 1) > 1e-3))} stored vectors are not unit length"
+                )
             _, found = index.search(vecs, 10)
             hit = np.mean([p in row for p, row in zip(pick, found)])
             exact_needed = 1.0 if index.spec.exact else 0.9
             if hit < exact_needed:
-                problems.append(f"self-recall@10 is {hit:.3f} on {len(pick)} sampled vectors "
-                                f"(expected >= {exact_needed})")
+                problems.append(
+                    f"self-recall@10 is {hit:.3f} on {len(pick)} sampled vectors "
+                    f"(expected >= {exact_needed})"
+                )
     finally:
         store.close()
     return problems
@@ -124,5 +141,8 @@ def rebuild(root: Path, kind: str | None = None, **params) -> dict:
 def compact(root: Path) -> dict:
     """Reclaim space (SQLite VACUUM, vector index rebuilt without holes), same index type."""
     manifest = _manifest(root)
-    return rebuild(root, manifest["index"]["spec"]["kind"],
-                   **{k: v for k, v in manifest["index"]["spec"].items() if k != "kind"})
+    return rebuild(
+        root,
+        manifest["index"]["spec"]["kind"],
+        **{k: v for k, v in manifest["index"]["spec"].items() if k != "kind"},
+    )

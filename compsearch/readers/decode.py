@@ -27,8 +27,7 @@ _MAX_CONTROL_RATIO = 0.02
 # to prefer cp1252 (the most common legacy encoding) over the sometimes odd
 # guesses of charset_normalizer on short texts.
 _WESTERN_CHARS = frozenset(
-    "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜÝßàáâãäåæçèéêëìíîïñòóôõöøùúûüýÿŒœŠšŸŽžƒ"
-    "“”‘’‚„–—…€•«»°©®™¡¿£¥¢§·\xa0"
+    "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜÝßàáâãäåæçèéêëìíîïñòóôõöøùúûüýÿŒœŠšŸŽžƒ“”‘’‚„–—…€•«»°©®™¡¿£¥¢§·\xa0"
 )
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{4,}")
 

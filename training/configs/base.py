@@ -19,18 +19,49 @@ from training.config import PRETEXT_STAGES, STAGES, TrainConfig, merge
 from training.errors import TrainingError
 
 RECIPE = {
-    "stage1": {"out_dir": "training/runs/{name}/stage1", "model.train_memory": True,
-               "data.train": ["ctkd.jsonl"], "data.min_chars": 200, "data.min_side_tokens": 10,
-               "optim.lr": 1e-4, "optim.weight_decay": 1e-5, "optim.grad_clip": 2.0},
-    "ucl": {"out_dir": "training/runs/{name}/ucl", "temperature": 0.05, "model.attention_dropout": 0.2,
-            "model.lora_dropout": 0.05, "model.train_memory": False, "model.init_from": "training/runs/{name}/stage1",
-            "data.train": ["ucl.jsonl"], "data.min_chars": 20, "data.min_tokens": 4,
-            "optim.lr": 3e-5, "optim.weight_decay": 1e-5, "optim.grad_clip": 1.0},
-    "scl": {"out_dir": "training/runs/{name}/scl", "temperature": 0.05, "model.train_memory": False,
-            "model.init_from": "training/runs/{name}/ucl", "data.train": ["scl.jsonl"], "data.num_hard_negatives": 1,
-            "optim.lr": 1e-4, "optim.weight_decay": 1e-5, "optim.grad_clip": 1.0},
+    "stage1": {
+        "out_dir": "training/runs/{name}/stage1",
+        "model.train_memory": True,
+        "data.train": ["ctkd.jsonl"],
+        "data.min_chars": 200,
+        "data.min_side_tokens": 10,
+        "optim.lr": 1e-4,
+        "optim.weight_decay": 1e-5,
+        "optim.grad_clip": 2.0,
+    },
+    "ucl": {
+        "out_dir": "training/runs/{name}/ucl",
+        "temperature": 0.05,
+        "model.attention_dropout": 0.2,
+        "model.lora_dropout": 0.05,
+        "model.train_memory": False,
+        "model.init_from": "training/runs/{name}/stage1",
+        "data.train": ["ucl.jsonl"],
+        "data.min_chars": 20,
+        "data.min_tokens": 4,
+        "optim.lr": 3e-5,
+        "optim.weight_decay": 1e-5,
+        "optim.grad_clip": 1.0,
+    },
+    "scl": {
+        "out_dir": "training/runs/{name}/scl",
+        "temperature": 0.05,
+        "model.train_memory": False,
+        "model.init_from": "training/runs/{name}/ucl",
+        "data.train": ["scl.jsonl"],
+        "data.num_hard_negatives": 1,
+        "optim.lr": 1e-4,
+        "optim.weight_decay": 1e-5,
+        "optim.grad_clip": 1.0,
+    },
 }
-COMMON = {"name": "base", "seed": 1234, "precision": "auto", "model.base": "bundled", "data.heldout": ["heldout.jsonl"]}
+COMMON = {
+    "name": "base",
+    "seed": 1234,
+    "precision": "auto",
+    "model.base": "bundled",
+    "data.heldout": ["heldout.jsonl"],
+}
 
 
 def section(stage: str) -> str:
@@ -40,7 +71,9 @@ def section(stage: str) -> str:
     return "stage1" if stage in PRETEXT_STAGES else stage
 
 
-def derive(stage: str, common: dict | None = None, stages: dict | None = None, *, where: str = "config") -> TrainConfig:
+def derive(
+    stage: str, common: dict | None = None, stages: dict | None = None, *, where: str = "config"
+) -> TrainConfig:
     """The base config of ``stage`` with ``common`` and then ``stages[section(stage)]`` applied."""
     part = section(stage)
     cfg = merge(TrainConfig(stage=stage), {**COMMON, **RECIPE[part]}, "configs/base.py")

@@ -30,9 +30,13 @@ from training.configs.cpu_small import config as cpu_small
 from training.config import merge
 from training.errors import TrainingError
 
-FULL_DEPTH = 30                                           # SmolLM2-135M
-STEPS_AT_FULL_DEPTH = {"stage1": 80, "ucl": 16, "scl": 150}   # cpu-2h
-WARMUP_FRACTION = {"stage1": 0.1, "ucl": 0.125, "scl": 0.067}  # cpu-2h's warmups (8, 2, 10) as fractions
+FULL_DEPTH = 30  # SmolLM2-135M
+STEPS_AT_FULL_DEPTH = {"stage1": 80, "ucl": 16, "scl": 150}  # cpu-2h
+WARMUP_FRACTION = {
+    "stage1": 0.1,
+    "ucl": 0.125,
+    "scl": 0.067,
+}  # cpu-2h's warmups (8, 2, 10) as fractions
 MINUTES = {"stage1": 32, "ucl": 9, "scl": 80}
 # SCL also reads question-shaped pairs (``python -m training.qdata build --out <data>/qdata --mine``):
 # headings -> sections of Debian manuals, docstring summaries -> code, man options -> their text,
@@ -47,7 +51,9 @@ def depth() -> int:
     except ValueError:
         value = 0
     if not 1 <= value <= FULL_DEPTH:
-        raise TrainingError(f"COMPSEARCH_TRAIN_DEPTH={raw!r}: give a number of layers from 1 to {FULL_DEPTH}")
+        raise TrainingError(
+            f"COMPSEARCH_TRAIN_DEPTH={raw!r}: give a number of layers from 1 to {FULL_DEPTH}"
+        )
     return value
 
 
@@ -72,10 +78,20 @@ def config(stage: str):
     runs = cache_home() / "training-runs" / "{name}"
     out = {"stage1": runs / "stage1", "ucl": runs / "ucl", "scl": runs / "scl"}
     init = {"stage1": "default", "ucl": str(out["stage1"]), "scl": str(out["ucl"])}
-    return merge(cfg, {
-        "name": f"depth-{L}", "out_dir": str(out[part]), "save_every": 10, "keep_checkpoints": 2,
-        "model.num_layers": None if L == FULL_DEPTH else L, "model.init_from": init[part],
-        "data.heldout_limit": 256, "optim.max_steps": steps,
-        **({"data.train": ["scl.jsonl", QDATA_SCL]} if part == "scl" else {}),
-        "optim.warmup_steps": max(1, round(steps * WARMUP_FRACTION[part])), "optim.max_minutes": MINUTES[part],
-    }, "cpu-depth")
+    return merge(
+        cfg,
+        {
+            "name": f"depth-{L}",
+            "out_dir": str(out[part]),
+            "save_every": 10,
+            "keep_checkpoints": 2,
+            "model.num_layers": None if L == FULL_DEPTH else L,
+            "model.init_from": init[part],
+            "data.heldout_limit": 256,
+            "optim.max_steps": steps,
+            **({"data.train": ["scl.jsonl", QDATA_SCL]} if part == "scl" else {}),
+            "optim.warmup_steps": max(1, round(steps * WARMUP_FRACTION[part])),
+            "optim.max_minutes": MINUTES[part],
+        },
+        "cpu-depth",
+    )

@@ -21,15 +21,38 @@ from training.configs.base import derive
 
 # One intra-op thread: on a CPU shared with other jobs, two threads wait for each other at every
 # op (measured 3-4x slower per step here under load); on an idle machine try --set cpu_threads=0.
-COMMON = {"name": "cpu-small", "save_every": 50, "keep_checkpoints": 2, "cpu_threads": 1,
-          "model.forward_chunk": 4}  # length-sorted chunks of 4 rows: less padding
+COMMON = {
+    "name": "cpu-small",
+    "save_every": 50,
+    "keep_checkpoints": 2,
+    "cpu_threads": 1,
+    "model.forward_chunk": 4,
+}  # length-sorted chunks of 4 rows: less padding
 STAGES = {
-    "stage1": {"model.max_length": 160, "data.max_continuation_tokens": 32,
-               "optim.warmup_steps": 15, "optim.max_steps": 300, "optim.batch_size": 8, "optim.micro_batch_size": 8},
-    "ucl": {"model.max_length": 64,
-            "optim.warmup_steps": 10, "optim.max_steps": 100, "optim.batch_size": 32, "optim.micro_batch_size": 32},
-    "scl": {"model.max_length": 128, "save_every": 25, "keep_checkpoints": 0,
-            "optim.warmup_steps": 10, "optim.max_steps": 150, "optim.batch_size": 16, "optim.micro_batch_size": 16},
+    "stage1": {
+        "model.max_length": 160,
+        "data.max_continuation_tokens": 32,
+        "optim.warmup_steps": 15,
+        "optim.max_steps": 300,
+        "optim.batch_size": 8,
+        "optim.micro_batch_size": 8,
+    },
+    "ucl": {
+        "model.max_length": 64,
+        "optim.warmup_steps": 10,
+        "optim.max_steps": 100,
+        "optim.batch_size": 32,
+        "optim.micro_batch_size": 32,
+    },
+    "scl": {
+        "model.max_length": 128,
+        "save_every": 25,
+        "keep_checkpoints": 0,
+        "optim.warmup_steps": 10,
+        "optim.max_steps": 150,
+        "optim.batch_size": 16,
+        "optim.micro_batch_size": 16,
+    },
 }
 
 
@@ -43,6 +66,11 @@ def scaled(stage: str, name: str, steps: dict, warmup: dict, minutes: dict | Non
     optim = dict(max_steps=steps[stage], warmup_steps=warmup[stage])
     if minutes:
         optim["max_minutes"] = minutes[stage]
-    return dataclasses.replace(cfg, name=name, save_every=10, keep_checkpoints=2,
-                               data=dataclasses.replace(cfg.data, heldout_limit=256),
-                               optim=dataclasses.replace(cfg.optim, **optim))
+    return dataclasses.replace(
+        cfg,
+        name=name,
+        save_every=10,
+        keep_checkpoints=2,
+        data=dataclasses.replace(cfg.data, heldout_limit=256),
+        optim=dataclasses.replace(cfg.optim, **optim),
+    )

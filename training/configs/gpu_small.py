@@ -15,14 +15,36 @@ from training.configs.base import derive
 
 STEPS = {"stage1": 400, "ucl": 200, "scl": 300}
 
-COMMON = {"name": "gpu-small", "device": "auto", "save_every": 100, "keep_checkpoints": 1, "log_every": 1}
+COMMON = {
+    "name": "gpu-small",
+    "device": "auto",
+    "save_every": 100,
+    "keep_checkpoints": 1,
+    "log_every": 1,
+}
 STAGES = {
-    "stage1": {"model.max_length": 256, "data.max_continuation_tokens": 64, "optim.warmup_steps": 20,
-               "optim.max_steps": STEPS["stage1"], "optim.batch_size": 32, "optim.micro_batch_size": 32},
-    "ucl": {"model.max_length": 64, "optim.warmup_steps": 0, "optim.max_steps": STEPS["ucl"],
-            "optim.batch_size": 128, "optim.micro_batch_size": 128},
-    "scl": {"model.max_length": 128, "optim.warmup_steps": 20, "optim.max_steps": STEPS["scl"],
-            "optim.batch_size": 64, "optim.micro_batch_size": 64},
+    "stage1": {
+        "model.max_length": 256,
+        "data.max_continuation_tokens": 64,
+        "optim.warmup_steps": 20,
+        "optim.max_steps": STEPS["stage1"],
+        "optim.batch_size": 32,
+        "optim.micro_batch_size": 32,
+    },
+    "ucl": {
+        "model.max_length": 64,
+        "optim.warmup_steps": 0,
+        "optim.max_steps": STEPS["ucl"],
+        "optim.batch_size": 128,
+        "optim.micro_batch_size": 128,
+    },
+    "scl": {
+        "model.max_length": 128,
+        "optim.warmup_steps": 20,
+        "optim.max_steps": STEPS["scl"],
+        "optim.batch_size": 64,
+        "optim.micro_batch_size": 64,
+    },
 }
 
 

@@ -16,28 +16,62 @@ from training.configs.base import derive
 
 BASE = "meta-llama/Llama-2-7b-hf"
 
-COMMON = {"name": "paper", "seed": 42, "gradient_checkpointing": True, "log_every": 1, "data.heldout": [],
-          "model.base": BASE, "model.num_memory_tokens": 8, "model.max_length": 512, "model.lora_r": 16,
-          "model.lora_alpha": 32, "model.lora_dropout": 0.05, "optim.micro_batch_size": 0}
+COMMON = {
+    "name": "paper",
+    "seed": 42,
+    "gradient_checkpointing": True,
+    "log_every": 1,
+    "data.heldout": [],
+    "model.base": BASE,
+    "model.num_memory_tokens": 8,
+    "model.max_length": 512,
+    "model.lora_r": 16,
+    "model.lora_alpha": 32,
+    "model.lora_dropout": 0.05,
+    "optim.micro_batch_size": 0,
+}
 STAGES = {
     # WikiText-103 passages >= ~1000 characters, < 512 tokens; 32k samples (poster) at batch 4.
-    "stage1": {"save_every": 500, "data.train": [{"hub": "Salesforce/wikitext", "config": "wikitext-103-raw-v1",
-                                                  "split": "train"}],
-               "data.min_chars": 1000, "data.limit": 32000,
-               "optim.warmup_steps": 100,  # warmup length: ours
-               "optim.max_steps": 8000, "optim.batch_size": 4},
+    "stage1": {
+        "save_every": 500,
+        "data.train": [
+            {"hub": "Salesforce/wikitext", "config": "wikitext-103-raw-v1", "split": "train"}
+        ],
+        "data.min_chars": 1000,
+        "data.limit": 32000,
+        "optim.warmup_steps": 100,  # warmup length: ours
+        "optim.max_steps": 8000,
+        "optim.batch_size": 4,
+    },
     # SimCSE on wiki1m, batch 128, 1000 steps, lr 3e-5, clip 1.0, attention dropout 0.2.
     # Weight decay: the stage-1 value (unstated).
-    "ucl": {"save_every": 100, "data.train": [{"hub": "princeton-nlp/datasets-for-simcse",
-                                               "data_files": "wiki1m_for_simcse.txt", "split": "train"}],
-            "data.min_chars": 1, "data.min_tokens": 1, "optim.warmup_steps": 0, "optim.max_steps": 1000,
-            "optim.batch_size": 128},
+    "ucl": {
+        "save_every": 100,
+        "data.train": [
+            {
+                "hub": "princeton-nlp/datasets-for-simcse",
+                "data_files": "wiki1m_for_simcse.txt",
+                "split": "train",
+            }
+        ],
+        "data.min_chars": 1,
+        "data.min_tokens": 1,
+        "optim.warmup_steps": 0,
+        "optim.max_steps": 1000,
+        "optim.batch_size": 128,
+    },
     # The public E5 mixture (1,024,000 sampled triples), global batch 1024, lr 1e-4, warmup 200;
     # the best checkpoint is at step 200 (kept: save_every=100, keep all). Put the triples as
     # JSONL {query, positive, negative, instruction} under data_dir/e5/ (as LLM2Vec prepares them).
-    "scl": {"save_every": 100, "keep_checkpoints": 0, "data.train": ["e5/*.jsonl"],
-            "data.use_record_instructions": True, "optim.warmup_steps": 200, "optim.max_steps": 1000,
-            "optim.batch_size": 1024},
+    "scl": {
+        "save_every": 100,
+        "keep_checkpoints": 0,
+        "data.train": ["e5/*.jsonl"],
+        "data.use_record_instructions": True,
+        "optim.warmup_steps": 200,
+        "optim.max_steps": 1000,
+        "optim.batch_size": 1024,
+    },
 }
 
 
