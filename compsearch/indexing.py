@@ -32,7 +32,7 @@ from .errors import CompsearchError
 from .index import build_index, choose_spec
 from .indexdir import ENCODER_DIR, encoder_entry, now
 from .indexspec import AUTO, IndexSpec
-from .ingest import Candidate, Skipped, content_hash, discover, parse, read_bytes
+from .ingest import Candidate, Skipped, content_hash, discover, display_path, parse, read_bytes
 from .store import ChunkRecord
 
 ENCODE_BATCH_CHUNKS = 256  # chunks encoded and written per step while indexing
@@ -260,7 +260,7 @@ def _scan(retriever, paths, roots, rechunk_all, progress, options) -> _Scan:
         known = store.files()
     found = list(discover(paths, **options))
     candidates = [c for c in found if isinstance(c, Candidate)]
-    skipped = [(str(s.path), s.reason) for s in found if isinstance(s, Skipped)]
+    skipped = [(display_path(s.path), s.reason) for s in found if isinstance(s, Skipped)]
     todo, unchanged, unreadable, seen, total = [], 0, [], set(), 0
     for done, cand in enumerate(candidates, 1):
         key = _key(cand.path)

@@ -207,6 +207,19 @@ def _unsupported_reason(path: Path) -> str:
     return "unsupported type (no extension)"
 
 
+def _utf8_name(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes, kept by Python as lone surrogates
+        return False
+
+
+def display_path(path) -> str:
+    """A path as printable text: undecodable bytes of its name shown as escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _is_generated(path: Path) -> bool:
     lowered = path.name.lower()
     return lowered in _GENERATED_NAMES or lowered.endswith(_GENERATED_SUFFIXES)
@@ -380,6 +393,9 @@ class _Walker:
         self.seen.add(path)
         if not stat.S_ISREG(st.st_mode):
             yield Skipped(path, "not a regular file")
+            return
+        if not _utf8_name(path):  # the index stores names as UTF-8 text and cites them back
+            yield Skipped(path, "file name is not valid UTF-8")
             return
         classified = classify_path(path)
         if classified is None:

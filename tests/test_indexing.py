@@ -354,3 +354,22 @@ def test_flipped_bytes_are_found_by_load_or_verify(tmp_path, tiny_encoder, monke
         f.write(b"x")
     with pytest.raises(CompsearchError, match="bytes, the manifest recorded"):
         Retriever.open(tmp_path / "ix", tiny_encoder).count()
+
+
+def test_hostile_folder_entries_are_stated_skips(tmp_path, tiny_encoder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ok.md").write_text("# Title\n\njson parse text\n")
+    os.mkfifo(docs / "pipe")  # reading it would block for ever
+    (docs / "zero.txt").symlink_to("/dev/zero")  # endless
+    (docs / "odd\nname.txt").write_text("rotate log file\n")  # newline in the name: indexed
+    latin = os.fsencode(str(docs)) + b"/caf\xe9.txt"  # not valid UTF-8: stated skip
+    with open(latin, "wb") as f:
+        f.write(b"cafe text\n")
+    report = Retriever.open(tmp_path / "ix", tiny_encoder).index([docs])
+    reasons = {os.path.basename(p): r for p, r in report.skipped}
+    assert reasons["pipe"] == "not a regular file" and reasons["zero.txt"] == "not a regular file"
+    assert reasons["caf\\xe9.txt"] == "file name is not valid UTF-8"
+    assert report.files_indexed == 2
+    out = CliRunner().invoke(main, ["index", str(docs), "--index", str(tmp_path / "ix"), "-v"])
+    assert out.exit_code == 0 and "caf\\xe9.txt" in out.output
