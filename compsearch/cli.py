@@ -17,6 +17,12 @@ import sys
 
 import click
 
+from .display import (  # noqa: F401 (demo and older callers import these from cli)
+    console,
+    index_with_progress,
+    print_report,
+    print_results,
+)
 from .errors import CompsearchError
 from .indexspec import REQUESTABLE
 
@@ -34,18 +40,6 @@ Environment:
 \b
 Exit status: 0 success, 1 error (one line on stderr; JSON on stdout with --json),
 2 usage error, 130 interrupted (the index is left as it was)."""
-
-
-def console(stderr: bool = False):
-    """A rich console for compsearch's output (stdout, or stderr for progress and notes)."""
-    from rich.console import Console
-
-    c = Console(stderr=stderr, highlight=False, soft_wrap=False)
-    c.soft_wrap = not c.is_terminal  # piped: whole lines, never wrapped at an assumed width
-    return c
-
-
-_console = console  # the name the query command uses
 
 
 def friendly_errors(fn):
@@ -195,91 +189,6 @@ def index(
     print_report(console(), report, index_dir, verbose)
 
 
-def index_with_progress(retriever, paths, console, disable: bool = False, **options):
-    """``Retriever.index`` with rich progress bars on ``console``: the file scan, then the bytes
-    of new and changed files chunked and encoded (with a real ETA) and the chunks encoded."""
-    with _progress(console, disable) as bar:
-        task = bar.add_task("scanning files", total=None)
-        state = {"chunks": 0}
-
-        def on_progress(phase, done, total):
-            if phase == "scan":
-                bar.update(task, completed=done, total=total)
-            elif phase == "encoder":
-                bar.update(task, description="loading the encoder", completed=0, total=None)
-            elif phase == "chunks":
-                state["chunks"] = done
-                bar.update(task, description=f"indexing ({done:,} chunks embedded)")
-            elif phase == "bytes":
-                bar.update(
-                    task,
-                    completed=done,
-                    total=max(total, 1),
-                    description=f"indexing ({state['chunks']:,} chunks embedded)",
-                )
-
-        return retriever.index(paths, progress=on_progress, **options)
-
-
-def _progress(console, disable: bool):
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=disable,
-        transient=True,
-    )
-
-
-def print_report(console, report, index_dir, verbose: bool = False) -> None:
-    """An ``IndexReport`` as a short table, then the skipped files (all of them with ``verbose``)."""
-    from rich.table import Table
-
-    t = Table(show_header=False, box=None, pad_edge=False)
-    t.add_row("files indexed (new or changed)", str(report.files_indexed))
-    t.add_row("files unchanged", str(report.files_unchanged))
-    t.add_row("files removed", str(report.files_removed))
-    t.add_row("files skipped", str(len(report.skipped)))
-    t.add_row("chunks added / removed", f"{report.chunks_added} / {report.chunks_removed}")
-    t.add_row("chunks reused (not re-encoded)", str(report.chunks_reused))
-    t.add_row("chunks truncated", str(report.truncated))
-    t.add_row(
-        "index",
-        f"{report.chunks_total} chunks from {report.files_total} files, "
-        f"{report.index_type}{' (rebuilt)' if report.rebuilt else ''}",
-    )
-    t.add_row("time", f"{report.seconds:.1f} s")
-    console.print(
-        f"[bold]indexed into {index_dir}[/bold]"
-        + ("" if report.committed else " [dim](nothing changed)[/dim]")
-    )
-    console.print(t)
-    if report.skipped:
-        reasons = ", ".join(f"{n} {r}" for r, n in report.skipped_by_reason().items())
-        console.print(f"skipped: {reasons}")
-        shown = (
-            report.skipped
-            if verbose
-            else [s for s in report.skipped if s[1] not in ("hidden", "ignored by .gitignore")][:10]
-        )
-        for path, reason in shown:
-            console.print(f"  [dim]{path}[/dim]: {reason}")
-        if not verbose and len(report.skipped) > len(shown):
-            console.print("  [dim](-v lists every skipped file)[/dim]")
-
-
 @main.command()
 @click.argument("text")
 @click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True)
@@ -344,28 +253,7 @@ def query(text, index_dir, k, mode, fusion, rerank, where, as_json):
     if as_json:
         click.echo(json.dumps({"query": text, "results": [h.to_dict() for h in hits]}, indent=2))
         return
-    print_results(_console(), text, hits)
-
-
-def print_results(console, text, hits) -> None:
-    """Ranked hits with their citations; snippets are cut to 200 characters on a terminal only
-    (piped into a file or another program, every hit's full text is printed)."""
-    from rich.markup import escape
-
-    console.print(f"[bold]{escape(text)}[/bold]")
-    if not hits:
-        console.print("  no results")
-    full = not console.is_terminal
-    for rank, h in enumerate(hits, 1):
-        where = h.source + (f":{h.start_line}-{h.end_line}" if h.span else "")
-        section = f"  [dim]§ {escape(h.section)}[/dim]" if h.section else ""
-        snippet = " ".join(h.text.split())
-        if not full:
-            snippet = snippet[:200] + ("…" if len(snippet) > 200 else "")
-        console.print(
-            f"{rank:>2}. [cyan]{h.score:.3f}[/cyan]  [green]{escape(where)}[/green]{section}"
-        )
-        console.print(f"    {escape(snippet)}")
+    print_results(console(), text, hits)
 
 
 @main.command()

@@ -240,3 +240,26 @@ def load_encoder(spec: str | os.PathLike | None):
     from .encoder import Encoder
 
     return Encoder.load(spec)
+
+
+def index_encoder(root, manifest: dict | None):
+    """Load the encoder an index was built with: its saved encoder folder, else the manifest's
+    source, else (a new index) compsearch's default. One line when it cannot be loaded."""
+    from pathlib import Path as _Path
+
+    saved = _Path(root) / "encoder"
+    if (saved / "compsearch_encoder.json").is_file():
+        source = str(saved)
+    else:
+        source = manifest["encoder"]["source"] if manifest else "default"
+    if source is None:
+        raise CompsearchError(
+            f"index {root} was built with {manifest['encoder'].get('name')}, an embedding model "
+            f"compsearch cannot load by name: pass that model, e.g. Retriever.open(path, encoder=model)"
+        )
+    try:
+        return load_encoder(source)
+    except CompsearchError as exc:
+        raise CompsearchError(
+            f"cannot load the encoder this index was built with ({source}): {exc}"
+        ) from None

@@ -11,13 +11,9 @@ fingerprint, never copied, so a trained encoder is a few MB.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -27,69 +23,24 @@ import torch
 from .errors import CompsearchError
 from .backbone import _load_backbone, pick_device, pick_dtype, truncate_config  # noqa: F401 (re-exported)
 from .fastpath import check_quantize, merge_adapter, quantize_int8, read_merged, write_merged
-from .fsutil import atomic_replace_dir
+from .encoderfolder import (  # noqa: F401 (the folder format; names re-exported for old imports)
+    ADAPTER_DIR,
+    CONFIG_FILE,
+    DEFAULT_QUERY_PROMPT,
+    FORMAT_VERSION,
+    MEMORY_FILE,
+    EncoderConfig,
+    _read_adapter,
+    _tensor_bytes,
+    encoder_fingerprint,
+    write_encoder_folder,
+)
 from .models import BUNDLED, base_fingerprint, resolve_base
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-CONFIG_FILE = "compsearch_encoder.json"
-MEMORY_FILE = "memory.safetensors"
-ADAPTER_DIR = "adapter"
-DEFAULT_QUERY_PROMPT = "Given a search query, retrieve passages that answer it"
-# Where the trained default encoder lives once the training recipe has produced one.
+# PACKAGED_DEFAULT: where the trained default encoder is shipped
 PACKAGED_DEFAULT = Path(__file__).parent / "default_model"
-
-
-@dataclass
-class EncoderConfig:
-    """Everything that defines an encoder besides weights; saved as compsearch_encoder.json."""
-
-    base_model: str = BUNDLED  # "bundled:...", a local folder, or a hub id
-    base_fingerprint: str | None = None
-    num_memory_tokens: int = 8
-    max_length: int = 512  # text tokens; the memory tokens come on top
-    num_layers: int | None = (
-        None  # the first L transformer layers of the base, then its final norm; None: all
-    )
-    query_prompt: str | None = DEFAULT_QUERY_PROMPT  # queries become "{prompt}: {query}\n"
-    document_prompt: str | None = None
-    pooling: str = "memory-mean"
-    normalize: bool = True
-    training: dict = field(
-        default_factory=dict
-    )  # provenance written by training/: recipe, data, steps
-    format_version: int = FORMAT_VERSION
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "EncoderConfig":
-        version = d.get("format_version", 0)
-        if version > FORMAT_VERSION:
-            raise CompsearchError(
-                f"encoder format {version} is newer than this compsearch "
-                f"understands ({FORMAT_VERSION}); upgrade compsearch"
-            )
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise CompsearchError(f"unknown encoder config fields: {sorted(unknown)}")
-        cfg = cls(**d)
-        if cfg.num_memory_tokens < 1 or cfg.max_length < 1:
-            raise CompsearchError("num_memory_tokens and max_length must be positive")
-        if cfg.num_layers is not None and (
-            not isinstance(cfg.num_layers, int)
-            or isinstance(cfg.num_layers, bool)
-            or cfg.num_layers < 1
-        ):
-            raise CompsearchError(
-                f"num_layers must be a positive integer or null, not {cfg.num_layers!r}"
-            )
-        if cfg.pooling != "memory-mean":
-            raise CompsearchError(f"unsupported pooling {cfg.pooling!r}")
-        return cfg
 
 
 def initial_memory(table: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
@@ -483,92 +434,6 @@ class Encoder:
             f"Encoder({self.name}, dim={self.dim}, dtype={self.dtype}, device={self.device}, "
             f"fingerprint={self.fingerprint[:12]})"
         )
-
-
-def encoder_fingerprint(
-    config: EncoderConfig, memory: torch.Tensor, adapter: tuple[dict, dict] | None = None
-) -> str:
-    """sha256 over the config (less provenance), the memory tokens and the adapter.
-
-    A full-depth encoder (``num_layers`` None) hashes exactly as before depth existed, so indexes
-    built earlier keep matching; any explicit depth is part of the identity.
-    """
-    h = hashlib.sha256()
-    cfg = config.to_dict()
-    cfg.pop("training", None)  # provenance, not behaviour
-    if cfg.get("num_layers") is None:
-        cfg.pop("num_layers", None)
-    h.update(json.dumps(cfg, sort_keys=True).encode())
-    h.update(_tensor_bytes(memory))
-    if adapter is not None:
-        adapter_config, tensors = adapter
-        # peft writes target_modules from a set: same adapter, any order; hash it sorted
-        adapter_config = {
-            k: sorted(v) if k == "target_modules" and isinstance(v, list) else v
-            for k, v in adapter_config.items()
-        }
-        h.update(json.dumps(adapter_config, sort_keys=True, default=str).encode())
-        for key in sorted(tensors):
-            h.update(key.encode() + _tensor_bytes(tensors[key]))
-    return h.hexdigest()
-
-
-def write_encoder_folder(
-    path: str | os.PathLike,
-    config: EncoderConfig,
-    memory: torch.Tensor,
-    adapter: tuple[dict, dict] | None = None,
-    extra_files: dict[str, str] | None = None,
-) -> Path:
-    """The one writer of the encoder folder (``Encoder.save`` and ``training`` export both use it).
-
-    ``adapter``: (peft adapter config dict, {tensor name: tensor}) as peft saves them, loadable by
-    ``PeftModel.from_pretrained`` onto the base ``AutoModel``; tensors keep their dtype (bf16 halves
-    the folder). ``extra_files``: relative name -> text (e.g. ``README.md``, the model card).
-    Written into a temp folder beside ``path`` and renamed into place.
-    """
-    from safetensors.torch import save_file
-
-    path = Path(path).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
-        (tmp / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        save_file({"memory": memory.detach().float().cpu().contiguous()}, str(tmp / MEMORY_FILE))
-        if adapter is not None:
-            adapter_config, tensors = adapter
-            (tmp / ADAPTER_DIR).mkdir()
-            (tmp / ADAPTER_DIR / "adapter_config.json").write_text(
-                json.dumps(adapter_config, indent=2, default=str) + "\n"
-            )
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-                str(tmp / ADAPTER_DIR / "adapter_model.safetensors"),
-                metadata={"format": "pt"},
-            )
-        for name, text in (extra_files or {}).items():
-            target = tmp / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
-        atomic_replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
-
-
-# -------------------------------------------------------------------- helpers
-def _read_adapter(folder: Path) -> tuple[dict, dict]:
-    from safetensors.torch import load_file
-
-    config = json.loads((folder / "adapter_config.json").read_text())
-    return config, load_file(str(folder / "adapter_model.safetensors"))
-
-
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = (
-        t.detach().cpu().float().contiguous()
-    )  # bf16 -> fp32 is exact, so the digest ignores storage dtype
-    return str(tuple(t.shape)).encode() + t.numpy().tobytes()
 
 
 def _progress(show: bool, total: int):

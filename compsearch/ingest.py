@@ -12,8 +12,8 @@ The pipeline has three steps, each usable on its own:
 
 :func:`load` chains 2 and 3 for convenience.
 
-File kinds are chosen by extension where it says (see ``_KIND_BY_EXTENSION``
-and ``_LANGUAGE_BY_EXTENSION``).  A file with no extension or one we do not
+File kinds are chosen by extension where it says (see ``KIND_BY_EXTENSION``
+and ``LANGUAGE_BY_EXTENSION``).  A file with no extension or one we do not
 know (``NEWS``, ``TODO``, ``Apache-2.0``, ``README.Debian``) is decided by its
 content: text is indexed (as Markdown when it looks like Markdown), binary is
 skipped as "binary file".  Known binary formats (images, archives, objects)
@@ -46,6 +46,14 @@ from pathlib import Path
 import pathspec
 
 from .documents import Candidate, Document, Skipped
+from .filetypes import (
+    CODE_NAMES,
+    GENERATED_NAMES,
+    GENERATED_SUFFIXES,
+    KIND_BY_EXTENSION,
+    LANGUAGE_BY_EXTENSION,
+    SKIP_EXTENSIONS,
+)
 from .readers.decode import decode, normalise_newlines
 from .readers.html import html_to_text
 from .readers.pdf import read_pdf
@@ -67,92 +75,12 @@ __all__ = [
 # File classification
 # --------------------------------------------------------------------------
 
-_KIND_BY_EXTENSION: dict[str, str] = {
-    ".txt": "text",
-    ".text": "text",
-    ".md": "markdown",
-    ".markdown": "markdown",
-    ".mdown": "markdown",
-    ".mkd": "markdown",
-    ".rst": "rst",
-    ".html": "html",
-    ".htm": "html",
-    ".xhtml": "html",
-    ".pdf": "pdf",
-}
-
-# Source code and configuration files are all kind "code".  JSON is included
-# (package.json, tsconfig.json, ... are useful); huge data dumps are kept out
-# by ``max_file_bytes`` and lock files by ``_GENERATED_NAMES``.
-_LANGUAGE_BY_EXTENSION: dict[str, str] = {
-    ".py": "python",
-    ".pyi": "python",
-    ".js": "javascript",
-    ".mjs": "javascript",
-    ".cjs": "javascript",
-    ".jsx": "javascript",
-    ".ts": "typescript",
-    ".tsx": "typescript",
-    ".java": "java",
-    ".c": "c",
-    ".h": "c",
-    ".cc": "cpp",
-    ".cpp": "cpp",
-    ".cxx": "cpp",
-    ".hpp": "cpp",
-    ".hh": "cpp",
-    ".cs": "csharp",
-    ".go": "go",
-    ".rs": "rust",
-    ".rb": "ruby",
-    ".php": "php",
-    ".sh": "shell",
-    ".bash": "shell",
-    ".zsh": "shell",
-    ".sql": "sql",
-    ".swift": "swift",
-    ".kt": "kotlin",
-    ".kts": "kotlin",
-    ".scala": "scala",
-    ".lua": "lua",
-    ".r": "r",
-    ".pl": "perl",
-    ".pm": "perl",
-    ".toml": "toml",
-    ".yaml": "yaml",
-    ".yml": "yaml",
-    ".ini": "ini",
-    ".cfg": "ini",
-    ".json": "json",
-    ".css": "css",
-}
-
-_CODE_NAMES: dict[str, str] = {
-    "makefile": "make",
-    "gnumakefile": "make",
-    "dockerfile": "dockerfile",
-}
-
-# Never text (or never useful as text): skipped by extension without reading.
-_SKIP_EXTENSIONS = frozenset(
-    """.log .png .jpg .jpeg .gif .bmp .ico .tif .tiff .webp .svgz .psd .mp3 .mp4 .m4a .ogg .oga
-    .wav .flac .avi .mov .mkv .webm .zip .tar .tgz .bz2 .xz .zst .7z .rar .jar .war .whl .deb
-    .rpm .iso .img .dmg .so .o .a .dylib .dll .exe .bin .class .pyc .pyo .pyd .wasm .woff .woff2
-    .ttf .otf .eot .sqlite .db .pkl .pickle .npy .npz .safetensors .pt .pth .onnx .gguf .parquet
-    .mo .gmo .xls .xlsx .doc .docx .ppt .pptx .odt .ods""".split()
-)
 _MAX_DECOMPRESSED_BYTES = 100_000_000
 _MARKDOWN_HINTS = re.compile(
     r"^(#{1,6} \S|```|\s*[-*+] \[[ x]\] |.*\]\(https?://)|^[=-]{3,}\s*$", re.MULTILINE
 )
 
 # Generated files that match a supported extension but are noise.
-_GENERATED_NAMES = frozenset(
-    {"package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "composer.lock"}
-)
-_GENERATED_SUFFIXES = (".min.js", ".min.css")
-
-# Directories never worth walking, whatever include_hidden says.
 _JUNK_DIRS = frozenset(
     {
         ".git",
@@ -184,13 +112,13 @@ def classify_path(path: Path) -> tuple[str, str | None] | None:
         inner = classify_path(path.with_name(name[:-3]))
         return None if inner is None or inner[0] == "pdf" else inner
     suffix = Path(lowered).suffix
-    if suffix in _KIND_BY_EXTENSION:
-        return _KIND_BY_EXTENSION[suffix], None
-    if suffix in _LANGUAGE_BY_EXTENSION:
-        return "code", _LANGUAGE_BY_EXTENSION[suffix]
-    if lowered in _CODE_NAMES:
-        return "code", _CODE_NAMES[lowered]
-    if suffix in _SKIP_EXTENSIONS:
+    if suffix in KIND_BY_EXTENSION:
+        return KIND_BY_EXTENSION[suffix], None
+    if suffix in LANGUAGE_BY_EXTENSION:
+        return "code", LANGUAGE_BY_EXTENSION[suffix]
+    if lowered in CODE_NAMES:
+        return "code", CODE_NAMES[lowered]
+    if suffix in SKIP_EXTENSIONS:
         return None
     return "auto", None
 
@@ -222,7 +150,7 @@ def display_path(path) -> str:
 
 def _is_generated(path: Path) -> bool:
     lowered = path.name.lower()
-    return lowered in _GENERATED_NAMES or lowered.endswith(_GENERATED_SUFFIXES)
+    return lowered in GENERATED_NAMES or lowered.endswith(GENERATED_SUFFIXES)
 
 
 # --------------------------------------------------------------------------

@@ -119,3 +119,53 @@ def _exact_scores(store, qvecs: np.ndarray, allowed: np.ndarray, k: int, dim: in
     scores = qvecs @ vecs.T
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, top, 1), allowed[top]
+
+
+def run(retriever, qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, queries) -> list:
+    """``Retriever.search_vectors``: the mode's hits, filtered, fused, fetched, reranked."""
+    from .filters import parse
+    from .rerank import get_reranker
+    from .results import to_result
+
+    mode, fusion, rerank = resolve(mode, fusion, rerank)
+    if mode != "dense" and queries is None:
+        raise CompsearchError(f"search mode {mode!r} needs the query texts")
+    if mode != "lexical" and qvecs is None:
+        raise CompsearchError(f"search mode {mode!r} needs query vectors")
+    n_queries = len(queries) if queries is not None else len(qvecs)
+    store, index = retriever._open_read()
+    where, roots = parse(where), retriever.manifest.get("roots", [])
+    reranker = get_reranker(rerank, exact_index=index.spec.exact)
+    fetch = max(k, fetch or (k * 4 if reranker is not None else k))
+    allowed = store.ids_where(where, roots) if where and mode != "lexical" else None
+    extras: list[dict] = [{} for _ in range(n_queries)]
+    if mode == "dense":
+        hits = dense(store, index, qvecs, fetch, allowed)
+    elif mode == "lexical":
+        hits = lexical(store, queries, fetch, where, roots)
+        reranker = reranker if hasattr(rerank, "rerank") else None  # BM25 order is final
+    else:
+        depth = max(HYBRID_DEPTH, fetch)
+        dense_hits = dense(store, index, qvecs, depth, allowed, exact=not index.spec.exact)
+        lex = lexical(store, queries, depth, where, roots)
+        hits, extras = [], []
+        for q, d, lx in zip(queries, dense_hits, lex):
+            literal = store.literal_matches(q, PROMOTE_MAX, where, roots)
+            fused = fuse(d, lx, fusion, literal, dense_weight)[:fetch]
+            hits.append([(s, i) for s, i, _ in fused])
+            extras.append({i: e for _, i, e in fused})
+        reranker = reranker if hasattr(rerank, "rerank") else None  # fused order is final
+    out = []
+    for qi in range(n_queries):
+        records = store.get([i for _, i in hits[qi]])
+        doc_map = store.doc_ids_for_chunks(list(records))
+        results = [
+            to_result(records[i], s, extras[qi].get(i), doc_map.get(i))
+            for s, i in hits[qi]
+            if i in records
+        ]
+        if reranker is not None:
+            q = queries[qi] if queries else ""
+            results = reranker.rerank(q, None if qvecs is None else qvecs[qi], results, retriever)
+        out.append(results[:k])
+    return out

@@ -11,7 +11,6 @@ import os
 import sqlite3
 import threading
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from .chunking import ChunkingConfig
 from .errors import CompsearchError
-from .indexdir import ENCODER_DIR, open_generation, read_manifest, transaction
+from .indexdir import open_generation, read_manifest, transaction
 from .indexing import (
     ENCODE_BATCH_CHUNKS,
     IndexReport,
@@ -32,7 +31,8 @@ from .indexing import (
     resolve_chunking,
 )
 from .ingest import content_hash
-from .store import ChunkRecord
+from .results import SearchResult, to_result
+from .store import ChunkRecord, check_doc_ids
 
 __all__ = [
     "DEFAULT_K",
@@ -47,28 +47,6 @@ __all__ = [
 ]  # some re-exported from indexing
 
 DEFAULT_K = 5  # results per query, for the API, the CLI and the server alike
-
-
-@dataclass
-class SearchResult:
-    """One hit: the chunk text, its score, and where it came from (path and line span)."""
-
-    id: int
-    score: float
-    text: str
-    source: str
-    start_line: int | None = None
-    end_line: int | None = None
-    section: str | None = None
-    metadata: dict = field(default_factory=dict)
-    doc_id: str | None = None  # the caller's string id (``add(..., ids=...)``), if any
-
-    @property
-    def span(self) -> tuple[int, int] | None:
-        return None if self.start_line is None else (self.start_line, self.end_line)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Retriever:
@@ -120,29 +98,9 @@ class Retriever:
     @property
     def encoder(self):
         if self._encoder is None:
-            from .embedders import load_encoder
-            from .encoder import CONFIG_FILE
+            from .embedders import index_encoder
 
-            saved = self.root / ENCODER_DIR
-            source = (
-                str(saved)
-                if (saved / CONFIG_FILE).is_file()
-                else self._manifest["encoder"]["source"]
-                if self._manifest
-                else "default"
-            )
-            if source is None:
-                raise CompsearchError(
-                    f"index {self.root} was built with {self._manifest['encoder'].get('name')}, an "
-                    f"embedding model compsearch cannot load by name: pass that model, e.g. "
-                    f"Retriever.open(path, encoder=model)"
-                )
-            try:
-                enc = load_encoder(source)
-            except CompsearchError as exc:
-                raise CompsearchError(
-                    f"cannot load the encoder this index was built with ({source}): {exc}"
-                ) from None
+            enc = index_encoder(self.root, self._manifest)
             if self._manifest:
                 self._check_encoder(enc)
             self._encoder = enc
@@ -283,7 +241,7 @@ class Retriever:
             metadata = [dict(metadata or {}) for _ in texts]
         if len(metadata) != len(texts):
             raise CompsearchError("add(): one metadata dict per text")
-        doc_ids = _check_doc_ids(ids, len(texts))
+        doc_ids = check_doc_ids(ids, len(texts))
         encoder = self.encoder
         records = []
         for text, meta in zip(texts, metadata):
@@ -399,7 +357,9 @@ class Retriever:
             order = order[:limit] if limit is not None else order
             records = store.get(order)
             doc_map = store.doc_ids_for_chunks(list(records))
-            return [_result(records[i], 0.0, doc_id=doc_map.get(i)) for i in order if i in records]
+            return [
+                to_result(records[i], 0.0, doc_id=doc_map.get(i)) for i in order if i in records
+            ]
 
     def count(self, where: dict | None = None) -> int:
         """How many chunks the index holds (matching ``where`` when given)."""
@@ -522,55 +482,10 @@ class Retriever:
                 f"{self.root} tells more, rebuild it from its documents"
             ) from None
 
-    def _search_vectors_unchecked(
-        self, qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, queries
-    ):
-        from . import modes
-        from .filters import parse
-        from .rerank import get_reranker
+    def _search_vectors_unchecked(self, *args):
+        from .modes import run
 
-        mode, fusion, rerank = modes.resolve(mode, fusion, rerank)
-        if mode != "dense" and queries is None:
-            raise CompsearchError(f"search mode {mode!r} needs the query texts")
-        if mode != "lexical" and qvecs is None:
-            raise CompsearchError(f"search mode {mode!r} needs query vectors")
-        n_queries = len(queries) if queries is not None else len(qvecs)
-        store, index = self._open_read()
-        where, roots = parse(where), self._manifest.get("roots", [])
-        reranker = get_reranker(rerank, exact_index=index.spec.exact)
-        fetch = max(k, fetch or (k * 4 if reranker is not None else k))
-        allowed = store.ids_where(where, roots) if where and mode != "lexical" else None
-        extras: list[dict] = [{} for _ in range(n_queries)]
-        if mode == "dense":
-            hits = modes.dense(store, index, qvecs, fetch, allowed)
-        elif mode == "lexical":
-            hits = modes.lexical(store, queries, fetch, where, roots)
-            reranker = reranker if hasattr(rerank, "rerank") else None  # BM25 order is final
-        else:
-            depth = max(modes.HYBRID_DEPTH, fetch)
-            dense = modes.dense(store, index, qvecs, depth, allowed, exact=not index.spec.exact)
-            lex = modes.lexical(store, queries, depth, where, roots)
-            hits, extras = [], []
-            for q, d, lx in zip(queries, dense, lex):
-                literal = store.literal_matches(q, modes.PROMOTE_MAX, where, roots)
-                fused = modes.fuse(d, lx, fusion, literal, dense_weight)[:fetch]
-                hits.append([(s, i) for s, i, _ in fused])
-                extras.append({i: e for _, i, e in fused})
-            reranker = reranker if hasattr(rerank, "rerank") else None  # fused order is final
-        out = []
-        for qi in range(n_queries):
-            records = store.get([i for _, i in hits[qi]])
-            doc_map = store.doc_ids_for_chunks(list(records))
-            results = [
-                _result(records[i], s, extras[qi].get(i), doc_map.get(i))
-                for s, i in hits[qi]
-                if i in records
-            ]
-            if reranker is not None:
-                q = queries[qi] if queries else ""
-                results = reranker.rerank(q, None if qvecs is None else qvecs[qi], results, self)
-            out.append(results[:k])
-        return out
+        return run(self, *args)
 
     def info(self) -> dict:
         """What the index holds and which encoder made it (does not load the encoder)."""
@@ -581,34 +496,3 @@ class Retriever:
         info["path"] = str(self.root.resolve())
         info["sources"] = len(store.sources())
         return info
-
-
-def _result(
-    rec: ChunkRecord, score: float, extra: dict | None = None, doc_id: str | None = None
-) -> SearchResult:
-    return SearchResult(
-        id=rec.id,
-        score=score,
-        text=rec.text,
-        source=rec.source,
-        start_line=rec.start_line,
-        end_line=rec.end_line,
-        section=rec.section,
-        metadata=dict(rec.metadata, **extra) if extra else rec.metadata,
-        doc_id=doc_id,
-    )
-
-
-def _check_doc_ids(ids, n: int) -> list[str] | None:
-    if ids is None:
-        return None
-    if isinstance(ids, str):
-        raise CompsearchError("ids must be a list of strings, one per text")
-    ids = list(ids)
-    if len(ids) != n:
-        raise CompsearchError(f"{len(ids)} ids for {n} texts: give one id per text")
-    if any(not isinstance(i, str) or not i for i in ids):
-        raise CompsearchError("ids must be non-empty strings")
-    if len(set(ids)) != len(ids):
-        raise CompsearchError("ids must be unique within one call")
-    return ids

@@ -361,3 +361,19 @@ class Store:
 def _batches(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def check_doc_ids(ids, n: int) -> list[str] | None:
+    """Caller-chosen ids for ``n`` texts: a list of distinct non-empty strings (or None)."""
+    if ids is None:
+        return None
+    if isinstance(ids, str):
+        raise CompsearchError("ids must be a list of strings, one per text")
+    ids = list(ids)
+    if len(ids) != n:
+        raise CompsearchError(f"{len(ids)} ids for {n} texts: give one id per text")
+    if any(not isinstance(i, str) or not i for i in ids):
+        raise CompsearchError("ids must be non-empty strings")
+    if len(set(ids)) != len(ids):
+        raise CompsearchError("ids must be unique within one call")
+    return ids
