@@ -12,7 +12,9 @@ def console(stderr: bool = False):
     from rich.console import Console
 
     c = Console(stderr=stderr, highlight=False, soft_wrap=False)
-    c.soft_wrap = not c.is_terminal  # piped: whole lines, never wrapped at an assumed width
+    if not c.is_terminal:  # piped: whole lines and whole values, never cut at an assumed width
+        c.soft_wrap = True
+        c.width = 100_000
     return c
 
 

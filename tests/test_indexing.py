@@ -373,3 +373,10 @@ def test_hostile_folder_entries_are_stated_skips(tmp_path, tiny_encoder):
     assert report.files_indexed == 2
     out = CliRunner().invoke(main, ["index", str(docs), "--index", str(tmp_path / "ix"), "-v"])
     assert out.exit_code == 0 and "caf\\xe9.txt" in out.output
+
+
+def test_piped_info_shows_whole_values(tmp_path, tiny_encoder):
+    Retriever.open(tmp_path / "ix", tiny_encoder).add(["json parse text"])
+    out = CliRunner().invoke(main, ["info", "--index", str(tmp_path / "ix")]).output
+    fingerprint = read_manifest(tmp_path / "ix")["encoder"]["fingerprint"]
+    assert fingerprint in out and "…" not in out
