@@ -225,12 +225,14 @@ def as_encoder(obj: Any):
         return None
     if isinstance(obj, (str, os.PathLike)):
         return load_encoder(obj)
-    from_compsearch = type(obj).__module__.startswith("compsearch.")
-    if from_compsearch and hasattr(obj, "fingerprint"):
-        return obj
     if all(hasattr(obj, a) for a in ("encode", "fingerprint", "dim", "name")):
         return obj  # already follows the protocol
     return ExternalEncoder(obj)
+
+
+def get_encoder(model: Any = None):
+    """What the adapters take as ``model``: None for compsearch's default, else ``as_encoder``."""
+    return load_encoder(None) if model is None else as_encoder(model)
 
 
 def load_encoder(spec: str | os.PathLike | None):

@@ -35,17 +35,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 import numpy as np
 
-from ..embedders import ExternalEncoder, as_encoder
-
-
-def _load(model):
-    from ..embedders import load_encoder
-
-    return (
-        load_encoder(model)
-        if model is None or isinstance(model, (str, Path))
-        else as_encoder(model)
-    )
+from ..embedders import ExternalEncoder, get_encoder
 
 
 class CompsearchEmbeddings(Embeddings):
@@ -59,7 +49,7 @@ class CompsearchEmbeddings(Embeddings):
     @property
     def encoder(self):
         if self._encoder is None:
-            self._encoder = _load(self.model)
+            self._encoder = get_encoder(self.model)
         return self._encoder
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

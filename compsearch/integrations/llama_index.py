@@ -41,12 +41,9 @@ class CompsearchEmbedding(BaseEmbedding):
     @property
     def encoder(self):
         if self._encoder is None:
-            from ..embedders import as_encoder, load_encoder
+            from ..embedders import get_encoder
 
-            m = self.model
-            self._encoder = (
-                load_encoder(m) if m is None or isinstance(m, (str, Path)) else as_encoder(m)
-            )
+            self._encoder = get_encoder(self.model)
         return self._encoder
 
     def _get_query_embedding(self, query: str) -> list[float]:

@@ -154,7 +154,6 @@ def from_pretrained(
 ) -> CompsearchMTEBEncoder:
     """An mteb model from compsearch's default encoder, an encoder folder, a base model, a
     sentence-transformers folder, or any embedding object."""
-    from ..embedders import as_encoder, load_encoder
+    from ..embedders import get_encoder
 
-    enc = load_encoder(model) if model is None or isinstance(model, str) else as_encoder(model)
-    return CompsearchMTEBEncoder(enc, label=label, batch_size=batch_size)
+    return CompsearchMTEBEncoder(get_encoder(model), label=label, batch_size=batch_size)
