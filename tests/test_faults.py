@@ -31,6 +31,7 @@ WRITER = textwrap.dedent("""
     enc = Encoder.from_base(sys.argv[2], dtype="float32", query_prompt=None)
     r = Retriever.open(sys.argv[1], enc)
     i = sum(1 for h in r.get() if (h.doc_id or "").startswith("b"))   # continue where it stopped
+    r.delete([h.doc_id for h in r.get() if (h.doc_id or "").startswith("a")])  # a kill may have left the last one
     print("ready", flush=True)
     while True:
         r.add([text(i, "a"), text(i, "b")], ids=[f"a{i}", f"b{i}"])
