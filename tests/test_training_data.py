@@ -103,6 +103,31 @@ def test_a_source_can_be_sampled_to_a_fixed_count(tmp_path):
         stage_data(cfg, _words_tokenize)
 
 
+def test_a_mix_selects_sources_before_sampling(tmp_path):
+    rows = [
+        {"text": f"{kind} passage number {i} with some words", "source": src}
+        for i in range(20)
+        for kind, src in (("code", "code:numpy"), ("section", "sections"), ("word", "wordnet"))
+    ]
+    rows.append({"text": "a passage whose source only starts like code", "source": "codex"})
+    f = T.write_jsonl(tmp_path / "mixed.jsonl", rows)
+    cfg = _cfg("ucl", [])
+    cfg.data.train = [
+        {"path": str(f), "sources": ["code"], "sample": 4},
+        {"path": str(f), "sources": ["sections", "wordnet"]},
+    ]
+    data = stage_data(cfg, _words_tokenize)
+    code, rest = data.provenance()
+    assert code["used"] == 4 and code["not_selected"] == 41 and code["not_sampled"] == 16
+    assert rest["used"] == 40 and rest["not_selected"] == 21 and "not_sampled" not in rest
+    texts = [" ".join(map(str, data.store[i])) for i in range(len(data))]
+    assert len(texts) == 44
+    for bad in ([], "code", [""], [3]):
+        cfg.data.train = [{"path": str(f), "sources": bad}]
+        with pytest.raises(TrainingError, match="'sources'"):
+            stage_data(cfg, _words_tokenize)
+
+
 def test_wrong_field_name_and_nothing_usable_are_clear_errors(tmp_path):
     f = T.write_jsonl(tmp_path / "q.jsonl", [{"body": "one two three four five six seven"}] * 3)
     with pytest.raises(TrainingError, match="no record has the field"):

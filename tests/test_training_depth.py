@@ -296,3 +296,19 @@ def test_cpu_depth_config_follows_the_depth_and_lives_in_the_cache(monkeypatch):
         monkeypatch.setenv("COMPSEARCH_TRAIN_DEPTH", bad)
         with pytest.raises(TrainingError, match="COMPSEARCH_TRAIN_DEPTH"):
             load_config("cpu-depth", "scl")
+
+
+def test_cpu_continue_resumes_the_depth_run_on_the_question_mix(monkeypatch, tmp_path):
+    from training.config import load_config
+
+    monkeypatch.setenv("COMPSEARCH_HOME", str(tmp_path))
+    monkeypatch.setenv("COMPSEARCH_TRAIN_DEPTH", "8")
+    depth_scl = load_config("cpu-depth", "scl")
+    cont = load_config("cpu-continue", "scl")
+    assert cont.model.init_from == str(depth_scl.run_dir)  # continues the depth run's SCL
+    assert cont.run_dir.parent == depth_scl.run_dir.parent and cont.run_dir != depth_scl.run_dir
+    assert cont.model.num_layers == 8 and cont.model.max_length == 256
+    kinds = [tuple(spec["sources"]) for spec in cont.data.train]
+    assert ("sections",) in kinds and ("code",) in kinds and len(set(kinds)) == len(kinds)
+    with pytest.raises(TrainingError, match="SCL round only"):
+        load_config("cpu-continue", "ucl")

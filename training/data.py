@@ -261,9 +261,29 @@ class SourceStats:
             "used": c.pop("used", 0),
             "truncated": c.pop("truncated", 0),
         }
-        if "not_sampled" in c:
-            out["not_sampled"] = c.pop("not_sampled")
+        for key in ("not_selected", "not_sampled"):
+            if key in c:
+                out[key] = c.pop(key)
         return {**out, "skipped": c}
+
+
+def _select_sources(records: Iterator[dict], sources, counts: Counter, where) -> Iterator[dict]:
+    """``{"path": ..., "sources": ["sections", "code:numpy"]}``: only records whose ``source`` is one
+    of these or starts with one of them followed by ``:`` (a kind selects all its packages). Applied
+    before ``sample``, so a mix can take n records of one kind from a file that holds several."""
+    if (
+        not isinstance(sources, list)
+        or not sources
+        or not all(isinstance(x, str) and x for x in sources)
+    ):
+        raise TrainingError(f"{where}: 'sources' must be a non-empty list of source names")
+    wanted = tuple(sources)
+    for rec in records:
+        src = str(rec.get("source", ""))
+        if src in wanted or src.startswith(tuple(w + ":" for w in wanted)):
+            yield rec
+        else:
+            counts["not_selected"] += 1
 
 
 def _sample(records: Iterator[dict], n, seed: int, counts: Counter, where) -> list[dict]:
@@ -302,6 +322,8 @@ class StageData:
             pending: list[tuple[dict, str]] = []
             seen_fields: set[str] = set()
             records = iter_records(spec, d.on_malformed, stats.counts, d.hf_cache_dir)
+            if spec.get("sources") is not None:
+                records = _select_sources(records, spec["sources"], stats.counts, raw)
             if spec.get("sample") is not None:
                 records = _sample(records, spec["sample"], self.cfg.seed, stats.counts, raw)
             for rec in records:
