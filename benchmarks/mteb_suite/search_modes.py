@@ -212,12 +212,20 @@ def main(argv: list[str] | None = None) -> int:
         help="sample seed (default: the suite's; another one gives a held-out sample)",
     )
     p.add_argument("--stem", default="search-modes", help="output file name stem")
+    p.add_argument(
+        "--model",
+        default="compsearch",
+        help="compsearch encoder as a suite model spec (default: the shipped one; "
+        "compsearch:<encoder folder> for another)",
+    )
     a = p.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from .models import load_model
 
     # the suite's own loader: the shipped default encoder with the profile's token cap
-    enc = load_model("compsearch", max_tokens=PROFILES[a.profile]["max_tokens"]).mteb_model.encoder
+    if a.model != "compsearch" and not a.model.startswith("compsearch:"):
+        p.error(f"--model {a.model!r}: give compsearch or compsearch:<encoder folder>")
+    enc = load_model(a.model, max_tokens=PROFILES[a.profile]["max_tokens"]).mteb_model.encoder
     res = {
         "profile": a.profile,
         "seed": a.seed,
