@@ -144,7 +144,8 @@ def main(threads):
 )
 @click.option("--ray", "use_ray", is_flag=True, help="Encode on a Ray cluster (compsearch[ray]).")
 @click.option("--ray-address", default=None, help="Ray cluster to join ('auto'); default: local.")
-@click.option("--workers", type=click.IntRange(min=1), default=2, help="Ray encoder actors.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, help="Ray encoder actors (2).")
+@click.option("--worker-gpus", type=float, default=0, help="GPUs per Ray actor (1: one per GPU).")
 @click.option("--shards", type=click.Path(), default=None, help="Keep Ray's vector shards here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="List every skipped file.")
@@ -164,6 +165,7 @@ def index(
     use_ray,
     ray_address,
     workers,
+    worker_gpus,
     shards,
     as_json,
     verbose,
@@ -190,9 +192,9 @@ def index(
     if use_ray or ray_address:  # encode on Ray into shards; the normal write path indexes them
         from .cluster import embedded
 
-        with embedded(
-            retriever, paths, shards_dir=shards, address=ray_address, workers=workers, **options
-        ) as (retriever, ray_report):
+        ray_options = dict(address=ray_address, workers=workers, gpus_per_worker=worker_gpus)
+        ray_run = embedded(retriever, paths, shards_dir=shards, **ray_options, **options)
+        with ray_run as (retriever, ray_report):
             report = index_with_progress(retriever, paths, err, disable=as_json, **options)
     else:
         ray_report = None

@@ -129,7 +129,9 @@ class ShardSet:
         try:
             manifest = json.loads(path.read_text())
         except FileNotFoundError:
-            raise CompsearchError(f"no vector shards in {self.folder} ({SET_FILE} missing)") from None
+            raise CompsearchError(
+                f"no vector shards in {self.folder} ({SET_FILE} missing)"
+            ) from None
         except (OSError, ValueError) as exc:
             raise CompsearchError(f"{path} is unreadable: {exc}") from None
         if not isinstance(manifest, dict) or manifest.get("format") != SET_FORMAT:
@@ -159,7 +161,9 @@ class ShardSet:
                 f"{encoder.fingerprint[:12]} ({encoder.name}): make the shards with that encoder"
             )
         if int(encoder.dim) != self.dim:
-            raise CompsearchError(f"the shards hold {self.dim}-d vectors, the encoder {encoder.dim}")
+            raise CompsearchError(
+                f"the shards hold {self.dim}-d vectors, the encoder {encoder.dim}"
+            )
 
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Shard ``i`` as (hashes, vectors), checked against the set's encoder and row count."""

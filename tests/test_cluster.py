@@ -28,8 +28,6 @@ from conftest import WORDS, write_corpus
 SMALL = ChunkingConfig(max_tokens=24, overlap_tokens=4)
 QUERIES = ["rotate log file", "json parse value", "memory token encoder", "http request header"]
 
-pytestmark = pytest.mark.slow  # starting Ray and two encoder actors takes ~10-20 s
-
 
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
@@ -76,6 +74,7 @@ def _hits(r: Retriever, q: str, k: int = 5):
     return [(h.source, h.span, h.text) for h in r.search(q, k=k, mode="dense")]
 
 
+@pytest.mark.slow  # starts Ray (~10 s) and its workers
 def test_ray_index_equals_single_process(local_ray, tiny_encoder, tmp_path):
     docs = _corpus(tmp_path / "docs")
     single = Retriever.open(tmp_path / "single", tiny_encoder)
@@ -158,6 +157,7 @@ def test_shard_encoder_refuses_another_encoder(tiny_encoder, tiny_base, tmp_path
         ShardSet(tmp_path)
 
 
+@pytest.mark.slow  # starts Ray (~10 s) and its workers
 def test_cli_index_ray(local_ray, tiny_base, tmp_path):
     docs = _corpus(tmp_path / "docs")
     runner = CliRunner()
@@ -192,3 +192,76 @@ def test_cli_index_ray(local_ray, tiny_base, tmp_path):
     assert r.exit_code == 1 and "Traceback" not in r.output
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "made by encoder" in lines[0], r.output
+
+
+def _random_shards(folder: Path, sizes=(200, 150, 180, 120), dim: int = 32) -> ShardSet:
+    rng = np.random.default_rng(1)
+    files = []
+    for i, size in enumerate(sizes):
+        v = rng.standard_normal((size, dim)).astype(np.float32)
+        v[:, : dim // 4] += rng.standard_normal(dim // 4).astype(np.float32) * 2  # some structure
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        hashes = text_hashes([f"shard {i} row {j}" for j in range(size)])
+        write_shard(folder / f"s{i}.safetensors", hashes, v, "f" * 64)
+        files.append({"file": f"s{i}.safetensors", "count": size})
+    write_set(folder, {"fingerprint": "f" * 64, "name": "random", "dim": dim}, None, files)
+    return ShardSet(folder)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivf-pq"])
+def test_ivf_from_shards_equals_single_process(kind, tmp_path):
+    from compsearch.index import VectorIndex, build_index
+    from compsearch.indexspec import IndexSpec
+    from compsearch.shardindex import build_from_shards, load_ondisk
+
+    shards = _random_shards(tmp_path / "shards")
+    spec = IndexSpec(kind=kind, nlist=8, nprobe=3, pq_m=8 if kind == "ivf-pq" else 0)
+    if kind == "ivf":  # the seeded training sample: the same as the write path's
+        single = build_index(spec, 32, len(shards), shards.batches, seed=3)
+        parallel = build_from_shards(shards, spec, seed=3, threads=2)
+        ondisk = build_from_shards(shards, spec, seed=3, threads=2, ondisk=tmp_path / "ondisk")
+    else:  # one trained index (PQ training is slow), filled three ways
+        import faiss
+
+        trained = VectorIndex.empty(spec, 32)
+        faiss.downcast_index(trained.index).do_polysemous_training = False
+        trained.train(np.concatenate([v for _, v in shards.batches()]))
+
+        def copy():
+            return VectorIndex(faiss.deserialize_index(faiss.serialize_index(trained.index)),
+                               spec, 32)  # fmt: skip
+
+        single = copy()
+        for ids, vectors in shards.batches():
+            single.add(ids, vectors)
+        parallel = build_from_shards(shards, spec, threads=2, trained=copy())
+        ondisk = build_from_shards(shards, spec, ondisk=tmp_path / "ondisk", trained=copy())
+    queries = next(shards.batches())[1][:50]
+    want = single.search(queries, 10)
+    assert parallel.ntotal == ondisk.ntotal == single.ntotal == 650
+    for got in (parallel.search(queries, 10), ondisk.search(queries, 10)):
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+    # the on-disk folder moves with its lists, and is read back without loading them
+    (tmp_path / "ondisk").rename(tmp_path / "moved")
+    again = load_ondisk(tmp_path / "moved", spec, 32)
+    np.testing.assert_array_equal(again.search(queries, 10)[1], want[1])
+    assert not list((tmp_path / "shards").glob(".blocks-*"))  # block files are cleaned up
+    with pytest.raises(CompsearchError, match="already exists"):
+        build_from_shards(shards, spec, ondisk=tmp_path / "moved")
+    with pytest.raises(CompsearchError, match="builds IVF indexes"):
+        build_from_shards(shards, "flat")
+
+
+@pytest.mark.slow  # starts Ray (~10 s) and its workers
+def test_ivf_from_shards_on_ray_tasks(local_ray, tmp_path):
+    from compsearch.index import build_index
+    from compsearch.indexspec import IndexSpec
+    from compsearch.shardindex import build_from_shards
+
+    shards = _random_shards(tmp_path / "shards")
+    spec = IndexSpec(kind="ivf-sq8", nlist=8, nprobe=3)
+    single = build_index(spec, 32, len(shards), shards.batches, seed=0)
+    on_ray = build_from_shards(shards, spec, use_ray=True, ondisk=tmp_path / "ondisk")
+    queries = next(shards.batches())[1][:50]
+    np.testing.assert_array_equal(on_ray.search(queries, 10)[1], single.search(queries, 10)[1])
