@@ -39,7 +39,7 @@ from .errors import CompsearchError
 from .shards import SET_FILE, ShardEncoder, ShardSet, read_shard, shard_name, text_hashes
 from .shards import write_set, write_shard
 
-FILES_PER_SHARD = 64  # files per Ray batch, i.e. per shard (a shard holds their chunks)
+FILES_PER_SHARD = 64  # files per Ray batch, i.e. per shard (at most files / workers)
 ENCODE_BATCH = 64  # texts per encoder call inside a worker
 ENCODER_DIR = "encoder"  # where the driver saves a compsearch encoder for the workers
 DISCOVER_OPTIONS = ("include_hidden", "respect_gitignore", "max_file_bytes", "include", "exclude")
@@ -267,6 +267,8 @@ def embed(
     entry = encoder_entry(encoder)
     rows: list[dict] = []
     if files:
+        # no more files per shard than gives every worker a batch (small corpora)
+        files_per_shard = max(1, min(files_per_shard, -(-len(files) // workers)))
         spec = _worker_spec(encoder, out, chunking, gpus_per_worker)
         ray = import_ray()
         started = connect(address, workers)
@@ -336,16 +338,23 @@ def _run(ray, files: list[dict], spec: dict, workers: int, gpus: float, per_shar
 
 
 def _root_cause(exc: BaseException) -> str:
-    """The worker's own one-line message out of Ray's wrapping (RayTaskError, UserCodeException)."""
-    seen = exc
-    while getattr(seen, "cause", None) is not None or seen.__cause__ is not None:
-        seen = getattr(seen, "cause", None) or seen.__cause__
-    text = str(seen).strip().splitlines()
-    lines = [ln for ln in text if ln.strip()] or [type(seen).__name__]
-    for ln in reversed(lines):  # the last line of a traceback is the exception itself
-        if "CompsearchError" in ln or "Error" in ln:
-            return ln.split("CompsearchError: ")[-1][:300]
-    return lines[-1][:300]
+    """The worker's own one-line message out of Ray's wrapping (RayTaskError, SystemException,
+    ...): a CompsearchError's text where the chain holds one, else the last line of the first
+    exception that says something."""
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    marker = "CompsearchError: "
+    for line in reversed(text.splitlines()):
+        if marker in line:
+            return line.split(marker, 1)[1].strip()[:300]
+    seen: BaseException | None = exc
+    while seen is not None:
+        lines = [ln.strip() for ln in str(seen).splitlines() if ln.strip()]
+        if lines:
+            return lines[-1][:300]
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
 
 
 # ---------------------------------------------------------------- embed, then index

@@ -265,3 +265,16 @@ def test_ivf_from_shards_on_ray_tasks(local_ray, tmp_path):
     on_ray = build_from_shards(shards, spec, use_ray=True, ondisk=tmp_path / "ondisk")
     queries = next(shards.batches())[1][:50]
     np.testing.assert_array_equal(on_ray.search(queries, 10)[1], single.search(queries, 10)[1])
+
+
+@pytest.mark.slow  # starts one encoder actor
+def test_worker_refusal_is_one_line(local_ray, tiny_encoder, tmp_path):
+    """A worker that loads another encoder than the driver's stops the run with one line."""
+    docs = _corpus(tmp_path / "docs")
+    spec = cluster._worker_spec(tiny_encoder, tmp_path / "shards", SMALL, 0)
+    spec["fingerprint"] = "0" * 64
+    files = [{"path": str(docs / "notes.txt"), "kind": "text", "language": "", "compressed": False}]
+    with pytest.raises(CompsearchError) as err:
+        cluster._run(ray, files, spec, 1, 0, 1)
+    assert "not the driver's" in str(err.value) and "\n" not in str(err.value)
+    assert not list((tmp_path / "shards").glob("shard-*"))
