@@ -59,17 +59,18 @@ def write_path(n_files: int, model: str, tmp: Path) -> dict:
     chunking = ChunkingConfig()
     t = time.perf_counter()
     files = [c for c in discover([corpus]) if isinstance(c, Candidate)]
-    texts = [
-        ch.embed_text
+    per_file = [
+        [
+            ch.embed_text
+            for ch in chunk_document(parse(c, read_bytes(c.path)), encoder.count_tokens, chunking)
+        ]
         for c in files
-        for ch in chunk_document(parse(c, read_bytes(c.path)), encoder.count_tokens, chunking)
     ]
     chunk_s = time.perf_counter() - t
-    hashes = sorted(set(text_hashes(texts)))
     rng = np.random.default_rng(0)
     shards, folder = [], tmp / "shards"
-    for i in range(0, len(hashes), 640):
-        part = hashes[i : i + 640]
+    for i in range(0, len(per_file), 64):  # as the Ray workers write them: 64 files a shard
+        part = sorted(set(text_hashes([t for f in per_file[i : i + 64] for t in f])))
         v = rng.standard_normal((len(part), encoder.dim)).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         write_shard(folder / shard_name(part), part, v, encoder.fingerprint)

@@ -74,14 +74,21 @@ def write_shard(path: Path, hashes: Sequence[str], vectors: np.ndarray, fingerpr
     atomic_write_bytes(Path(path), data)
 
 
-def read_shard(path: Path, fingerprint: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(hashes (n, 32) uint8, vectors (n, dim) float32, metadata); one line when it is unusable."""
+def read_shard(
+    path: Path, fingerprint: str | None = None, *, with_vectors: bool = True
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(hashes (n, 32) uint8, vectors (n, dim) float32, metadata); one line when it is unusable.
+    ``with_vectors=False`` reads only the hashes (the vectors come back as an (n, 0) array)."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="np") as f:
             meta = f.metadata() or {}
-            hashes, vectors = f.get_tensor("hashes"), f.get_tensor("vectors")
+            hashes = f.get_tensor("hashes")
+            if with_vectors:
+                vectors = f.get_tensor("vectors")
+            else:
+                vectors = np.zeros((len(hashes), 0), np.float32)
     except Exception as exc:  # noqa: BLE001  (SafetensorError subclasses nothing useful)
         first = (str(exc).splitlines() or ["unreadable"])[0][:120]
         raise CompsearchError(f"vector shard {path} is unreadable ({first})") from None
@@ -165,10 +172,11 @@ class ShardSet:
                 f"the shards hold {self.dim}-d vectors, the encoder {encoder.dim}"
             )
 
-    def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, i: int, with_vectors: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Shard ``i`` as (hashes, vectors), checked against the set's encoder and row count."""
-        hashes, vectors, _ = read_shard(self.folder / self.files[i], self.fingerprint)
-        if len(hashes) != self.counts[i] or vectors.shape[1] != self.dim:
+        path = self.folder / self.files[i]
+        hashes, vectors, _ = read_shard(path, self.fingerprint, with_vectors=with_vectors)
+        if len(hashes) != self.counts[i] or (with_vectors and vectors.shape[1] != self.dim):
             raise CompsearchError(f"vector shard {self.files[i]} does not match {SET_FILE}")
         return hashes, vectors
 
@@ -194,7 +202,7 @@ class ShardSet:
         if self._located is None:
             full, shard, row = [], [], []
             for i in range(len(self.files)):
-                hashes = self.read(i)[0]
+                hashes = self.read(i, with_vectors=False)[0]
                 full.append(hashes)
                 shard.append(np.full(len(hashes), i, np.int32))
                 row.append(np.arange(len(hashes), dtype=np.int32))

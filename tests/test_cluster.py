@@ -8,6 +8,7 @@ fail (the import below), they do not skip.
 from __future__ import annotations
 
 import json
+import sys
 import os
 from pathlib import Path
 
@@ -278,3 +279,9 @@ def test_worker_refusal_is_one_line(local_ray, tiny_encoder, tmp_path):
         cluster._run(ray, files, spec, 1, 0, 1)
     assert "not the driver's" in str(err.value) and "\n" not in str(err.value)
     assert not list((tmp_path / "shards").glob("shard-*"))
+
+
+def test_without_ray_installed_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without the extra has
+    with pytest.raises(CompsearchError, match=r"pip install 'compsearch\[ray\]'"):
+        cluster.import_ray()
