@@ -153,14 +153,11 @@ def main(
         rng = np.random.default_rng(0)
         texts = [k[3][:200] for k in sorted(a)]
         picked = [texts[i] for i in rng.choice(len(texts), min(queries, len(texts)), False)]
-        overlap = [
-            len(
-                {(h.source, h.span) for h in single.search(q, k=5, mode="dense")}
-                & {(h.source, h.span) for h in ray_r.search(q, k=5, mode="dense")}
-            )
-            / 5
-            for q in picked
-        ]
+        overlap = []
+        for q in picked:
+            want = {(h.source, h.span) for h in single.search(q, k=5, mode="dense")}
+            got = {(h.source, h.span) for h in ray_r.search(q, k=5, mode="dense")}
+            overlap.append(len(want & got) / max(1, len(want)))
         data = {
             "corpus": str(corpus),
             "model": model,

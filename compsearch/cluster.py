@@ -40,7 +40,6 @@ from .shards import SET_FILE, ShardEncoder, ShardSet, read_shard, shard_name, te
 from .shards import write_set, write_shard
 
 FILES_PER_SHARD = 64  # files per Ray batch, i.e. per shard (at most files / workers)
-ENCODE_BATCH = 64  # texts per encoder call inside a worker
 ENCODER_DIR = "encoder"  # where the driver saves a compsearch encoder for the workers
 DISCOVER_OPTIONS = ("include_hidden", "respect_gitignore", "max_file_bytes", "include", "exclude")
 
@@ -146,12 +145,8 @@ class _Embedder:
             name, count = shard_name(keys), len(keys)
             path = Path(self.spec["out"]) / name
             if not self._finished(path, count):
-                vectors = np.concatenate(
-                    [
-                        self.encoder.encode([unique[h] for h in part], kind="document")
-                        for part in _parts(keys, ENCODE_BATCH)
-                    ]
-                )
+                # one call: the encoder sorts by length and batches itself
+                vectors = self.encoder.encode([unique[h] for h in keys], kind="document")
                 write_shard(path, keys, vectors, self.spec["fingerprint"])
             else:
                 reused = 1
@@ -186,7 +181,7 @@ class _Embedder:
         if not path.is_file():
             return False
         try:
-            return len(read_shard(path, self.spec["fingerprint"])[0]) == count
+            return len(read_shard(path, self.spec["fingerprint"], with_vectors=False)[0]) == count
         except CompsearchError:
             return False  # damaged or another encoder's: write it again
 
@@ -199,11 +194,6 @@ def _load_worker_encoder(spec: dict):
     from .embedders import load_encoder
 
     return load_encoder(spec["source"])
-
-
-def _parts(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 # ---------------------------------------------------------------- the driver
@@ -273,7 +263,8 @@ def embed(
         ray = import_ray()
         started = connect(address, workers)
         try:
-            rows = _run(ray, files, spec, workers, gpus_per_worker, files_per_shard)
+            actors = min(workers, -(-len(files) // files_per_shard))  # no idle actors
+            rows = _run(ray, files, spec, actors, gpus_per_worker, files_per_shard)
         finally:
             if started:
                 ray.shutdown()
