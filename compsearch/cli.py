@@ -142,6 +142,11 @@ def main(threads):
     show_default=True,
     help="Skip files larger than this.",
 )
+@click.option("--ray", "use_ray", is_flag=True, help="Encode on a Ray cluster (compsearch[ray]).")
+@click.option("--ray-address", default=None, help="Ray cluster to join ('auto'); default: local.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, help="Ray encoder actors (2).")
+@click.option("--worker-gpus", type=float, default=0, help="GPUs per Ray actor (1: one per GPU).")
+@click.option("--shards", type=click.Path(), default=None, help="Keep Ray's vector shards here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="List every skipped file.")
 @friendly_errors
@@ -157,6 +162,11 @@ def index(
     include,
     exclude,
     max_file_mb,
+    use_ray,
+    ray_address,
+    workers,
+    worker_gpus,
+    shards,
     as_json,
     verbose,
 ):
@@ -169,11 +179,7 @@ def index(
     # bad --chunk-tokens/--overlap fail before the encoder loads (Retriever.index decides again)
     resolve_chunking((retriever.manifest or {}).get("chunking"), None, chunk_tokens, overlap)
     err = console(stderr=True)
-    report = index_with_progress(
-        retriever,
-        paths,
-        err,
-        disable=as_json,
+    options = dict(
         chunk_tokens=chunk_tokens,
         overlap=overlap,
         index_type=index_type,
@@ -183,10 +189,23 @@ def index(
         exclude=exclude,
         max_file_bytes=int(max_file_mb * 1_000_000),
     )
+    if use_ray or ray_address:  # encode on Ray into shards; the normal write path indexes them
+        from .cluster import embedded
+
+        ray_options = dict(address=ray_address, workers=workers, gpus_per_worker=worker_gpus)
+        ray_run = embedded(retriever, paths, shards_dir=shards, **ray_options, **options)
+        with ray_run as (retriever, ray_report):
+            report = index_with_progress(retriever, paths, err, disable=as_json, **options)
+    else:
+        ray_report = None
+        report = index_with_progress(retriever, paths, err, disable=as_json, **options)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        extra = {"ray": ray_report.to_dict()} if ray_report else {}
+        click.echo(json.dumps(dict(report.to_dict(), **extra), indent=2))
         return
     print_report(console(), report, index_dir, verbose)
+    if ray_report:
+        click.echo(ray_report.summary())
 
 
 @main.command()

@@ -1,0 +1,178 @@
+"""An IVF / IVF-PQ index built from vector shards: train on a seeded sample, add shards in
+parallel, and (when asked) merge the lists into FAISS's on-disk inverted lists.
+
+The write path's ``index.build_index`` trains and adds in one process, one batch after another:
+right up to a few million vectors. Past that, adding is the slow part and the lists may not fit
+in RAM. The usual FAISS recipe for that (its ``demo_ondisk_ivf``) is what this module does:
+
+1. **train** one empty index on a uniform sample drawn with a fixed seed -- the very sampler
+   ``index.build_index`` uses, so both train the same quantiser on the same sample;
+2. **add** each shard to its own copy of the trained index, in parallel (threads: FAISS releases
+   the GIL while adding; or Ray tasks, each writing its block to a file beside the shards);
+3. **merge** the blocks in shard order: in RAM (``IndexIVF.merge_from``), or into one
+   ``OnDiskInvertedLists`` file (``faiss.contrib.ondisk.merge_ondisk``) that is memory-mapped when
+   searched, so the index may exceed RAM.
+
+Merging in shard order appends each block's entries to every list in the order a sequential add
+would, so the result equals the single-process build (tested). Ids are row numbers across the
+shard set in ``shards.json`` order (``ShardSet.batches``); a shard's hashes name the chunks.
+
+The on-disk form is a folder: ``index.faiss`` and ``lists.ivfdata``, read back with
+``load_ondisk`` (FAISS finds the lists beside the index file, so the folder may move).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CompsearchError
+from .index import VectorIndex, _sample, choose_spec, import_faiss, sample_size
+from .indexspec import IndexSpec
+from .shards import ShardSet
+
+INDEX_FILE = "index.faiss"
+LISTS_FILE = "lists.ivfdata"
+
+
+def build_from_shards(
+    shards: ShardSet | str | os.PathLike,
+    spec: IndexSpec | str = "auto",
+    *,
+    seed: int = 0,
+    threads: int | None = None,
+    ondisk: str | os.PathLike | None = None,
+    use_ray: bool = False,
+    trained: VectorIndex | None = None,
+) -> VectorIndex:
+    """An IVF-family index over every vector of ``shards`` (see the module docstring).
+
+    ``spec``: an ``IndexSpec`` or a kind ("auto" picks by size, as the write path does; it must
+    come out as an IVF kind). ``threads``: shards added at once (default: CPU count). ``ondisk``:
+    a new folder for the on-disk form (returned index reads its lists from there). ``use_ray``:
+    add shards as Ray tasks on the connected cluster (``cluster.connect``) instead of threads.
+    ``trained``: an empty index already trained for ``spec`` (e.g. on a sample of an earlier
+    shard set): it is filled (not copied) and no training runs.
+    """
+    faiss = import_faiss()
+    shards = shards if isinstance(shards, ShardSet) else ShardSet(shards)
+    n, dim = len(shards), shards.dim
+    if isinstance(spec, str):
+        spec = choose_spec(n, dim, spec)
+    if not spec.needs_training:
+        raise CompsearchError(
+            f"build_from_shards builds IVF indexes (ivf, ivf-sq8, ivf-pq), not {spec.kind}: "
+            f"index.build_index builds the others"
+        )
+    if n < spec.nlist:
+        raise CompsearchError(f"{n} vectors cannot train {spec.nlist} IVF lists")
+    out = Path(ondisk).expanduser() if ondisk is not None else None
+    if out is not None and out.exists():
+        raise CompsearchError(f"{out} already exists: give a new folder for the on-disk index")
+
+    if trained is None:
+        trained = VectorIndex.empty(spec, dim)
+        trained.train(_sample(shards.batches(), n, sample_size(spec, n), dim, seed))
+    elif not trained.is_trained or trained.ntotal or trained.dim != dim:
+        raise CompsearchError(f"trained= must be an empty, trained {dim}-d index")
+    else:
+        spec = trained.spec
+    blob = faiss.serialize_index(trained.index)
+    starts = np.concatenate([[0], np.cumsum(shards.counts)[:-1]]).astype(int).tolist()
+
+    if out is None and not use_ray:
+        with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+            blocks = pool.map(lambda i: _block(blob, shards, i, starts[i]), range(len(starts)))
+            for block in blocks:  # in shard order: the lists come out as a sequential add's
+                trained.index.merge_from(block, 0)
+        return trained
+
+    work = Path(tempfile.mkdtemp(prefix=".blocks-", dir=shards.folder))
+    try:
+        names = [str(work / f"block{i:06d}.faiss") for i in range(len(starts))]
+        if use_ray:
+            _blocks_on_ray(blob, shards, starts, names)
+        else:
+            with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+                list(pool.map(lambda i: _block_file(blob, shards, i, starts[i], names[i]),
+                              range(len(starts))))  # fmt: skip
+        if out is None:
+            for name in names:
+                trained.index.merge_from(faiss.read_index(name), 0)
+            return trained
+        return _merge_ondisk(trained, names, out, spec, dim)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def load_ondisk(folder: str | os.PathLike, spec: IndexSpec, dim: int) -> VectorIndex:
+    """The on-disk index ``build_from_shards(..., ondisk=folder)`` wrote; lists stay on disk."""
+    faiss = import_faiss()
+    path = Path(folder) / INDEX_FILE
+    if not path.is_file() or not (Path(folder) / LISTS_FILE).is_file():
+        raise CompsearchError(f"no on-disk index in {folder}")
+    try:
+        index = faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
+    except RuntimeError as exc:
+        first = (str(exc).strip().splitlines() or ["unreadable"])[0][:120]
+        raise CompsearchError(f"on-disk index {path} is unreadable ({first})") from None
+    if index.d != dim:
+        raise CompsearchError(f"on-disk index {path} has dimension {index.d}, expected {dim}")
+    return VectorIndex(index, spec, dim)
+
+
+def _block(blob, shards: ShardSet, i: int, start: int):
+    """Shard ``i`` added to a copy of the trained index (ids ``start`` onwards)."""
+    faiss = import_faiss()
+    index = faiss.deserialize_index(blob)
+    vectors = shards.read(i)[1]
+    index.add_with_ids(vectors, np.arange(start, start + len(vectors), dtype=np.int64))
+    return index
+
+
+def _block_file(blob, shards: ShardSet, i: int, start: int, name: str) -> str:
+    import_faiss().write_index(_block(blob, shards, i, start), name)
+    return name
+
+
+def _blocks_on_ray(blob, shards: ShardSet, starts: list[int], names: list[str]) -> None:
+    from .cluster import import_ray
+
+    ray = import_ray()
+    if not ray.is_initialized():
+        raise CompsearchError("use_ray needs a connected Ray cluster (compsearch.cluster.connect)")
+    task = ray.remote(num_cpus=1)(_ray_block)
+    ref = ray.put(np.asarray(blob))
+    folder = str(shards.folder)
+    ray.get(
+        [task.remote(ref, folder, i, s, name) for i, (s, name) in enumerate(zip(starts, names))]
+    )
+
+
+def _ray_block(blob, folder: str, i: int, start: int, name: str) -> str:
+    return _block_file(blob, ShardSet(folder), i, start, name)
+
+
+def _merge_ondisk(trained: VectorIndex, names: list[str], out: Path, spec, dim) -> VectorIndex:
+    """Merge block files into one on-disk list file; the folder appears whole or not at all."""
+    from faiss.contrib.ondisk import merge_ondisk
+
+    from .fsutil import fsync_tree
+
+    faiss = import_faiss()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        merge_ondisk(trained.index, names, str(tmp / LISTS_FILE))
+        faiss.write_index(trained.index, str(tmp / INDEX_FILE))
+        fsync_tree(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_ondisk(out, spec, dim)
