@@ -62,7 +62,10 @@ class IndexSpec:
             m = self.pq_m or _default_pq_m(dim)
             if dim % m:
                 raise CompsearchError(f"pq_m={m} does not divide the dimension {dim}")
-            code = f"PQ{m}x8"
+            # "np": no polysemous training; compsearch never searches with Hamming
+            # thresholds, and that step made IVF-PQ training ~25x slower (366 s vs 14 s
+            # for 20k vectors, 576-d, one thread)
+            code = f"PQ{m}x8np"
         return f"IVF{self.nlist},{code}"
 
     def to_dict(self) -> dict:
