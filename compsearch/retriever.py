@@ -18,7 +18,7 @@ import numpy as np
 
 from .chunking import ChunkingConfig
 from .errors import CompsearchError
-from .indexdir import open_generation, read_manifest, transaction
+from .indexdir import open_generation, read_manifest, refresh, transaction
 from .indexing import (
     ENCODE_BATCH_CHUNKS,
     IndexReport,
@@ -65,6 +65,8 @@ class Retriever:
         self._manifest = read_manifest(self.root)
         self._store = None
         self._index = None
+        self._live = False  # the open store is a live (format 2) one, refreshed per snapshot
+        self._depth = 0  # nesting of _snapshot() in the thread holding self._lock
         if self._manifest and self._encoder is not None:
             self._check_encoder(self._encoder)
 
@@ -130,10 +132,33 @@ class Retriever:
             )
 
     def _open_read(self):
-        with self._lock:
-            return self._open_read_locked()
+        """(store, vector index) of the newest committed generation. Inside ``_snapshot`` the
+        pinned one; outside, the store's statements each see the newest commit."""
+        with self._snapshot() as opened:
+            return opened
 
-    def _open_read_locked(self):
+    @contextmanager
+    def _snapshot(self):
+        """Hold ``self._lock`` and pin one committed generation for everything read inside (a
+        search sees the old or the new generation of a concurrent write, never a mix)."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                try:
+                    self._pin()
+                except BaseException:
+                    if self._store is not None and self._live:
+                        self._store.end_read()
+                    raise
+            self._depth += 1
+            try:
+                yield self._store, self._index
+            finally:
+                self._depth -= 1
+                if outer and self._store is not None and self._live:
+                    self._store.end_read()
+
+    def _pin(self) -> None:
         if self._store is None:
             if not self._manifest:
                 raise CompsearchError(
@@ -148,17 +173,26 @@ class Retriever:
                     raise
                 self._manifest = fresh
                 self._store, self._index = open_generation(self.root, fresh)
-        return self._store, self._index
+            self._live = self._manifest.get("format_version", 1) >= 2
+        if self._live:
+            with self._damaged():
+                manifest, self._index = refresh(self.root, self._store, self._index)
+            if manifest["generation"] != self._manifest["generation"]:
+                self._manifest = manifest
 
     def close(self) -> None:
         with self._lock:
             if self._store is not None:
                 self._store.close()
             self._store = self._index = None
+            self._live = False
 
     def _reload(self, manifest: dict) -> None:
+        """After this process committed ``manifest``: a live store open here is brought up to it
+        by the next read (incrementally); anything else is reopened."""
         with self._lock:
-            self.close()
+            if not (self._live and manifest.get("format_version", 1) >= 2):
+                self.close()
             self._manifest = manifest
 
     def __enter__(self):
@@ -336,10 +370,9 @@ class Retriever:
 
         Results carry ``score`` 0.0. With neither ``ids`` nor ``where``: every chunk (mind ``limit``).
         """
-        with self._lock, self._damaged():
-            if not self.exists:
-                return []
-            store, _ = self._open_read()
+        if not self.exists:
+            return []
+        with self._snapshot() as (store, _), self._damaged():
             if ids is not None:
                 ids = list(ids)
                 names = store.chunks_for_doc_ids([i for i in ids if isinstance(i, str)])
@@ -363,10 +396,9 @@ class Retriever:
 
     def count(self, where: dict | None = None) -> int:
         """How many chunks the index holds (matching ``where`` when given)."""
-        with self._lock, self._damaged():
-            if not self.exists:
-                return 0
-            store, _ = self._open_read()
+        if not self.exists:
+            return 0
+        with self._snapshot() as (store, _), self._damaged():
             return (
                 len(store.ids_where(where, self._manifest.get("roots", [])))
                 if where
@@ -462,7 +494,7 @@ class Retriever:
 
         Lexical and hybrid modes also need the ``queries`` texts; lexical needs no vectors.
         """
-        with self._lock:
+        with self._snapshot():
             return self._search_vectors(
                 qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, queries
             )
@@ -491,8 +523,8 @@ class Retriever:
         """What the index holds and which encoder made it (does not load the encoder)."""
         if not self._manifest:
             raise CompsearchError(f"no index at {self.root}")
-        store, _ = self._open_read()
-        info = dict(self._manifest)
-        info["path"] = str(self.root.resolve())
-        info["sources"] = len(store.sources())
+        with self._snapshot() as (store, _):
+            info = dict(self._manifest)
+            info["path"] = str(self.root.resolve())
+            info["sources"] = len(store.sources())
         return info
