@@ -522,13 +522,12 @@ def _out_of_space(exc: BaseException) -> bool:
 
 def _remove_stale(root: Path, manifest: dict | None) -> None:
     """(Writer, under the lock) delete what no committed generation needs: temp files, format 1
-    generation folders other than the manifest's, base files other than the current and the
-    previous one (a reader that pinned the snapshot before the last rebuild still loads it)."""
+    generation folders but the last two (a migrated one stays for its readers until the write
+    after the migration), base files other than the current and the previous one (a reader that
+    pinned the snapshot before the last rebuild still loads it)."""
     version = (manifest or {}).get("format_version", 1)
     generation = (manifest or {}).get("generation", 0)
     keep_dirs = {generation_dir(Path("."), g).name for g in (generation, generation - 1) if g >= 1}
-    if version >= 2:
-        keep_dirs = {generation_dir(Path("."), generation).name}
     bases = sorted(
         (p for p in root.iterdir() if BASE_RE.fullmatch(p.name)), key=lambda p: p.name, reverse=True
     )

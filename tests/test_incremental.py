@@ -1,0 +1,277 @@
+"""Incremental generations: a write changes the live store in place and leaves the FAISS base
+alone until it is stale; searches over base + delta - tombstones equal exact search; format 1
+indexes are read as they are and migrated by the first write; concurrent readers and writers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+from compsearch import Retriever
+from compsearch.errors import CompsearchError
+from compsearch.indexdir import read_manifest
+from compsearch.maintenance import compact, verify
+
+from oldformat import to_format_1
+
+
+def _unit(rng, n, dim):
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _exact(r, q, k):
+    """The k nearest stored chunks by brute force over the store's vectors."""
+    hits = r.get()
+    ids = [h.doc_id for h in hits]
+    store, _ = r._open_read()
+    chunk_ids = list(store.chunks_for_doc_ids(ids).values())
+    vecs = store.vectors(chunk_ids, q.shape[0])
+    names = store.doc_ids_for_chunks(chunk_ids)
+    order = np.argsort(-(vecs @ q), kind="stable")[:k]
+    return [names[chunk_ids[i]] for i in order]
+
+
+def test_a_small_write_leaves_the_base_and_costs_what_it_changes(tmp_path, tiny_encoder):
+    ix, dim = tmp_path / "ix", tiny_encoder.dim
+    rng = np.random.default_rng(0)
+    r = Retriever.open(ix, tiny_encoder)
+    r.add([f"t{i}" for i in range(300)], ids=[f"d{i}" for i in range(300)], vectors=_unit(rng, 300, dim))
+    m1 = read_manifest(ix)
+    base = ix / m1["base"]["file"]
+    stat = base.stat()
+    r.add(["one more"], ids=["x"], vectors=_unit(rng, 1, dim))
+    r.delete(["d3"])
+    m2 = read_manifest(ix)
+    assert m2["generation"] == m1["generation"] + 2 and m2["base"] == m1["base"]
+    assert base.stat().st_ino == stat.st_ino and base.stat().st_mtime_ns == stat.st_mtime_ns
+    assert m2["counts"]["chunks"] == 300 and m2["index"]["ntotal"] == 300
+    assert not any(p.name.startswith("g0") for p in ix.iterdir())  # no generation folders
+    # no-op writes commit nothing
+    assert r.delete(["nope", 10**9]) == 0
+    assert read_manifest(ix)["generation"] == m2["generation"]
+    assert verify(ix) == []
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_base_plus_delta_minus_tombstones_equals_exact_search(tmp_path, tiny_encoder, kind, monkeypatch):
+    import compsearch.indexdir as indexdir
+
+    monkeypatch.setattr(indexdir, "STALE_MIN", 40)  # fold the delta into the base now and then
+    dim, rng = tiny_encoder.dim, np.random.default_rng(1)
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    r.add([f"t{i}" for i in range(400)], ids=[f"d{i}" for i in range(400)], vectors=_unit(rng, 400, dim))
+    if kind != "flat":
+        from compsearch.maintenance import rebuild
+
+        rebuild(tmp_path / "ix", kind, nlist=4, nprobe=4) if kind == "ivf" else rebuild(tmp_path / "ix", kind)
+    reader = Retriever.open(tmp_path / "ix", tiny_encoder)  # another handle: refreshes by itself
+    alive, n, bases = set(f"d{i}" for i in range(400)), 400, set()
+    for step in range(12):
+        new = [f"d{n + i}" for i in range(7)]
+        r.add(new, ids=new, vectors=_unit(rng, 7, dim))
+        alive |= set(new)
+        n += 7
+        gone = sorted(rng.choice(sorted(alive), size=5, replace=False).tolist())
+        assert r.delete(gone) == 5
+        alive -= set(gone)
+        bases.add(read_manifest(tmp_path / "ix")["base"]["file"])
+        q = _unit(rng, 1, dim)[0]
+        for who in (r, reader):
+            got = [h.doc_id for h in who.search_vectors(q[None], 10, mode="dense", rerank="exact")[0]]
+            assert set(got) <= alive and got == _exact(who, q, 10)
+            assert who.count() == len(alive)
+    assert len(bases) > 1  # the delta was folded into a new base at least once
+    assert verify(tmp_path / "ix") == []
+    assert sum(p.name.startswith("base-") for p in (tmp_path / "ix").iterdir()) <= 2
+    compact(tmp_path / "ix")
+    m = read_manifest(tmp_path / "ix")
+    assert m["base"]["last_id"] >= max(int(x[1:]) for x in alive) and verify(tmp_path / "ix") == []
+
+
+def test_a_format_1_index_is_read_as_is_and_migrated_by_the_first_write(tmp_path, tiny_encoder):
+    from conftest import write_corpus
+
+    ix = tmp_path / "ix"
+    r = Retriever.open(ix, tiny_encoder)
+    r.index([write_corpus(tmp_path / "docs")])
+    before = [(h.source, h.text) for h in r.search("json parse", k=5, mode="hybrid")]
+    r.close()
+    gdir = to_format_1(ix)
+    old = Retriever.open(ix, tiny_encoder)
+    assert [(h.source, h.text) for h in old.search("json parse", k=5)] == before
+    assert verify(ix) == [] and read_manifest(ix)["format_version"] == 1
+    assert not (ix / "chunks.sqlite").exists()  # reading changed nothing
+    r = Retriever.open(ix, tiny_encoder)
+    r.add(["rotate the log file daily"], ids=["new"])  # the first write migrates
+    m = read_manifest(ix)
+    assert m["format_version"] == 2 and (ix / m["base"]["file"]).is_file()
+    assert gdir.is_dir()  # kept for readers of the old manifest until the next write
+    assert [(h.source, h.text) for h in old.search("json parse", k=5)] == before  # still works
+    assert verify(ix) == []
+    r.delete(["new"])
+    assert not gdir.exists()
+    assert [(h.source, h.text) for h in Retriever.open(ix, tiny_encoder).search("json parse", k=5)] == before
+
+
+def test_a_migration_that_fails_leaves_the_format_1_index(tmp_path, tiny_encoder, monkeypatch):
+    import compsearch.indexdir as indexdir
+
+    ix = tmp_path / "ix"
+    Retriever.open(ix, tiny_encoder).add(["json parse text"], ids=["a"])
+    to_format_1(ix, digests=False)  # from before digests, too
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(indexdir, "atomic_write_text", crash)  # dies just before its commit point
+    with pytest.raises(KeyboardInterrupt):
+        Retriever.open(ix, tiny_encoder).add(["b text"], ids=["b"])
+    monkeypatch.undo()
+    assert read_manifest(ix)["format_version"] == 1 and verify(ix) == []
+    assert [h.doc_id for h in Retriever.open(ix, tiny_encoder).get()] == ["a"]
+    Retriever.open(ix, tiny_encoder).add(["b text"], ids=["b"])
+    assert read_manifest(ix)["format_version"] == 2 and verify(ix) == []
+    assert sorted(h.doc_id for h in Retriever.open(ix, tiny_encoder).get()) == ["a", "b"]
+
+
+def test_the_store_is_the_commit_point_and_the_mirror_follows(tmp_path, tiny_encoder):
+    ix = tmp_path / "ix"
+    r = Retriever.open(ix, tiny_encoder)
+    r.add(["json parse text"], ids=["a"])
+    behind = (ix / "manifest.json").read_text()
+    r.add(["rotate log file"], ids=["b"])
+    gen = read_manifest(ix)["generation"]
+    (ix / "manifest.json").write_text(behind)  # a crash between the commit and the mirror
+    assert read_manifest(ix)["generation"] == gen  # readers take the store's
+    assert Retriever.open(ix, tiny_encoder).count() == 2
+    Retriever.open(ix, tiny_encoder).add(["sort values"], ids=["c"])  # the writer rolls forward
+    assert json.loads((ix / "manifest.json").read_text())["generation"] == gen + 1
+    ahead = json.loads((ix / "manifest.json").read_text())
+    ahead["generation"] += 5  # a manifest ahead of its store: not something a crash makes
+    (ix / "manifest.json").write_text(json.dumps(ahead))
+    with pytest.raises(CompsearchError, match="behind its manifest"):
+        Retriever.open(ix, tiny_encoder)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("base", {"file": "../../etc/passwd", "last_id": 0, "ntotal": 1}),
+        ("base", {"file": "base-000001.faiss", "last_id": -5, "ntotal": 1}),
+        ("base", None),
+        ("files", {"../chunks.sqlite": {"bytes": 1, "sha256": "x", "edges_sha256": "x"}}),
+    ],
+)
+def test_hostile_format_2_manifests_are_one_line(tmp_path, tiny_encoder, field, value):
+    ix = tmp_path / "ix"
+    Retriever.open(ix, tiny_encoder).add(["json parse text"], ids=["a"])
+    m = json.loads((ix / "manifest.json").read_text())
+    m[field] = value
+    (ix / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(CompsearchError, match="corrupt") as exc:
+        Retriever.open(ix, tiny_encoder).search("json")
+    assert "\n" not in str(exc.value)
+
+
+def test_a_store_left_by_a_first_write_that_never_committed_is_removed(tmp_path, tiny_encoder):
+    ix = tmp_path / "ix"
+    ix.mkdir()
+    (ix / "chunks.sqlite").write_bytes(b"half a first write")
+    (ix / "base-000001.faiss").write_bytes(b"junk")
+    assert Retriever.open(ix, tiny_encoder).count() == 0  # no manifest: no index
+    Retriever.open(ix, tiny_encoder).add(["json parse text"], ids=["a"])
+    assert verify(ix) == [] and Retriever.open(ix, tiny_encoder).count() == 1
+
+
+def test_a_shared_retriever_serves_threads_while_it_writes(tmp_path, tiny_encoder):
+    dim, rng = tiny_encoder.dim, np.random.default_rng(2)
+    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    r.add([f"t{i}" for i in range(50)], vectors=_unit(rng, 50, dim))
+    errors, counts, stop = [], [], threading.Event()
+
+    def read():
+        q = _unit(np.random.default_rng(), 1, dim)
+        while not stop.is_set():
+            try:
+                counts.append(r.count())
+                assert len(r.search_vectors(q, 5, mode="dense")[0]) == 5
+                r.search("t1", k=3, mode="lexical")
+            except Exception as exc:  # noqa: BLE001 - any error fails the test below
+                errors.append(repr(exc))
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    writers = [
+        threading.Thread(
+            target=lambda s=s: [r.add([f"w{s}-{i}"], vectors=_unit(np.random.default_rng(s * 100 + i), 1, dim)) for i in range(15)]
+        )
+        for s in range(2)
+    ]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    for t in readers:
+        t.join()
+    assert errors == []
+    assert r.count() == 80 and min(counts) >= 50 and verify(tmp_path / "ix") == []
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from compsearch import Encoder, Retriever
+    enc = Encoder.from_base(sys.argv[2], dtype="float32", query_prompt=None)
+    r = Retriever.open(sys.argv[1], enc)
+    tag, n = sys.argv[3], int(sys.argv[4])
+    rng = np.random.default_rng(abs(hash(tag)) % 1000)
+    for i in range(0, n, 50):
+        v = rng.standard_normal((50, enc.dim)).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        r.add([f"{tag} {j}" for j in range(i, i + 50)], ids=[f"{tag}{j}" for j in range(i, i + 50)], vectors=v)
+    print("done", flush=True)
+""")
+
+READER = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from compsearch import Retriever
+    from compsearch.embedders import as_encoder
+    r = Retriever.open(sys.argv[1])
+    seen, errors, end = [], 0, time.time() + float(sys.argv[2])
+    q = np.ones((1, int(sys.argv[3])), np.float32)
+    while time.time() < end:
+        n = r.count()
+        hits = r.search_vectors(q / np.linalg.norm(q), 3, mode="dense")[0]
+        assert len(hits) >= min(3, n)
+        seen.append(n)
+    assert seen == sorted(seen), "a reader went back in time"
+    print("ok", len(seen), seen[0], seen[-1], flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_concurrent_writer_processes_lose_nothing_and_readers_never_fail(tmp_path, tiny_base, tiny_encoder):
+    ix = tmp_path / "ix"
+    Retriever.open(ix, tiny_encoder).add(["seed text"], ids=["seed"])
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join([os.path.dirname(tests), tests]))
+    run = lambda args: subprocess.Popen([sys.executable, "-c", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: E731
+    readers = [run([READER, str(ix), "8", str(tiny_encoder.dim)]) for _ in range(2)]
+    writers = [run([WRITER, str(ix), str(tiny_base), tag, "400"]) for tag in ("a", "b")]
+    for p in writers + readers:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    r = Retriever.open(ix, tiny_encoder)
+    assert r.count() == 801 and len({h.doc_id for h in r.get()}) == 801
+    assert verify(ix) == []
