@@ -132,7 +132,7 @@ class Store:
                 )
                 self.db.executescript(SCHEMA)
             _check_schema(self.db, self.path)
-            self.db.execute("SELECT count(*) FROM chunks").fetchone()
+            self.db.execute("SELECT id FROM chunks LIMIT 1").fetchone()  # readable at all
             if not readonly and not lexical.is_current(self.db):
                 self.db.execute("BEGIN IMMEDIATE")  # an index from before the lexical index
                 lexical.ensure(self.db)
