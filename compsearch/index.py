@@ -41,6 +41,9 @@ IVF_MAX = 1_000_000
 SQ8_MAX = 10_000_000
 TRAIN_POINTS_PER_LIST = 64  # FAISS warns under 39 per centroid; 64 is a comfortable sample
 TRAIN_SAMPLE_MAX = 262_144
+STALE_MIN = 4096  # chunks changed since the FAISS base that never make it stale
+STALE_FRACTION = 0.1  # ... beyond this share of the base
+STALE_MAX = 100_000  # ... and never more than this many (the exact delta is held in memory)
 
 
 def import_faiss():
@@ -288,6 +291,27 @@ class LayeredIndex:
             self._excluded = faiss.IDSelectorNot(batch)
             self._excluded_refs = (batch, dead)  # the selector points into these
         return self._excluded
+
+
+def base_is_stale(base: dict | None, next_id: int, tombstones: int) -> bool:
+    """Whether the chunks added (ids from ``base["last_id"]`` to ``next_id``) and deleted
+    (``tombstones``) since a base call for a new one: more than ``STALE_MIN`` and than
+    ``STALE_FRACTION`` of the base (at most ``STALE_MAX``). No base: yes."""
+    if not base or not base.get("file"):
+        return True
+    changed = (next_id - 1 - base["last_id"]) + tombstones
+    return changed > max(STALE_MIN, min(STALE_FRACTION * base["ntotal"], STALE_MAX))
+
+
+def fold(base: VectorIndex, dead: np.ndarray, added: Iterable[tuple[np.ndarray, np.ndarray]]):
+    """A base with the ``dead`` ids removed and the ``added`` (ids, vectors) batches added, no
+    retraining (HNSW cannot remove: None)."""
+    if not base.supports_remove:
+        return None
+    base.remove(dead)
+    for ids, vecs in added:
+        base.add(ids, vecs)
+    return base
 
 
 # ---------------------------------------------------------------- choosing and building

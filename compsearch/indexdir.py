@@ -19,17 +19,17 @@ exist: the first write of an index commits before ``manifest.json`` names it, an
 finds no manifest deletes any store left there. Readers are never blocked (WAL) and pin one
 snapshot per search (``Store.begin_read``), so they see the old or the new generation.
 
-The FAISS base is rewritten only when a write changes its kind or it gets stale (``stale``), by
+The FAISS base is rewritten only when a write changes its kind or it gets stale
+(``index.base_is_stale``), by
 ``compact``/``rebuild``, and for a new index; chunks added since are searched exactly from their
 stored vectors and chunks deleted since are tombstones (``index.LayeredIndex``). A new base is
 written to a temp file, fsynced and renamed to ``base-<generation>.faiss`` before the commit that
 names it; its digest is in the manifest (size and edges checked on load, every byte by
-``verify``). The current and the previous base are kept, so a reader that pinned the snapshot
-before a rebuild still finds its file; older ones, and leftovers of crashed writes, are removed
-by the next writer.
+``verify``). The current and the previous base are kept for readers; older ones, and leftovers
+of crashed writes, are removed by the next writer.
 
-Format 1 indexes (generation folders) are still read as they are, and are migrated to format 2
-by the first write (``_migrate``: a copy, so a crash leaves the old index).
+Format 1 indexes (generation folders) are read as they are; the first write migrates them
+(``format1.migrate``). docs/ARCHITECTURE.md has the whole protocol.
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ import shutil
 import sqlite3
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 
 from .errors import CompsearchError
-from .fsutil import atomic_write_text, fsync_dir, usual_modes
+from .fsutil import atomic_write_text, fsync_dir
 from .index import LayeredIndex, VectorIndex
 from .indexspec import IndexSpec
 from .manifest import (  # noqa: F401  (re-exported: the names callers know indexdir by)
@@ -65,17 +66,15 @@ from .manifest import (  # noqa: F401  (re-exported: the names callers know inde
     now,
     show,
 )
+from .format1 import generation_dir, migrate, open_format_1, refuse_damaged
 from .store import Store
+from .storefile import WAL_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 ENCODER_DIR = "encoder"
 LOCK_TIMEOUT_ENV = "COMPSEARCH_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 600.0
-STALE_MIN = 4096  # chunks changed since the base that never make it stale
-STALE_FRACTION = 0.1  # ... beyond this share of the base
-STALE_MAX = 100_000  # ... and never more than this many (the exact delta is held in memory)
-WAL_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
 # ---------------------------------------------------------------- reading the manifest
@@ -150,11 +149,6 @@ def _store_manifest(root: Path) -> dict:
     return committed
 
 
-def generation_dir(root: Path, generation: int) -> Path:
-    """A format 1 generation folder."""
-    return Path(root) / f"g{generation:06d}"
-
-
 def store_path(root: Path, manifest: dict) -> Path:
     """The chunk store a manifest names (format 1: inside its generation folder)."""
     if manifest.get("format_version", 1) < 2:
@@ -191,16 +185,7 @@ def open_generation(root: Path, manifest: dict, check: bool = True) -> tuple[Sto
     """
     root = Path(root)
     if manifest.get("format_version", 1) < 2:
-        gdir = generation_dir(root, manifest["generation"])
-        if not gdir.is_dir():
-            raise CompsearchError(
-                f"index {root} is damaged: {gdir.name} named by the manifest is missing"
-            )
-        _refuse_damaged(root, check_files(root, manifest) if check else [])
-        store = Store(gdir / STORE_FILE, readonly=True)
-        spec = IndexSpec.from_dict(manifest["index"]["spec"])
-        index = VectorIndex.load(gdir / INDEX_FILE, spec, manifest["encoder"]["dim"])
-        return store, index
+        return open_format_1(root, manifest, check)
     if not (root / STORE_FILE).is_file():
         raise CompsearchError(f"index {root} is damaged: {STORE_FILE} is missing")
     store = Store(root / STORE_FILE, readonly=True)
@@ -210,6 +195,27 @@ def open_generation(root: Path, manifest: dict, check: bool = True) -> tuple[Sto
         store.close()
         raise
     return store, index
+
+
+def pin(root: Path, manifest: dict, store: Store | None, index):
+    """A reader's (manifest, store, index, live) at the newest committed generation: opened on
+    first use (again with a fresh manifest when a writer removed what an old one named), then,
+    for a live (format 2) store, pinned at its newest snapshot by ``refresh``."""
+    if store is None:
+        try:
+            store, index = open_generation(root, manifest)
+        except CompsearchError:
+            fresh = read_manifest(root)
+            if not fresh or fresh["generation"] == manifest["generation"]:
+                raise
+            manifest = fresh
+            store, index = open_generation(root, fresh)
+    live = manifest.get("format_version", 1) >= 2
+    if live:
+        committed, index = refresh(root, store, index)
+        if committed["generation"] != manifest["generation"]:
+            manifest = committed
+    return manifest, store, index, live
 
 
 def refresh(root: Path, store: Store, index: LayeredIndex | None, check: bool = True):
@@ -230,7 +236,9 @@ def refresh(root: Path, store: Store, index: LayeredIndex | None, check: bool = 
         except FileNotFoundError:  # two rebuilds since this snapshot was pinned: take a newer one
             store.end_read()
             if attempt == 2:
-                raise CompsearchError(f"index {root} is damaged: {base['file']} is missing") from None
+                raise CompsearchError(
+                    f"index {root} is damaged: {base['file']} is missing"
+                ) from None
     dim = manifest["encoder"]["dim"]
     for ids, vecs in store.vectors_after(index.seen_id, dim):
         index.add_delta(ids, vecs)
@@ -248,30 +256,12 @@ def _load_base(root: Path, manifest: dict, check: bool) -> LayeredIndex:
         if not path.is_file():
             raise FileNotFoundError(path)
         if check:
-            _refuse_damaged(root, differs(root, {base["file"]: manifest["files"][base["file"]]}))
+            refuse_damaged(root, differs(root, {base["file"]: manifest["files"][base["file"]]}))
         loaded = VectorIndex.load(path, spec, dim)
         spec = loaded.spec
     index = LayeredIndex(loaded, spec, dim, base["last_id"])
     index.base_file = base["file"]
     return index
-
-
-def _refuse_damaged(root: Path, damaged: list[str]) -> None:
-    if damaged:
-        raise CompsearchError(
-            f"index {root} is damaged: {damaged[0]} (compsearch verify {root} "
-            f"tells more; rebuild it from its documents)"
-        )
-
-
-def stale(manifest: dict | None, store: Store) -> bool:
-    """Whether the chunks added and deleted since the FAISS base call for a new base: more
-    than ``STALE_MIN`` and than ``STALE_FRACTION`` of the base (at most ``STALE_MAX``)."""
-    if not manifest or manifest.get("format_version", 1) < 2 or not manifest["base"]["file"]:
-        return True
-    base = manifest["base"]
-    changed = (store.next_id() - 1 - base["last_id"]) + store.tombstone_count()
-    return changed > max(STALE_MIN, min(STALE_FRACTION * base["ntotal"], STALE_MAX))
 
 
 # ---------------------------------------------------------------- writing
@@ -319,7 +309,7 @@ class Transaction:
         elif base is None:
             raise CompsearchError("nothing to commit: no vector index was built")
         counts = {"chunks": store.count(), "files": store.file_count()}
-        summary = _Summary(self.spec, counts["chunks"])
+        summary = SimpleNamespace(spec=self.spec, ntotal=counts["chunks"])
         manifest = build_manifest(self.manifest, summary, counts, **changes)
         manifest = dict(
             manifest,
@@ -337,11 +327,6 @@ class Transaction:
         _mirror(self.root, manifest)
         _remove_stale(self.root, manifest)
         return manifest
-
-
-class _Summary:
-    def __init__(self, spec, ntotal):
-        self.spec, self.ntotal = spec, ntotal
 
 
 def _mirror(root: Path, manifest: dict) -> None:
@@ -429,6 +414,8 @@ def transaction(root: Path, timeout: float | None = None, *, locked: bool = Fals
                 f"no space left on the device of {root} while writing the index; "
                 f"nothing was changed (the previous index is intact)"
             ) from None
+        if isinstance(exc, PermissionError) or getattr(exc, "errno", None) == errno.EROFS:
+            raise CompsearchError(f"index {root} is not writable ({exc.strerror})") from None
         if isinstance(exc, sqlite3.DatabaseError):
             raise CompsearchError(
                 f"index {root} could not be written ({exc}); compsearch verify {root} tells more"
@@ -444,7 +431,7 @@ def _prepare(root: Path) -> dict | None:
         for name in (STORE_FILE, *(STORE_FILE + s for s in WAL_SUFFIXES)):
             (root / name).unlink(missing_ok=True)
     elif manifest.get("format_version", 1) < 2:
-        manifest = _migrate(root, manifest)
+        manifest = migrate(root, manifest)
     elif manifest["generation"] > mirrored:
         _mirror(root, manifest)
     _remove_stale(root, manifest)
@@ -456,57 +443,6 @@ def _open_live(root: Path) -> Store:
     store.db.execute("PRAGMA journal_mode=WAL")
     store.db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the mirror says so
     return store
-
-
-def _migrate(root: Path, manifest: dict) -> dict:
-    """Format 1 -> 2, under the writer lock: copy the generation's store to a temp file, give it
-    the format 2 rows, link its FAISS file as the base, rename the store into place; writing the
-    format 2 ``manifest.json`` is the commit point (before it, readers and a crash see format 1).
-    O(index) once; the generation folder stays for readers until the next write."""
-    old_store, old_index = open_generation(root, manifest)
-    gdir = generation_dir(root, manifest["generation"])
-    tmp = root / f".tmp-migrate-{STORE_FILE}"
-    for p in (tmp, *(Path(str(tmp) + s) for s in WAL_SUFFIXES)):
-        p.unlink(missing_ok=True)
-    try:
-        copy = sqlite3.connect(tmp)
-        old_store.db.backup(copy)
-        copy.close()
-    finally:
-        old_store.close()
-    name = base_name(manifest["generation"])
-    (root / name).unlink(missing_ok=True)
-    try:
-        os.link(gdir / INDEX_FILE, root / name)
-    except OSError:
-        shutil.copy2(gdir / INDEX_FILE, root / name)
-    store = Store(tmp)
-    try:
-        store.begin_write()  # counters, content digest and lexical index, once
-        files = manifest.get("files") or {}
-        new = dict(
-            manifest,
-            format_version=FORMAT_VERSION,
-            files={name: files[INDEX_FILE] if INDEX_FILE in files else digest(root / name)},
-            base={"file": name, "last_id": store.next_id() - 1, "ntotal": old_index.ntotal},
-            updated_at=now(),
-        )
-        store.set_manifest(new)
-        store.commit()
-        store.db.execute("PRAGMA journal_mode=WAL")
-    finally:
-        store.close()
-    usual_modes(tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    for s in WAL_SUFFIXES:  # a stale WAL must never be replayed into the new file
-        Path(str(root / STORE_FILE) + s).unlink(missing_ok=True)
-    os.replace(tmp, root / STORE_FILE)
-    fsync_dir(root)
-    atomic_write_text(root / MANIFEST, json.dumps(new, indent=2) + "\n")
-    fsync_dir(root)
-    log.info("%s: migrated to index format %d", root, FORMAT_VERSION)
-    return new
 
 
 def _out_of_space(exc: BaseException) -> bool:
@@ -528,12 +464,11 @@ def _remove_stale(root: Path, manifest: dict | None) -> None:
     version = (manifest or {}).get("format_version", 1)
     generation = (manifest or {}).get("generation", 0)
     keep_dirs = {generation_dir(Path("."), g).name for g in (generation, generation - 1) if g >= 1}
-    bases = sorted(
-        (p for p in root.iterdir() if BASE_RE.fullmatch(p.name)), key=lambda p: p.name, reverse=True
-    )
     current = (manifest or {}).get("base", {}).get("file") if version >= 2 else None
-    older = [p for p in bases if current and p.name < current]
-    keep_files = {current, *(p.name for p in older[:1])}
+    older = sorted(
+        p.name for p in root.iterdir() if BASE_RE.fullmatch(p.name) and current and p.name < current
+    )
+    keep_files = {current, *older[-1:]}
     for p in root.iterdir():
         if p.name.startswith(".tmp-") or (p.name.startswith(".") and p.name.endswith(".tmp")):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)

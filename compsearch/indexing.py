@@ -30,7 +30,7 @@ import numpy as np
 
 from .chunking import CHUNKER_VERSION, ChunkingConfig, chunk_document
 from .errors import CompsearchError
-from .index import build_index, choose_spec
+from .index import VectorIndex, base_is_stale, build_index, choose_spec, fold
 from .indexdir import ENCODER_DIR, encoder_entry, now
 from .indexspec import AUTO
 from .ingest import Candidate, Skipped, content_hash, discover, display_path, parse, read_bytes
@@ -332,7 +332,6 @@ def finish(
     ``added``/``removed`` are kept for callers, the store knows both.
     """
     from .encoder import CONFIG_FILE
-    from .indexdir import stale
 
     store, old, root = tx.store, tx.manifest, tx.root
     n = store.count()
@@ -342,10 +341,12 @@ def finish(
     if old_spec is None or old_spec.kind != spec.kind:
         tx.index = build_index(spec, encoder.dim, n, lambda: store.iter_vectors(encoder.dim))
         report.rebuilt = old is not None
-    elif stale(old, store):
+    elif base_is_stale(old.get("base"), store.next_id(), store.tombstone_count()):
         tx.index = _folded(tx, encoder.dim)
         if tx.index is None:  # HNSW cannot remove: build it again
-            tx.index = build_index(old_spec, encoder.dim, n, lambda: store.iter_vectors(encoder.dim))
+            tx.index = build_index(
+                old_spec, encoder.dim, n, lambda: store.iter_vectors(encoder.dim)
+            )
             report.rebuilt = True
     if tx.index is not None and tx.index.ntotal != n:
         raise CompsearchError(f"internal error: index holds {tx.index.ntotal} vectors, store {n}")
@@ -367,21 +368,13 @@ def finish(
 
 
 def _folded(tx, dim: int):
-    """The committed base with the chunks deleted since removed and those added since added
-    (None when the base cannot remove vectors, or there is none)."""
-    from .index import VectorIndex
+    """The committed base with the chunks deleted since removed and those added since added."""
     from .indexdir import index_path
 
-    path = index_path(tx.root, tx.manifest) if tx.manifest else None
-    if path is None or tx.spec.kind == "hnsw":
-        return None
-    base = VectorIndex.load(path, tx.spec, dim)
     last_id = tx.manifest["base"]["last_id"]
     dead, _ = tx.store.tombstones_after(0)
-    base.remove(dead[dead <= last_id])
-    for ids, vecs in tx.store.vectors_after(last_id, dim):
-        base.add(ids, vecs)
-    return base
+    base = VectorIndex.load(index_path(tx.root, tx.manifest), tx.spec, dim)
+    return fold(base, dead[dead <= last_id], tx.store.vectors_after(last_id, dim))
 
 
 def prune(retriever) -> IndexReport:

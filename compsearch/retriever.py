@@ -18,7 +18,7 @@ import numpy as np
 
 from .chunking import ChunkingConfig
 from .errors import CompsearchError
-from .indexdir import open_generation, read_manifest, refresh, transaction
+from .indexdir import pin, read_manifest, transaction
 from .indexing import (
     ENCODE_BATCH_CHUNKS,
     IndexReport,
@@ -32,7 +32,8 @@ from .indexing import (
 )
 from .ingest import content_hash
 from .results import SearchResult, to_result
-from .store import ChunkRecord, check_doc_ids
+from .docids import check_doc_ids, delete_targets
+from .store import ChunkRecord
 
 __all__ = [
     "DEFAULT_K",
@@ -57,9 +58,7 @@ class Retriever:
 
         self.root = Path(root)
         self._encoder = as_encoder(encoder)
-        self._lock = (
-            threading.RLock()
-        )  # one Retriever may be shared by threads (web servers, batch())
+        self._lock = threading.RLock()  # one Retriever may be shared by threads (servers, batch())
         self._write_lock = threading.RLock()  # writes from threads of one process go one at a time
         self._light = None  # the numpy query encoder, False when unavailable
         self._manifest = read_manifest(self.root)
@@ -142,43 +141,22 @@ class Retriever:
         """Hold ``self._lock`` and pin one committed generation for everything read inside (a
         search sees the old or the new generation of a concurrent write, never a mix)."""
         with self._lock:
-            outer = self._depth == 0
-            if outer:
-                try:
-                    self._pin()
-                except BaseException:
-                    if self._store is not None and self._live:
-                        self._store.end_read()
-                    raise
-            self._depth += 1
+            outer, self._depth = self._depth == 0, self._depth + 1
             try:
+                if outer and self._store is None and not self._manifest:
+                    raise CompsearchError(
+                        f"no index at {self.root} (build one with: compsearch index PATH)"
+                    )
+                if outer:
+                    with self._damaged():
+                        self._manifest, self._store, self._index, self._live = pin(
+                            self.root, self._manifest, self._store, self._index
+                        )
                 yield self._store, self._index
             finally:
                 self._depth -= 1
                 if outer and self._store is not None and self._live:
                     self._store.end_read()
-
-    def _pin(self) -> None:
-        if self._store is None:
-            if not self._manifest:
-                raise CompsearchError(
-                    f"no index at {self.root} (build one with: compsearch index PATH)"
-                )
-            try:
-                self._store, self._index = open_generation(self.root, self._manifest)
-            except CompsearchError:
-                # a writer committed (and cleaned up) since this manifest was read: take the new one
-                fresh = read_manifest(self.root)
-                if not fresh or fresh["generation"] == self._manifest["generation"]:
-                    raise
-                self._manifest = fresh
-                self._store, self._index = open_generation(self.root, fresh)
-            self._live = self._manifest.get("format_version", 1) >= 2
-        if self._live:
-            with self._damaged():
-                manifest, self._index = refresh(self.root, self._store, self._index)
-            if manifest["generation"] != self._manifest["generation"]:
-                self._manifest = manifest
 
     def close(self) -> None:
         with self._lock:
@@ -333,31 +311,16 @@ class Retriever:
             return 0
         with self._write_lock:
             roots = (self._manifest or {}).get("roots", [])
-            if not self.exists or not self._targets(self._open_read()[0], ids, where, roots):
+            if not self.exists or not delete_targets(self._open_read()[0], ids, where, roots):
                 return 0
             encoder = self.encoder
             with transaction(self.root) as tx:
-                existing = self._targets(tx.store, ids, where, roots)
+                existing = delete_targets(tx.store, ids, where, roots)
                 if not existing:
                     return 0  # a concurrent writer removed them first: roll back, commit nothing
                 tx.store.delete(existing)
                 self._reload(finish(tx, encoder, IndexReport(), removed=existing))
             return len(existing)
-
-    @staticmethod
-    def _targets(store, ids: list, where, roots=()) -> list[int]:
-        chunk_ids = [
-            int(i) for i in ids if isinstance(i, (int, np.integer)) and not isinstance(i, bool)
-        ]
-        names = [i for i in ids if isinstance(i, str)]
-        if len(chunk_ids) + len(names) != len(ids):
-            raise CompsearchError(
-                "delete(): ids must be strings (your ids) or integers (chunk ids)"
-            )
-        chunk_ids += list(store.chunks_for_doc_ids(names).values())
-        if where:
-            chunk_ids += store.ids_where(where, roots).tolist()
-        return sorted(set(store.get(chunk_ids)))
 
     def get(
         self,

@@ -22,7 +22,6 @@ last commit), so what a write changes must be findable without reading everythin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass, field
@@ -33,38 +32,19 @@ import numpy as np
 
 from . import filters, lexical
 from .errors import CompsearchError
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
-    kind TEXT NOT NULL, n_chunks INTEGER NOT NULL, indexed_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY, source TEXT NOT NULL, start_line INTEGER, end_line INTEGER,
-    section TEXT, text TEXT NOT NULL, content_hash TEXT NOT NULL,
-    metadata TEXT NOT NULL DEFAULT '{}', vector BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
-CREATE TABLE IF NOT EXISTS doc_ids (doc_id TEXT PRIMARY KEY, chunk_id INTEGER NOT NULL UNIQUE);
-CREATE TRIGGER IF NOT EXISTS chunks_forget_doc_id AFTER DELETE ON chunks
-    BEGIN DELETE FROM doc_ids WHERE chunk_id = old.id; END;
-CREATE TABLE IF NOT EXISTS tombstones (id INTEGER NOT NULL);
-"""
-CHUNK_COLUMNS = "id, source, start_line, end_line, section, text, content_hash, metadata, vector"
-DIGEST_KEY = "content_digest"
-COUNT_KEY = "chunk_count"
-MANIFEST_KEY = "manifest"
-GENERATION_KEY = "generation"
-
-
-def row_hash(kind: str, row: Sequence) -> int:
-    """128-bit hash of one stored row (its kind and every column), for the store's XOR digest."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(kind.encode())
-    for value in row:
-        data = value if isinstance(value, bytes) else json.dumps(value).encode()
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return int.from_bytes(h.digest(), "little")
+from .storefile import (  # noqa: F401  (SCHEMA and REQUIRED_COLUMNS re-exported)
+    CHUNK_COLUMNS,
+    COUNT_KEY,
+    DIGEST_KEY,
+    GENERATION_KEY,
+    MANIFEST_KEY,
+    REQUIRED_COLUMNS,
+    SCHEMA,
+    check_schema,
+    connect_readonly,
+    full_digest,
+    row_hash,
+)
 
 
 @dataclass
@@ -81,37 +61,6 @@ class ChunkRecord:
     id: int | None = None
 
 
-REQUIRED_COLUMNS = {
-    "chunks": {
-        "id",
-        "source",
-        "start_line",
-        "end_line",
-        "section",
-        "text",
-        "content_hash",
-        "metadata",
-        "vector",
-    },
-    "files": {"path", "sha256", "size", "mtime", "kind", "n_chunks", "indexed_at"},
-    "meta": {"key", "value"},
-}
-
-
-def _check_schema(db: sqlite3.Connection, path: Path) -> None:
-    """The store's tables are tables (a view could recurse for ever) with the columns we read."""
-    for table, columns in REQUIRED_COLUMNS.items():
-        row = db.execute("SELECT type FROM sqlite_master WHERE name = ?", (table,)).fetchone()
-        if row is None or row[0] != "table":
-            what = "missing" if row is None else f"a {row[0]}, not a table"
-            raise CompsearchError(f"chunk store {path} is damaged: {table} is {what}")
-        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
-        if not columns <= have:
-            raise CompsearchError(
-                f"chunk store {path} is damaged: {table} lacks {', '.join(sorted(columns - have))}"
-            )
-
-
 class Store:
     """One connection to a chunk store. Transactions are explicit (``begin_write``/``commit``/
     ``rollback``, ``begin_read``/``end_read``): SQLite's autocommit mode, nothing implicit."""
@@ -125,13 +74,13 @@ class Store:
             if readonly:
                 if not self.path.is_file():
                     raise CompsearchError(f"chunk store {self.path} is missing")
-                self.db = _connect_readonly(self.path)
+                self.db = connect_readonly(self.path)
             else:
                 self.db = sqlite3.connect(
                     self.path, check_same_thread=False, isolation_level=None, timeout=60
                 )
                 self.db.executescript(SCHEMA)
-            _check_schema(self.db, self.path)
+            check_schema(self.db, self.path)
             self.db.execute("SELECT id FROM chunks LIMIT 1").fetchone()  # readable at all
             if not readonly and not lexical.is_current(self.db):
                 self.db.execute("BEGIN IMMEDIATE")  # an index from before the lexical index
@@ -189,16 +138,7 @@ class Store:
                 self._digest ^= row_hash(kind, row)
 
     def full_digest(self) -> int:
-        """The XOR digest recomputed over every chunk, caller id and file row."""
-        out = 0
-        for kind, sql in (
-            ("chunk", f"SELECT {CHUNK_COLUMNS} FROM chunks"),
-            ("doc", "SELECT doc_id, chunk_id FROM doc_ids"),
-            ("file", "SELECT * FROM files"),
-        ):
-            for row in self.db.execute(sql):
-                out ^= row_hash(kind, row)
-        return out
+        return full_digest(self.db)
 
     def _count_rows(self) -> int:
         return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
@@ -539,37 +479,6 @@ class Store:
         return problems + lexical.check(self.db)
 
 
-def _connect_readonly(path: Path) -> sqlite3.Connection:
-    """A read-only connection; in a folder this process cannot write (where SQLite cannot make
-    the WAL's shared-memory file) the file is opened as immutable: nobody can change it there."""
-    opts = dict(uri=True, check_same_thread=False, isolation_level=None, timeout=30)
-    db = sqlite3.connect(f"file:{path}?mode=ro", **opts)
-    try:
-        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-        return db
-    except sqlite3.OperationalError as exc:
-        if "unable to open" not in str(exc) and "readonly" not in str(exc):
-            raise
-        db.close()
-        return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", **opts)
-
-
 def _batches(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def check_doc_ids(ids, n: int) -> list[str] | None:
-    """Caller-chosen ids for ``n`` texts: a list of distinct non-empty strings (or None)."""
-    if ids is None:
-        return None
-    if isinstance(ids, str):
-        raise CompsearchError("ids must be a list of strings, one per text")
-    ids = list(ids)
-    if len(ids) != n:
-        raise CompsearchError(f"{len(ids)} ids for {n} texts: give one id per text")
-    if any(not isinstance(i, str) or not i for i in ids):
-        raise CompsearchError("ids must be non-empty strings")
-    if len(set(ids)) != len(ids):
-        raise CompsearchError("ids must be unique within one call")
-    return ids

@@ -23,8 +23,7 @@ def to_format_1(root: Path, digests: bool = True) -> Path:
     dst.execute("PRAGMA journal_mode=DELETE")
     dst.execute("DROP TABLE tombstones")
     dst.execute(
-        "DELETE FROM meta WHERE key IN "
-        "('manifest', 'generation', 'chunk_count', 'content_digest')"
+        "DELETE FROM meta WHERE key IN ('manifest', 'generation', 'chunk_count', 'content_digest')"
     )
     dst.commit()
     dst.close()

@@ -43,7 +43,11 @@ def test_a_small_write_leaves_the_base_and_costs_what_it_changes(tmp_path, tiny_
     ix, dim = tmp_path / "ix", tiny_encoder.dim
     rng = np.random.default_rng(0)
     r = Retriever.open(ix, tiny_encoder)
-    r.add([f"t{i}" for i in range(300)], ids=[f"d{i}" for i in range(300)], vectors=_unit(rng, 300, dim))
+    r.add(
+        [f"t{i}" for i in range(300)],
+        ids=[f"d{i}" for i in range(300)],
+        vectors=_unit(rng, 300, dim),
+    )
     m1 = read_manifest(ix)
     base = ix / m1["base"]["file"]
     stat = base.stat()
@@ -61,17 +65,25 @@ def test_a_small_write_leaves_the_base_and_costs_what_it_changes(tmp_path, tiny_
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
-def test_base_plus_delta_minus_tombstones_equals_exact_search(tmp_path, tiny_encoder, kind, monkeypatch):
-    import compsearch.indexdir as indexdir
+def test_base_plus_delta_minus_tombstones_equals_exact_search(
+    tmp_path, tiny_encoder, kind, monkeypatch
+):
+    import compsearch.index as index_mod
 
-    monkeypatch.setattr(indexdir, "STALE_MIN", 40)  # fold the delta into the base now and then
+    monkeypatch.setattr(index_mod, "STALE_MIN", 40)  # fold the delta into the base now and then
     dim, rng = tiny_encoder.dim, np.random.default_rng(1)
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
-    r.add([f"t{i}" for i in range(400)], ids=[f"d{i}" for i in range(400)], vectors=_unit(rng, 400, dim))
+    r.add(
+        [f"t{i}" for i in range(400)],
+        ids=[f"d{i}" for i in range(400)],
+        vectors=_unit(rng, 400, dim),
+    )
     if kind != "flat":
         from compsearch.maintenance import rebuild
 
-        rebuild(tmp_path / "ix", kind, nlist=4, nprobe=4) if kind == "ivf" else rebuild(tmp_path / "ix", kind)
+        rebuild(tmp_path / "ix", kind, nlist=4, nprobe=4) if kind == "ivf" else rebuild(
+            tmp_path / "ix", kind
+        )
     reader = Retriever.open(tmp_path / "ix", tiny_encoder)  # another handle: refreshes by itself
     alive, n, bases = set(f"d{i}" for i in range(400)), 400, set()
     for step in range(12):
@@ -85,7 +97,9 @@ def test_base_plus_delta_minus_tombstones_equals_exact_search(tmp_path, tiny_enc
         bases.add(read_manifest(tmp_path / "ix")["base"]["file"])
         q = _unit(rng, 1, dim)[0]
         for who in (r, reader):
-            got = [h.doc_id for h in who.search_vectors(q[None], 10, mode="dense", rerank="exact")[0]]
+            got = [
+                h.doc_id for h in who.search_vectors(q[None], 10, mode="dense", rerank="exact")[0]
+            ]
             assert set(got) <= alive and got == _exact(who, q, 10)
             assert who.count() == len(alive)
     assert len(bases) > 1  # the delta was folded into a new base at least once
@@ -118,11 +132,13 @@ def test_a_format_1_index_is_read_as_is_and_migrated_by_the_first_write(tmp_path
     assert verify(ix) == []
     r.delete(["new"])
     assert not gdir.exists()
-    assert [(h.source, h.text) for h in Retriever.open(ix, tiny_encoder).search("json parse", k=5)] == before
+    assert [
+        (h.source, h.text) for h in Retriever.open(ix, tiny_encoder).search("json parse", k=5)
+    ] == before
 
 
 def test_a_migration_that_fails_leaves_the_format_1_index(tmp_path, tiny_encoder, monkeypatch):
-    import compsearch.indexdir as indexdir
+    import compsearch.format1 as format1
 
     ix = tmp_path / "ix"
     Retriever.open(ix, tiny_encoder).add(["json parse text"], ids=["a"])
@@ -131,7 +147,7 @@ def test_a_migration_that_fails_leaves_the_format_1_index(tmp_path, tiny_encoder
     def crash(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(indexdir, "atomic_write_text", crash)  # dies just before its commit point
+    monkeypatch.setattr(format1, "atomic_write_text", crash)  # dies just before its commit point
     with pytest.raises(KeyboardInterrupt):
         Retriever.open(ix, tiny_encoder).add(["b text"], ids=["b"])
     monkeypatch.undo()
@@ -212,7 +228,10 @@ def test_a_shared_retriever_serves_threads_while_it_writes(tmp_path, tiny_encode
         t.start()
     writers = [
         threading.Thread(
-            target=lambda s=s: [r.add([f"w{s}-{i}"], vectors=_unit(np.random.default_rng(s * 100 + i), 1, dim)) for i in range(15)]
+            target=lambda s=s: [
+                r.add([f"w{s}-{i}"], vectors=_unit(np.random.default_rng(s * 100 + i), 1, dim))
+                for i in range(15)
+            ]
         )
         for s in range(2)
     ]
@@ -261,12 +280,22 @@ READER = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_concurrent_writer_processes_lose_nothing_and_readers_never_fail(tmp_path, tiny_base, tiny_encoder):
+def test_concurrent_writer_processes_lose_nothing_and_readers_never_fail(
+    tmp_path, tiny_base, tiny_encoder
+):
     ix = tmp_path / "ix"
     Retriever.open(ix, tiny_encoder).add(["seed text"], ids=["seed"])
     tests = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join([os.path.dirname(tests), tests]))
-    run = lambda args: subprocess.Popen([sys.executable, "-c", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: E731
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join([os.path.dirname(tests), tests])
+    )
+    run = lambda args: subprocess.Popen(
+        [sys.executable, "-c", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # noqa: E731
     readers = [run([READER, str(ix), "8", str(tiny_encoder.dim)]) for _ in range(2)]
     writers = [run([WRITER, str(ix), str(tiny_base), tag, "400"]) for tag in ("a", "b")]
     for p in writers + readers:

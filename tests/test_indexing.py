@@ -232,9 +232,9 @@ def test_full_disk_is_one_line_and_leaves_the_index(tmp_path, tiny_encoder, monk
         rebuild(ix, "hnsw")
     monkeypatch.undo()
     assert read_manifest(ix)["generation"] == gen and verify(ix) == []
-    assert sorted(p.name for p in ix.iterdir() if not p.name.startswith(("chunks.sqlite", "."))) == sorted(
-        ["encoder", read_manifest(ix)["base"]["file"], "manifest.json"]
-    )
+    assert sorted(
+        p.name for p in ix.iterdir() if not p.name.startswith(("chunks.sqlite", "."))
+    ) == sorted(["encoder", read_manifest(ix)["base"]["file"], "manifest.json"])
     # the mirror manifest.json cannot be written after the commit: the write stands (the store
     # is the commit point), a warning says so, readers take the store's manifest, and the next
     # write rolls the mirror forward
