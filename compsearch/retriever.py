@@ -311,8 +311,11 @@ class Retriever:
             return 0
         with self._write_lock:
             roots = (self._manifest or {}).get("roots", [])
-            if not self.exists or not delete_targets(self._open_read()[0], ids, where, roots):
+            if not self.exists:
                 return 0
+            with self._snapshot() as (store, _):
+                if not delete_targets(store, ids, where, roots):
+                    return 0
             encoder = self.encoder
             with transaction(self.root) as tx:
                 existing = delete_targets(tx.store, ids, where, roots)

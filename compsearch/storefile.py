@@ -87,14 +87,16 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     """A read-only connection; in a folder this process cannot write (where SQLite cannot make
     the WAL's shared-memory file) the file is opened as immutable: nobody can change it there."""
     opts = dict(uri=True, check_same_thread=False, isolation_level=None, timeout=30)
-    db = sqlite3.connect(f"file:{path}?mode=ro", **opts)
+    db = None
     try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", **opts)
         db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         return db
     except sqlite3.OperationalError as exc:
         if "unable to open" not in str(exc) and "readonly" not in str(exc):
             raise
-        db.close()
+        if db is not None:
+            db.close()
         return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", **opts)
 
 

@@ -304,3 +304,85 @@ def test_concurrent_writer_processes_lose_nothing_and_readers_never_fail(
     r = Retriever.open(ix, tiny_encoder)
     assert r.count() == 801 and len({h.doc_id for h in r.get()}) == 801
     assert verify(ix) == []
+
+
+def test_a_file_that_changes_vanishes_or_turns_unreadable_while_indexed(tmp_path, tiny_encoder, monkeypatch):
+    """Between the scan and the write pass: what is stored is what the write pass read (with its
+    digest), a file gone is a stated skip, a known file now unreadable loses its chunks."""
+    from collections import Counter
+
+    import compsearch.indexing as indexing
+    from compsearch.documents import Skipped
+    from conftest import write_corpus
+
+    docs, ix = write_corpus(tmp_path / "docs"), tmp_path / "ix"
+    r = Retriever.open(ix, tiny_encoder)
+    r.index([docs])
+    for name in ("notes.txt", "code.py", "guide/logging.md"):
+        (docs / name).write_text((docs / name).read_text() + "\nchanged once\n")
+    real, calls = indexing.read_bytes, Counter()
+
+    def racing(path):
+        calls[path.name] += 1
+        if calls[path.name] == 2:  # the write pass
+            if path.name == "notes.txt":
+                path.write_text("rotate the log file, edited meanwhile\n")
+            elif path.name == "logging.md":
+                path.unlink()
+            elif path.name == "code.py":
+                return Skipped(path, "unreadable: Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(indexing, "read_bytes", racing)
+    report = r.index([docs])
+    monkeypatch.undo()
+    reasons = {os.path.basename(p): why for p, why in report.skipped}
+    assert "unreadable" in reasons["code.py"] and "logging.md" in reasons
+    sources = {os.path.basename(h.source) for h in r.get()}
+    assert "code.py" not in sources and "logging.md" not in sources
+    notes = [h.text for h in r.get() if h.source.endswith("notes.txt")]
+    assert notes and all("edited meanwhile" in t for t in "".join(notes).split("\0"))
+    assert verify(ix) == []
+    again = r.index([docs])  # notes.txt is stored as read: unchanged; code.py is back
+    assert again.files_indexed == 1 and {os.path.basename(h.source) for h in r.get()} >= {"code.py", "notes.txt"}
+
+
+def test_a_read_only_index_folder(tmp_path, tiny_encoder, monkeypatch):
+    """Searches work; a write is one line. (chmod means nothing to root: simulated there.)"""
+    ix = tmp_path / "ix"
+    Retriever.open(ix, tiny_encoder).add(["json parse text"], ids=["a"])
+    if os.geteuid() != 0:
+        for p in [ix, *ix.rglob("*")]:
+            p.chmod(p.stat().st_mode & ~0o222)
+        try:
+            assert Retriever.open(ix, tiny_encoder).search("json", k=1)[0].doc_id == "a"
+            with pytest.raises(CompsearchError, match="not writable|could not be written"):
+                Retriever.open(ix, tiny_encoder).add(["rotate"], ids=["b"])
+        finally:
+            for p in [ix, *ix.rglob("*")]:
+                p.chmod(p.stat().st_mode | 0o200)
+        return
+    import filelock
+
+    def denied(self, *a, **k):
+        raise PermissionError(13, "Permission denied", str(ix / ".lock"))
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", denied)
+    with pytest.raises(CompsearchError, match="not writable \\(Permission denied\\)") as exc:
+        Retriever.open(ix, tiny_encoder).add(["rotate"], ids=["b"])
+    assert "\n" not in str(exc.value)
+    monkeypatch.undo()
+    import sqlite3
+
+    from compsearch.storefile import connect_readonly
+
+    real = sqlite3.connect
+
+    def no_shm(database, **kw):  # SQLite cannot make the WAL's shared memory in a read-only folder
+        if "immutable=1" not in database:
+            raise sqlite3.OperationalError("unable to open database file")
+        return real(database, **kw)
+
+    monkeypatch.setattr(sqlite3, "connect", no_shm)
+    db = connect_readonly(ix / "chunks.sqlite")
+    assert db.execute("SELECT count(*) FROM chunks").fetchone()[0] == 1
