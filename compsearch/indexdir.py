@@ -403,11 +403,7 @@ def transaction(root: Path, timeout: float | None = None, *, locked: bool = Fals
                 yield tx
             finally:
                 if store is not None:
-                    if tx is None or not tx.committed:
-                        store.rollback()
-                        for path in tx.written if tx else []:
-                            path.unlink(missing_ok=True)
-                    store.close()
+                    _end_write(store, tx)
     except (OSError, sqlite3.Error, RuntimeError) as exc:
         if _out_of_space(exc):
             raise CompsearchError(
@@ -421,6 +417,20 @@ def transaction(root: Path, timeout: float | None = None, *, locked: bool = Fals
                 f"index {root} could not be written ({exc}); compsearch verify {root} tells more"
             ) from None
         raise
+
+
+def _end_write(store: Store, tx: Transaction | None) -> None:
+    """Roll back what did not commit and remove the files only it named. Asks SQLite, not
+    ``tx.committed``: a Ctrl-C can land between the COMMIT and the line after it."""
+    try:
+        store.rollback()
+        if tx is not None and tx.written:
+            named = ((store.manifest() or {}).get("base") or {}).get("file")
+            for path in tx.written:
+                if path.name != named:
+                    path.unlink(missing_ok=True)
+    finally:
+        store.close()
 
 
 def _prepare(root: Path) -> dict | None:
