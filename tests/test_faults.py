@@ -21,19 +21,21 @@ from compsearch import Retriever
 from compsearch.indexdir import read_manifest
 from compsearch.maintenance import verify
 
+from synthetic import TextSeeded
+
 pytestmark = pytest.mark.slow
 TRIALS = int(os.environ.get("COMPSEARCH_FAULT_TRIALS", "0"))  # more trials for a local run
 
 WRITER = textwrap.dedent("""
     import random
     import sys
-    from compsearch import Encoder, Retriever
+    from compsearch import Retriever
     from conftest import WORDS
+    from synthetic import TextSeeded
     def text(i, salt):  # distinct texts, so verify's self-recall has no exact ties
         rng = random.Random(f"{salt}{i}")
         return " ".join(rng.choice(WORDS) for _ in range(12))
-    enc = Encoder.from_base(sys.argv[2], dtype="float32", query_prompt=None)
-    r = Retriever.open(sys.argv[1], enc)
+    r = Retriever.open(sys.argv[1], TextSeeded())  # no torch: a writer starts in a second
     i = sum(1 for h in r.get() if (h.doc_id or "").startswith("b"))   # continue where it stopped
     r.delete([h.doc_id for h in r.get() if (h.doc_id or "").startswith("a")])  # a kill may have left the last one
     print("ready", flush=True)
@@ -58,26 +60,26 @@ def _env():
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_kill_9_during_api_writes_loses_no_committed_update(tmp_path, tiny_base, tiny_encoder, sig):
+def test_kill_9_during_api_writes_loses_no_committed_update(tmp_path, sig):
     ix = tmp_path / "ix"
-    Retriever.open(ix, tiny_encoder).add(["seed text"], ids=["seed"])
+    Retriever.open(ix, TextSeeded()).add(["seed text"], ids=["seed"])
     rng = random.Random(7)
     trials = (5 if sig == signal.SIGKILL else 3) + TRIALS
     for _ in range(trials):
-        proc = _spawn(["-c", WRITER, str(ix), str(tiny_base)], _env())
+        proc = _spawn(["-c", WRITER, str(ix)], _env())
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        time.sleep(rng.uniform(0.1, 2.5))
+        time.sleep(rng.uniform(0.05, 1.5))
         proc.send_signal(sig)
         proc.wait(timeout=60)
         assert verify(ix) == []  # digests, SQLite, ids, self-recall
-        r = Retriever.open(ix, tiny_encoder)
+        r = Retriever.open(ix, TextSeeded())
         ids = {h.doc_id for h in r.get()}
         b = sorted(int(x[1:]) for x in ids if x.startswith("b"))
         assert b == list(range(len(b)))  # every committed add is there, in order
         assert {f"a{i}" for i in range(len(b) - 1)}.isdisjoint(ids)  # and every delete before it
         assert r.count() == read_manifest(ix)["counts"]["chunks"] == len(ids)
     # after all that, a normal write still works
-    Retriever.open(ix, tiny_encoder).add(["after the storm"], ids=["last"])
+    Retriever.open(ix, TextSeeded()).add(["after the storm"], ids=["last"])
     assert verify(ix) == []
 
 
@@ -177,7 +179,7 @@ def test_fault_matrix_incremental_index_runs(tmp_path, tiny_base):
     ]
     assert runner.invoke(main, args).exit_code == 0
     tally = {"trials": 0, "interrupted": 0, "survived": 0, "lost": 0}
-    signals = [signal.SIGKILL] * (4 + TRIALS) + [signal.SIGINT] * (2 + TRIALS // 2)
+    signals = [signal.SIGKILL] * (2 + TRIALS) + [signal.SIGINT] * (1 + TRIALS // 2)
     for version, sig in enumerate(signals, 1):
         before = _state(ix)
         _docs(docs, version, rng)
@@ -190,10 +192,11 @@ def test_fault_matrix_incremental_index_runs(tmp_path, tiny_base):
         tally["interrupted"] += proc.returncode != 0
         if sig == signal.SIGINT and proc.returncode == 130:
             assert "Traceback" not in err and "interrupted" in err, err
-        assert proc.returncode in (0, 130, -9), err[-2000:]
+        # -2: Ctrl-C after the run, while the interpreter was exiting (never mid-run: no traceback)
+        assert proc.returncode in (0, 130, -9, -2) and "Traceback" not in err, err[-2000:]
         ok = verify(ix) == []
         now = _state(ix)  # the old index answers (or the new one, when the run got to commit)
-        ok = ok and (now == before or proc.returncode == 0 or not started)
+        ok = ok and (now == before or proc.returncode in (0, -2) or not started)
         assert runner.invoke(main, args).exit_code == 0  # the re-run completes it
         fresh = tmp_path / f"fresh{version}"
         assert runner.invoke(main, [*args[:3], str(fresh), *args[4:]]).exit_code == 0

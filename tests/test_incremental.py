@@ -248,16 +248,12 @@ def test_a_shared_retriever_serves_threads_while_it_writes(tmp_path, tiny_encode
 
 WRITER = textwrap.dedent("""
     import sys
-    import numpy as np
-    from compsearch import Encoder, Retriever
-    enc = Encoder.from_base(sys.argv[2], dtype="float32", query_prompt=None)
-    r = Retriever.open(sys.argv[1], enc)
-    tag, n = sys.argv[3], int(sys.argv[4])
-    rng = np.random.default_rng(abs(hash(tag)) % 1000)
-    for i in range(0, n, 50):
-        v = rng.standard_normal((50, enc.dim)).astype(np.float32)
-        v /= np.linalg.norm(v, axis=1, keepdims=True)
-        r.add([f"{tag} {j}" for j in range(i, i + 50)], ids=[f"{tag}{j}" for j in range(i, i + 50)], vectors=v)
+    from compsearch import Retriever
+    from synthetic import TextSeeded
+    r = Retriever.open(sys.argv[1], TextSeeded())  # no torch: writers start at once
+    tag, n = sys.argv[2], int(sys.argv[3])
+    for i in range(0, n, 25):
+        r.add([f"{tag} {j}" for j in range(i, i + 25)], ids=[f"{tag}{j}" for j in range(i, i + 25)])
     print("done", flush=True)
 """)
 
@@ -265,7 +261,6 @@ READER = textwrap.dedent("""
     import sys, time
     import numpy as np
     from compsearch import Retriever
-    from compsearch.embedders import as_encoder
     r = Retriever.open(sys.argv[1])
     seen, errors, end = [], 0, time.time() + float(sys.argv[2])
     q = np.ones((1, int(sys.argv[3])), np.float32)
@@ -280,11 +275,11 @@ READER = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_concurrent_writer_processes_lose_nothing_and_readers_never_fail(
-    tmp_path, tiny_base, tiny_encoder
-):
+def test_concurrent_writer_processes_lose_nothing_and_readers_never_fail(tmp_path):
+    from synthetic import DIM, TextSeeded
+
     ix = tmp_path / "ix"
-    Retriever.open(ix, tiny_encoder).add(["seed text"], ids=["seed"])
+    Retriever.open(ix, TextSeeded()).add(["seed text"], ids=["seed"])
     tests = os.path.dirname(os.path.abspath(__file__))
     env = dict(
         os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join([os.path.dirname(tests), tests])
@@ -296,17 +291,19 @@ def test_concurrent_writer_processes_lose_nothing_and_readers_never_fail(
         stderr=subprocess.PIPE,
         text=True,
     )  # noqa: E731
-    readers = [run([READER, str(ix), "8", str(tiny_encoder.dim)]) for _ in range(2)]
-    writers = [run([WRITER, str(ix), str(tiny_base), tag, "400"]) for tag in ("a", "b")]
+    readers = [run([READER, str(ix), "6", str(DIM)]) for _ in range(2)]
+    writers = [run([WRITER, str(ix), tag, "500"]) for tag in ("a", "b")]
     for p in writers + readers:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]
-    r = Retriever.open(ix, tiny_encoder)
-    assert r.count() == 801 and len({h.doc_id for h in r.get()}) == 801
+    r = Retriever.open(ix, TextSeeded())
+    assert r.count() == 1001 and len({h.doc_id for h in r.get()}) == 1001
     assert verify(ix) == []
 
 
-def test_a_file_that_changes_vanishes_or_turns_unreadable_while_indexed(tmp_path, tiny_encoder, monkeypatch):
+def test_a_file_that_changes_vanishes_or_turns_unreadable_while_indexed(
+    tmp_path, tiny_encoder, monkeypatch
+):
     """Between the scan and the write pass: what is stored is what the write pass read (with its
     digest), a file gone is a stated skip, a known file now unreadable loses its chunks."""
     from collections import Counter
@@ -344,7 +341,10 @@ def test_a_file_that_changes_vanishes_or_turns_unreadable_while_indexed(tmp_path
     assert notes and all("edited meanwhile" in t for t in "".join(notes).split("\0"))
     assert verify(ix) == []
     again = r.index([docs])  # notes.txt is stored as read: unchanged; code.py is back
-    assert again.files_indexed == 1 and {os.path.basename(h.source) for h in r.get()} >= {"code.py", "notes.txt"}
+    assert again.files_indexed == 1 and {os.path.basename(h.source) for h in r.get()} >= {
+        "code.py",
+        "notes.txt",
+    }
 
 
 def test_a_read_only_index_folder(tmp_path, tiny_encoder, monkeypatch):

@@ -85,7 +85,14 @@ def verify(root: Path, sample: int = 200, seed: int = 0) -> list[str]:
     root = Path(root)
     manifest = _manifest(root)
     store, index = open_generation(root, manifest, check=False)
-    problems: list[str] = check_files(root, manifest, full=True)
+    problems: list[str] = []
+    if manifest.get("format_version", 1) >= 2:  # the store's snapshot is what was opened
+        committed = store.manifest() or {}
+        if committed.get("generation", 0) > manifest["generation"]:
+            manifest = committed  # a writer committed since the manifest was read
+        elif committed != manifest:
+            problems.append("manifest.json differs from the manifest committed in the store")
+    problems += check_files(root, manifest, full=True)
     try:
         try:
             problems += store.check()
