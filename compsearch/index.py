@@ -194,6 +194,7 @@ class LayeredIndex:
     def __init__(self, base: VectorIndex | None, spec: IndexSpec, dim: int, last_id: int):
         self.base, self.spec, self.dim, self.last_id = base, spec, dim, last_id
         self.base_file: str | None = None
+        self.manifest: dict = {"generation": 0}  # the committed manifest the layers are at
         self.seen_id = last_id  # the highest chunk id loaded into the delta
         self.tomb_seq = 0  # the last tombstone row applied
         self._ids = np.zeros(0, np.int64)

@@ -224,6 +224,8 @@ def refresh(root: Path, store: Store, index: LayeredIndex | None, check: bool = 
     what ``index`` has seen. Returns (the snapshot's manifest, its index)."""
     for attempt in range(3):
         store.begin_read()
+        if index is not None and index.manifest["generation"] == store.generation():
+            return index.manifest, index  # nothing committed since: nothing to read
         manifest = store.manifest()
         problem = "holds no manifest" if manifest is None else manifest_problem(manifest)
         if problem:
@@ -244,6 +246,7 @@ def refresh(root: Path, store: Store, index: LayeredIndex | None, check: bool = 
         index.add_delta(ids, vecs)
     dead, index.tomb_seq = store.tombstones_after(index.tomb_seq)
     index.add_tombstones(dead)
+    index.manifest = manifest
     return manifest, index
 
 
