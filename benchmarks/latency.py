@@ -317,6 +317,7 @@ def main(chunks, encoded, queries, k, types, index_only, minilm, model):
     if index_only:
         return run_index_only(index_only, queries, k, types.split(","), encoded, model)
     from compsearch import Encoder, Retriever
+    from compsearch.indexdir import index_path, read_manifest, store_path
     from compsearch.maintenance import rebuild
 
     texts = stdlib_paragraphs(chunks + queries, seed=1)
@@ -361,13 +362,14 @@ def main(chunks, encoded, queries, k, types, index_only, minilm, model):
             index.search(qv, k)
             batched = len(qv) / (time.perf_counter() - t)
             total = [a + b + c for a, b, c in zip(enc_t, search_t, fetch_t)]
-            gdir = next(p for p in (root / "ix").iterdir() if p.name.startswith("g"))
+            m = read_manifest(root / "ix")
+            faiss_file, store_file = index_path(root / "ix", m), store_path(root / "ix", m)
             rows[kind] = {
                 "factory": index.spec.factory(enc.dim),
                 "build_s": build,
                 "recall_at_k_vs_exact": _recall(found, truth, k),
-                "bytes_per_vector": (gdir / "vectors.faiss").stat().st_size / chunks,
-                "store_bytes_per_chunk": (gdir / "chunks.sqlite").stat().st_size / chunks,
+                "bytes_per_vector": faiss_file.stat().st_size / chunks,
+                "store_bytes_per_chunk": store_file.stat().st_size / chunks,
                 **{f"search_ms_p{p}": _ms(search_t, p) for p in (50, 95, 99)},
                 **{f"fetch_ms_p{p}": _ms(fetch_t, p) for p in (50, 95, 99)},
                 **{f"total_ms_p{p}": _ms(total, p) for p in (50, 95, 99)},

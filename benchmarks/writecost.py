@@ -5,9 +5,11 @@
 
 Vectors are synthetic (random unit vectors of the default encoder's 576 dimensions, given to
 ``Retriever.add(..., vectors=...)``), so nothing is encoded: the numbers are the cost of the
-index's write path alone (store, FAISS, generation commit). Each write is repeated ``--repeats``
-times and the median is reported, with the bytes the new generation wrote. A write path whose
-cost is O(what changed) shows flat rows; one that copies the index shows rows growing with size.
+index's write path alone (store transaction, FAISS base decision, commit, manifest mirror), as a
+caller sees it (the delete includes finding the id). Each write is repeated ``--repeats`` times
+and the median is reported. A write path whose cost is O(what changed) shows flat rows; one that
+copies the index (format 1, before issue 16) shows rows growing with size. ``index size`` is
+the whole index folder after the build (store, its WAL, FAISS base).
 """
 
 from __future__ import annotations

@@ -41,6 +41,9 @@ IVF_MAX = 1_000_000
 SQ8_MAX = 10_000_000
 TRAIN_POINTS_PER_LIST = 64  # FAISS warns under 39 per centroid; 64 is a comfortable sample
 TRAIN_SAMPLE_MAX = 262_144
+STALE_MIN = 4096  # chunks changed since the FAISS base that never make it stale
+STALE_FRACTION = 0.1  # ... beyond this share of the base
+STALE_MAX = 100_000  # ... and never more than this many (the exact delta is held in memory)
 
 
 def import_faiss():
@@ -107,18 +110,22 @@ class VectorIndex:
         return int(self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, excluded=None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) per query; ids are -1 where fewer than k vectors qualify."""
+        """Top-k (scores, ids) per query; ids are -1 where fewer than k vectors qualify.
+
+        ``allowed``: only these ids; ``excluded``: a FAISS ``IDSelector`` of ids to skip (the
+        tombstones of a ``LayeredIndex``), used when ``allowed`` is None.
+        """
         faiss = import_faiss()
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(k, max(self.ntotal, 1)))
         kwargs = {}
-        if allowed is not None or self.spec.kind != "flat":
+        if allowed is not None or excluded is not None or self.spec.kind != "flat":
             sel = (
                 faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
                 if allowed is not None
-                else None
+                else excluded
             )
             if self.spec.kind.startswith("ivf"):
                 params = faiss.SearchParametersIVF(nprobe=self.spec.nprobe)
@@ -171,6 +178,141 @@ class VectorIndex:
         if index.d != dim:
             raise CompsearchError(f"vector index {path} has dimension {index.d}, expected {dim}")
         return cls(index, spec, dim)
+
+
+class LayeredIndex:
+    """What a search of a live index reads: the FAISS base file, minus the chunks deleted since
+    it was built (tombstones, skipped by an ``IDSelectorNot``), plus the chunks added since (ids
+    above the base's last id), whose float32 vectors are searched exactly in memory.
+
+    A write changes only the store: the base is rewritten when it gets stale (``indexdir``), so a
+    small write costs what it changes. Readers refresh the layers from the store's committed
+    rows (``add_delta``/``add_tombstones``) without reading the base again. ``spec`` is the
+    base's; the delta is exact, so re-scoring decisions follow the base.
+    """
+
+    def __init__(self, base: VectorIndex | None, spec: IndexSpec, dim: int, last_id: int):
+        self.base, self.spec, self.dim, self.last_id = base, spec, dim, last_id
+        self.base_file: str | None = None
+        self.manifest: dict = {"generation": 0}  # the committed manifest the layers are at
+        self.seen_id = last_id  # the highest chunk id loaded into the delta
+        self.tomb_seq = 0  # the last tombstone row applied
+        self._ids = np.zeros(0, np.int64)
+        self._vecs = np.zeros((0, dim), np.float32)
+        self._alive = np.zeros(0, bool)
+        self._n = 0
+        self._dead_base: list[np.ndarray] = []
+        self._dead_base_n = 0
+        self._excluded = None  # the FAISS selector of dead base ids, made on demand
+
+    @property
+    def ntotal(self) -> int:
+        base = self.base.ntotal if self.base is not None else 0
+        return base - self._dead_base_n + int(self._alive[: self._n].sum())
+
+    @property
+    def delta_size(self) -> int:
+        return self._n
+
+    def add_delta(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Chunks added since the base (ids above every id loaded so far)."""
+        if not len(ids):
+            return
+        need = self._n + len(ids)
+        if need > len(self._ids):  # grow by doubling: appending stays O(added)
+            cap = max(need, 2 * len(self._ids), 64)
+            self._ids = np.resize(self._ids, cap)
+            self._alive = np.resize(self._alive, cap)
+            vecs = np.zeros((cap, self.dim), np.float32)
+            vecs[: self._n] = self._vecs[: self._n]
+            self._vecs = vecs
+        self._ids[self._n : need] = ids
+        self._vecs[self._n : need] = vectors
+        self._alive[self._n : need] = True
+        self._n = need
+        self.seen_id = max(self.seen_id, int(ids[-1]))
+
+    def add_tombstones(self, ids: np.ndarray) -> None:
+        """Chunks deleted since the base: from the base (an exclusion) or from the delta."""
+        if not len(ids):
+            return
+        old = ids[ids <= self.last_id]
+        if len(old):
+            self._dead_base.append(old)
+            self._dead_base_n += len(old)
+            self._excluded = None
+        if self._n:
+            self._alive[: self._n] &= ~np.isin(self._ids[: self._n], ids)
+
+    def dead_base_ids(self) -> np.ndarray:
+        return np.concatenate(self._dead_base) if self._dead_base else np.zeros(0, np.int64)
+
+    def delta(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the live chunks added since the base."""
+        alive = self._alive[: self._n]
+        return self._ids[: self._n][alive], self._vecs[: self._n][alive]
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) over base and delta; ids are -1 where fewer than k qualify."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        nq, k = len(queries), max(1, k)
+        parts_s, parts_i = [], []
+        if self.base is not None and self.base.ntotal:
+            excluded = None
+            if allowed is None and self._dead_base_n:
+                excluded = self._exclusion()
+            s, i = self.base.search(queries, k, allowed, excluded)
+            parts_s.append(s)
+            parts_i.append(i)
+        if self._n:
+            live = self._alive[: self._n].copy()
+            if allowed is not None:
+                live &= np.isin(self._ids[: self._n], allowed)
+            if live.any():
+                ids = self._ids[: self._n][live]
+                scores = queries @ self._vecs[: self._n][live].T
+                top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+                parts_s.append(np.take_along_axis(scores, top, 1))
+                parts_i.append(ids[top])
+        if not parts_s:
+            return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
+        scores = np.concatenate(parts_s, axis=1)
+        ids = np.concatenate(parts_i, axis=1)
+        scores = np.where(ids < 0, -np.inf, scores)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+
+    def _exclusion(self):
+        if self._excluded is None:
+            faiss = import_faiss()
+            dead = np.ascontiguousarray(self.dead_base_ids(), dtype=np.int64)
+            batch = faiss.IDSelectorBatch(dead)
+            self._excluded = faiss.IDSelectorNot(batch)
+            self._excluded_refs = (batch, dead)  # the selector points into these
+        return self._excluded
+
+
+def base_is_stale(base: dict | None, next_id: int, tombstones: int) -> bool:
+    """Whether the chunks added (ids from ``base["last_id"]`` to ``next_id``) and deleted
+    (``tombstones``) since a base call for a new one: more than ``STALE_MIN`` and than
+    ``STALE_FRACTION`` of the base (at most ``STALE_MAX``). No base: yes."""
+    if not base or not base.get("file"):
+        return True
+    changed = (next_id - 1 - base["last_id"]) + tombstones
+    return changed > max(STALE_MIN, min(STALE_FRACTION * base["ntotal"], STALE_MAX))
+
+
+def fold(base: VectorIndex, dead: np.ndarray, added: Iterable[tuple[np.ndarray, np.ndarray]]):
+    """A base with the ``dead`` ids removed and the ``added`` (ids, vectors) batches added, no
+    retraining (HNSW cannot remove: None)."""
+    if not base.supports_remove:
+        return None
+    base.remove(dead)
+    for ids, vecs in added:
+        base.add(ids, vecs)
+    return base
 
 
 # ---------------------------------------------------------------- choosing and building

@@ -1,23 +1,35 @@
-"""An index directory on disk, and atomic updates of it.
+"""An index directory on disk, and atomic, incremental updates of it.
 
-Layout::
+Layout (format 2)::
 
     INDEX/
-      manifest.json        # the commit point: names the current generation, encoder, counts
-      g000003/chunks.sqlite
-      g000003/vectors.faiss
-      encoder/             # the encoder that made the vectors (config, memory tokens, adapter)
-      .lock                # held by a writer
+      manifest.json          # a mirror of the store's committed manifest (format, encoder, counts)
+      chunks.sqlite          # the live store, updated in place (WAL journal: -wal, -shm beside it)
+      base-000003.faiss      # the FAISS base: immutable, written by generation 3
+      encoder/               # the encoder that made the vectors (config, memory tokens, adapter)
+      .lock                  # held by a writer
 
-This module is the one writer and reader of ``manifest.json``: ``build_manifest`` makes the dict
-(``Transaction.commit`` adds the generation and timestamps and writes it) and ``read_manifest``
-refuses anything malformed with a one-line ``CompsearchError``.
+Why in place: copying the store and the vector index into a new generation folder made every
+write O(index) (6.5 s for one chunk at 200k chunks, benchmarks/results/writecost.md). Now a write
+is one SQLite transaction on the live store: its ``meta`` rows hold the generation number and the
+whole manifest, and the SQLite commit is the commit point. ``manifest.json`` is rewritten after
+it, as a mirror: a reader whose mirror is behind the store's committed generation uses the
+store's (the next writer rolls the mirror forward), and a store ahead of no manifest cannot
+exist: the first write of an index commits before ``manifest.json`` names it, and a writer that
+finds no manifest deletes any store left there. Readers are never blocked (WAL) and pin one
+snapshot per search (``Store.begin_read``), so they see the old or the new generation.
 
-A generation is never modified once the manifest names it. A writer copies the current generation
-into a hidden temporary folder, changes the copy, fsyncs it, renames it to the next generation and
-only then replaces ``manifest.json`` (write a temp file, fsync, rename). A crash or Ctrl-C at any
-moment leaves the old manifest pointing at the old, complete generation; leftovers are removed by
-the next writer.
+The FAISS base is rewritten only when a write changes its kind or it gets stale
+(``index.base_is_stale``), by
+``compact``/``rebuild``, and for a new index; chunks added since are searched exactly from their
+stored vectors and chunks deleted since are tombstones (``index.LayeredIndex``). A new base is
+written to a temp file, fsynced and renamed to ``base-<generation>.faiss`` before the commit that
+names it; its digest is in the manifest (size and edges checked on load, every byte by
+``verify``). The current and the previous base are kept for readers; older ones, and leftovers
+of crashed writes, are removed by the next writer.
+
+Format 1 indexes (generation folders) are read as they are; the first write migrates them
+(``format1.migrate``). docs/ARCHITECTURE.md has the whole protocol.
 """
 
 from __future__ import annotations
@@ -28,43 +40,58 @@ import logging
 import os
 import shutil
 import sqlite3
-import tempfile
-import time
-from collections.abc import Iterable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 
-from . import __version__
-from .chunking import ChunkingConfig
 from .errors import CompsearchError
-from .fsutil import atomic_write_text, fsync_dir, fsync_tree, usual_modes
-from .index import VectorIndex
-from .indexspec import REQUESTABLE, IndexSpec
+from .fsutil import atomic_write_text, fsync_dir
+from .index import LayeredIndex, VectorIndex
+from .indexspec import IndexSpec
+from .manifest import (  # noqa: F401  (re-exported: the names callers know indexdir by)
+    BASE_RE,
+    EDGE_BYTES,
+    FORMAT,
+    FORMAT_VERSION,
+    INDEX_FILE,
+    MANIFEST,
+    STORE_FILE,
+    base_name,
+    build_manifest,
+    differs,
+    digest,
+    encoder_entry,
+    file_digests,
+    manifest_problem,
+    now,
+    show,
+)
+from .format1 import generation_dir, migrate, open_format_1, refuse_damaged
 from .store import Store
+from .storefile import WAL_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-FORMAT = "compsearch-index"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-STORE_FILE = "chunks.sqlite"
-INDEX_FILE = "vectors.faiss"
 ENCODER_DIR = "encoder"
 LOCK_TIMEOUT_ENV = "COMPSEARCH_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 600.0
 
 
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
+# ---------------------------------------------------------------- reading the manifest
 def read_manifest(root: Path) -> dict | None:
-    """The manifest, or None when ``root`` holds no index yet; errors for anything corrupt."""
-    path = Path(root) / MANIFEST
+    """The manifest of the last committed generation, or None when ``root`` holds no index yet;
+    errors for anything corrupt. For format 2 the store's committed copy wins when the mirror
+    ``manifest.json`` is behind it (a crash between the commit and the mirror)."""
+    return _read(Path(root))[0]
+
+
+def _read(root: Path) -> tuple[dict | None, int]:
+    """(manifest, the generation manifest.json itself names)."""
+    path = root / MANIFEST
     if not path.exists():
-        if Path(root).exists() and not Path(root).is_dir():
+        if root.exists() and not root.is_dir():
             raise CompsearchError(f"{root} is a file, not an index directory")
-        return None
+        return None, 0
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -74,9 +101,9 @@ def read_manifest(root: Path) -> dict | None:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CompsearchError(f"{path} is not a compsearch index manifest")
     version = manifest.get("format_version", 0)
-    if not _is_int(version):
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         raise CompsearchError(
-            f"{path} is corrupt: format_version must be an integer, not {_show(version)}"
+            f"{path} is corrupt: format_version must be an integer, not {show(version)}"
         )
     if version > FORMAT_VERSION:
         raise CompsearchError(
@@ -86,265 +113,240 @@ def read_manifest(root: Path) -> dict | None:
     for key in ("generation", "encoder", "index"):
         if key not in manifest:
             raise CompsearchError(f"{path} is incomplete (no {key!r})")
-    problem = _manifest_problem(manifest)
+    problem = manifest_problem(manifest)
     if problem:
         raise CompsearchError(f"{path} is corrupt: {problem}")
-    return manifest
+    if version < 2:
+        return manifest, manifest["generation"]
+    committed = _store_manifest(root)
+    if committed["generation"] < manifest["generation"]:
+        raise CompsearchError(
+            f"index {root} is damaged: {STORE_FILE} is at generation {committed['generation']}, "
+            f"behind its manifest ({manifest['generation']}); rebuild it from its documents"
+        )
+    return (committed if committed["generation"] > manifest["generation"] else manifest), manifest[
+        "generation"
+    ]
 
 
-def _is_int(value, least: int = 0) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _manifest_problem(m: dict) -> str | None:
-    """What is wrong with a parsed manifest's fields (None when they are usable)."""
-    if not _is_int(m["generation"], 1):
-        return f"generation must be a positive integer, not {_show(m['generation'])}"
-    enc = m["encoder"]
-    if not isinstance(enc, dict):
-        return f"encoder must be a mapping, not {_show(enc)}"
-    if not isinstance(enc.get("fingerprint"), str) or not isinstance(
-        enc.get("source"), (str, type(None))
-    ):
-        return "encoder.fingerprint must be a string and encoder.source a string or null"
-    if not _is_int(enc.get("dim"), 1):
-        return f"encoder.dim must be a positive integer, not {_show(enc.get('dim'))}"
-    index = m["index"]
-    if not isinstance(index, dict) or "spec" not in index:
-        return "index must be a mapping with a spec"
+def _store_manifest(root: Path) -> dict:
+    """The manifest committed in the live store (format 2), validated."""
     try:
-        IndexSpec.from_dict(index["spec"])
+        store = Store(root / STORE_FILE, readonly=True)
     except CompsearchError as exc:
-        return f"index.spec: {exc}"
-    if index.get("requested", "auto") not in REQUESTABLE:
-        return f"index.requested must be one of {', '.join(REQUESTABLE)}, not {_show(index['requested'])}"
-    if m.get("chunking") is not None:
-        try:
-            ChunkingConfig.from_dict(m["chunking"])
-        except (TypeError, ValueError) as exc:
-            return f"chunking: {exc}"
-    if m.get("chunker_version") is not None and not _is_int(m["chunker_version"], 1):
-        return f"chunker_version must be a positive integer, not {_show(m['chunker_version'])}"
-    counts = m.get("counts", {})
-    if not isinstance(counts, dict) or not all(_is_int(v) for v in counts.values()):
-        return "counts must map names to non-negative integers"
-    roots = m.get("roots", [])
-    if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
-        return "roots must be a list of paths"
-    files = m.get("files", {})
-    if not isinstance(files, dict) or not all(
-        name in (STORE_FILE, INDEX_FILE)
-        and isinstance(d, dict)
-        and _is_int(d.get("bytes"))
-        and isinstance(d.get("sha256"), str)
-        and isinstance(d.get("edges_sha256"), str)
-        for name, d in files.items()
-    ):
-        return "files must map the generation's file names to {bytes, sha256, edges_sha256}"
-    return None
+        raise CompsearchError(f"index {root} is damaged: {exc}") from None
+    try:
+        committed = store.manifest()
+    except sqlite3.DatabaseError as exc:
+        raise CompsearchError(f"index {root} is damaged: {STORE_FILE} ({exc})") from None
+    finally:
+        store.close()
+    if not isinstance(committed, dict):
+        raise CompsearchError(f"index {root} is damaged: {STORE_FILE} holds no manifest")
+    problem = manifest_problem(committed)
+    if problem:
+        raise CompsearchError(f"index {root} is damaged: the store's manifest: {problem}")
+    return committed
 
 
-EDGE_BYTES = 1 << 20  # the cheap check on load hashes the first and last MiB of each file
+def store_path(root: Path, manifest: dict) -> Path:
+    """The chunk store a manifest names (format 1: inside its generation folder)."""
+    if manifest.get("format_version", 1) < 2:
+        return generation_dir(root, manifest["generation"]) / STORE_FILE
+    return Path(root) / STORE_FILE
 
 
-def file_digests(folder: Path) -> dict:
-    """sha256 of each generation file, and of its first and last MiB (the cheap check on load)."""
-    import hashlib
-
-    out = {}
-    for name in (STORE_FILE, INDEX_FILE):
-        path = Path(folder) / name
-        full, size = hashlib.sha256(), path.stat().st_size
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                full.update(block)
-        out[name] = {"bytes": size, "sha256": full.hexdigest(), "edges_sha256": _edges(path, size)}
-    return out
-
-
-def _edges(path: Path, size: int) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        h.update(f.read(EDGE_BYTES))
-        if size > EDGE_BYTES:
-            f.seek(max(EDGE_BYTES, size - EDGE_BYTES))
-            h.update(f.read(EDGE_BYTES))
-    return h.hexdigest()
+def index_path(root: Path, manifest: dict) -> Path | None:
+    """The FAISS file a manifest names (None: a format 2 index without a base yet)."""
+    if manifest.get("format_version", 1) < 2:
+        return generation_dir(root, manifest["generation"]) / INDEX_FILE
+    name = manifest["base"]["file"]
+    return Path(root) / name if name else None
 
 
 def check_files(root: Path, manifest: dict, full: bool = False) -> list[str]:
-    """Generation files that differ from the digests the manifest recorded (sizes and the first
-    and last MiB; every byte with ``full``). Manifests written before digests existed pass."""
-    gdir = generation_dir(root, manifest["generation"])
-    problems = []
-    for name, want in (manifest.get("files") or {}).items():
-        path = gdir / name
-        try:
-            size = path.stat().st_size
-            if size != want["bytes"]:
-                problems.append(f"{name} has {size} bytes, the manifest recorded {want['bytes']}")
-            elif _edges(path, size) != want["edges_sha256"] or (
-                full and file_digests(gdir)[name]["sha256"] != want["sha256"]
-            ):
-                problems.append(f"{name} differs from the digest the manifest recorded")
-        except OSError as exc:
-            problems.append(f"{name}: {exc.strerror or exc}")
-    return problems
+    """Immutable files that differ from the digests the manifest recorded (sizes and the first
+    and last MiB; every byte with ``full``): format 1's generation files, format 2's FAISS base
+    (its live store is checked by ``Store.check``). Manifests written before digests pass."""
+    folder = Path(root)
+    if manifest.get("format_version", 1) < 2:
+        folder = generation_dir(root, manifest["generation"])
+    return differs(folder, manifest.get("files") or {}, full)
 
 
-def build_manifest(
-    old: dict | None,
-    index: VectorIndex,
-    counts: dict,
-    *,
-    requested: str | None = None,
-    encoder: dict | None = None,
-    chunking: dict | None = None,
-    chunker_version: int | None = None,
-    roots: Iterable[str] = (),
-    replace_roots: bool = False,
-) -> dict:
-    """The manifest of the next generation: what this write changed, over what ``old`` said.
+# ---------------------------------------------------------------- opening for reads
+def open_generation(root: Path, manifest: dict, check: bool = True) -> tuple[Store, object]:
+    """Open the index for reading: (store, vector index).
 
-    ``encoder``: the ``encoder_entry`` of the encoder that made the vectors (kept from ``old``
-    when None); ``chunking`` and ``chunker_version``: set when this write chunked files, else kept;
-    ``roots``: folders indexed by this write, added to the old ones (``replace_roots``: instead of
-    them). ``Transaction.commit`` adds
-    format, generation and timestamps.
+    Format 1: the manifest's generation folder (``check``: refuse files that differ from the
+    manifest's digests, by size and first/last MiB; ``verify`` opens unchecked and reports).
+    Format 2: the live store, left pinned at one snapshot (``store.end_read()`` releases it),
+    and the ``LayeredIndex`` of that snapshot.
     """
-    old = old or {}
-    encoder = encoder or old.get("encoder")
-    if encoder is None:
-        raise CompsearchError("internal error: a new index needs the encoder that made its vectors")
-    requested = requested or old.get("index", {}).get("requested", "auto")
-    dim = encoder["dim"]
-    manifest = {
-        "compsearch_version": __version__,
-        "encoder": encoder,
-        "index": {
-            "spec": index.spec.to_dict(),
-            "requested": requested,
-            "factory": index.spec.factory(dim),
-            "ntotal": index.ntotal,
-        },
-        "chunking": chunking if chunking is not None else old.get("chunking"),
-        "chunker_version": chunker_version
-        if chunker_version is not None
-        else old.get("chunker_version"),
-        "counts": dict(counts),
-        "roots": sorted(set(roots))
-        if replace_roots
-        else sorted(set(old.get("roots", [])) | set(roots)),
-    }
-    if old.get("created_at"):
-        manifest["created_at"] = old["created_at"]
-    return manifest
-
-
-def encoder_entry(encoder) -> dict:
-    """How the manifest records the encoder that made the vectors.
-
-    compsearch's ``Encoder``: source, name, fingerprint, dim, dtype, max_length, memory tokens and
-    depth (``num_layers``, null = all layers). A foreign embedder (``compsearch.embedders``)
-    describes itself (``manifest_entry``); its ``source`` is null when it cannot be loaded by name.
-    """
-    if hasattr(encoder, "manifest_entry"):
-        return encoder.manifest_entry()
-    return {
-        "source": encoder.source,
-        "name": encoder.name,
-        "fingerprint": encoder.fingerprint,
-        "dim": encoder.dim,
-        "dtype": str(encoder.dtype).replace("torch.", ""),
-        "max_length": encoder.config.max_length,
-        "num_memory_tokens": encoder.config.num_memory_tokens,
-        "num_layers": getattr(encoder.config, "num_layers", None),
-        "quantize": getattr(encoder, "quantize", None),
-    }  # int8 weights keep the fingerprint: say so
-
-
-def generation_dir(root: Path, generation: int) -> Path:
-    return Path(root) / f"g{generation:06d}"
-
-
-def open_generation(root: Path, manifest: dict, check: bool = True) -> tuple[Store, VectorIndex]:
-    """Open the current generation read-only (``check``: refuse files that differ from the
-    manifest's digests, by size and first/last MiB; ``verify`` opens unchecked and reports)."""
-    gdir = generation_dir(root, manifest["generation"])
-    if not gdir.is_dir():
-        raise CompsearchError(
-            f"index {root} is damaged: {gdir.name} named by the manifest is missing"
-        )
-    damaged = check_files(root, manifest) if check else []
-    if damaged:
-        raise CompsearchError(
-            f"index {root} is damaged: {damaged[0]} (compsearch verify {root} "
-            f"tells more; rebuild it from its documents)"
-        )
-    store = Store(gdir / STORE_FILE, readonly=True)
-    spec = IndexSpec.from_dict(manifest["index"]["spec"])
-    index = VectorIndex.load(gdir / INDEX_FILE, spec, manifest["encoder"]["dim"])
+    root = Path(root)
+    if manifest.get("format_version", 1) < 2:
+        return open_format_1(root, manifest, check)
+    if not (root / STORE_FILE).is_file():
+        raise CompsearchError(f"index {root} is damaged: {STORE_FILE} is missing")
+    store = Store(root / STORE_FILE, readonly=True)
+    try:
+        _, index = refresh(root, store, None, check)
+    except BaseException:
+        store.close()
+        raise
     return store, index
 
 
-class Transaction:
-    """A writable copy of the current generation; ``commit`` makes it current atomically."""
+def pin(root: Path, manifest: dict, store: Store | None, index):
+    """A reader's (manifest, store, index, live) at the newest committed generation: opened on
+    first use (again with a fresh manifest when a writer removed what an old one named), then,
+    for a live (format 2) store, pinned at its newest snapshot by ``refresh``."""
+    if store is None:
+        try:
+            store, index = open_generation(root, manifest)
+        except CompsearchError:
+            fresh = read_manifest(root)
+            if not fresh or fresh["generation"] == manifest["generation"]:
+                raise
+            manifest = fresh
+            store, index = open_generation(root, fresh)
+    live = manifest.get("format_version", 1) >= 2
+    if live:
+        committed, index = refresh(root, store, index)
+        if committed["generation"] != manifest["generation"]:
+            manifest = committed
+    return manifest, store, index, live
 
-    def __init__(
-        self, root: Path, manifest: dict | None, work: Path, store: Store, index: VectorIndex | None
-    ):
+
+def refresh(root: Path, store: Store, index: LayeredIndex | None, check: bool = True):
+    """Pin the store's newest snapshot (if not pinned) and bring ``index`` up to it: the base
+    reloaded only when the snapshot names another file, then the chunks added and deleted since
+    what ``index`` has seen. Returns (the snapshot's manifest, its index)."""
+    for attempt in range(3):
+        store.begin_read()
+        if index is not None and index.manifest["generation"] == store.generation():
+            return index.manifest, index  # nothing committed since: nothing to read
+        manifest = store.manifest()
+        problem = "holds no manifest" if manifest is None else manifest_problem(manifest)
+        if problem:
+            raise CompsearchError(f"index {root} is damaged: the store's manifest: {problem}")
+        base = manifest["base"]
+        try:
+            if index is None or index.base_file != base["file"]:
+                index = _load_base(root, manifest, check)
+            break
+        except FileNotFoundError:  # two rebuilds since this snapshot was pinned: take a newer one
+            store.end_read()
+            if attempt == 2:
+                raise CompsearchError(
+                    f"index {root} is damaged: {base['file']} is missing"
+                ) from None
+    dim = manifest["encoder"]["dim"]
+    for ids, vecs in store.vectors_after(index.seen_id, dim):
+        index.add_delta(ids, vecs)
+    dead, index.tomb_seq = store.tombstones_after(index.tomb_seq)
+    index.add_tombstones(dead)
+    index.manifest = manifest
+    return manifest, index
+
+
+def _load_base(root: Path, manifest: dict, check: bool) -> LayeredIndex:
+    spec = IndexSpec.from_dict(manifest["index"]["spec"])
+    dim, base = manifest["encoder"]["dim"], manifest["base"]
+    loaded = None
+    if base["file"]:
+        path = Path(root) / base["file"]
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        if check:
+            refuse_damaged(root, differs(root, {base["file"]: manifest["files"][base["file"]]}))
+        loaded = VectorIndex.load(path, spec, dim)
+        spec = loaded.spec
+    index = LayeredIndex(loaded, spec, dim, base["last_id"])
+    index.base_file = base["file"]
+    return index
+
+
+# ---------------------------------------------------------------- writing
+class Transaction:
+    """One write: the live store inside its SQLite transaction; ``commit`` makes it current.
+
+    ``store``: the store to change; ``manifest``: the committed generation this write changes;
+    ``index``: set it to a new ``VectorIndex`` over every stored chunk to write a new FAISS base
+    (left None, the base stays and the new chunks are searched from the store).
+    """
+
+    def __init__(self, root: Path, manifest: dict | None, store: Store):
         self.root = root
         self.manifest = manifest
-        self.work = work
         self.store = store
-        self.index = index
+        self.index: VectorIndex | None = None
         self.committed = False
+        self.written: list[Path] = []  # files of this write, removed if it does not commit
+
+    @property
+    def spec(self) -> IndexSpec | None:
+        """The spec of the FAISS base this write leaves (None: no index yet)."""
+        if self.index is not None:
+            return self.index.spec
+        return IndexSpec.from_dict(self.manifest["index"]["spec"]) if self.manifest else None
 
     def commit(self, **changes) -> dict:
-        """Write everything, then switch the manifest; returns the manifest written.
+        """Write the new base (if any), commit the store, then mirror the manifest; returns it.
 
         ``changes``: what ``build_manifest`` takes besides the old manifest, the index and the
         counts (``requested``, ``encoder``, ``chunking``, ``chunker_version``, ``roots``).
         """
-        if self.index is None:
+        old, store = self.manifest or {}, self.store
+        generation = old.get("generation", 0) + 1
+        files, base = dict(old.get("files") or {}), old.get("base")
+        if self.index is not None:
+            name = base_name(generation)
+            path = self.root / name
+            self.written.append(path)
+            self.index.save(path)
+            fsync_dir(self.root)
+            files = {name: digest(path)}
+            base = {"file": name, "last_id": store.next_id() - 1, "ntotal": self.index.ntotal}
+            store.clear_tombstones()
+        elif base is None:
             raise CompsearchError("nothing to commit: no vector index was built")
-        counts = {"chunks": self.store.count(), "files": self.store.file_count()}
-        manifest = build_manifest(self.manifest, self.index, counts, **changes)
-        generation = (self.manifest["generation"] + 1) if self.manifest else 1
-        self.store.commit()
-        self.store.close()
-        self.index.save(self.work / INDEX_FILE)
-        usual_modes(self.work)
-        fsync_tree(self.work)
-        manifest["files"] = file_digests(self.work)
-        target = generation_dir(self.root, generation)
-        if target.exists():  # a leftover from a crash after rename but before the manifest
-            shutil.rmtree(target)
-        os.replace(self.work, target)
+        counts = {"chunks": store.count(), "files": store.file_count()}
+        summary = SimpleNamespace(spec=self.spec, ntotal=counts["chunks"])
+        manifest = build_manifest(self.manifest, summary, counts, **changes)
         manifest = dict(
             manifest,
             format=FORMAT,
             format_version=FORMAT_VERSION,
             generation=generation,
+            files=files,
+            base=base,
             updated_at=now(),
         )
-        manifest.setdefault("created_at", (self.manifest or {}).get("created_at", now()))
-        try:
-            atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-            fsync_dir(self.root)
-        except BaseException:
-            shutil.rmtree(target, ignore_errors=True)  # not committed: leave no generation behind
-            raise
+        manifest.setdefault("created_at", old.get("created_at", now()))
+        store.set_manifest(manifest)
+        store.commit()  # the commit point
         self.committed = True
-        _remove_stale(self.root, keep=_kept(generation))
+        _mirror(self.root, manifest)
+        _remove_stale(self.root, manifest)
         return manifest
+
+
+def _mirror(root: Path, manifest: dict) -> None:
+    """Roll ``manifest.json`` forward to a committed manifest. Failing here loses nothing (the
+    store is the commit point and readers take its copy): a warning, not an error."""
+    try:
+        atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        fsync_dir(root)
+    except OSError as exc:
+        log.warning(
+            "%s: generation %d is committed but %s could not be updated (%s); the next write "
+            "updates it",
+            root,
+            manifest["generation"],
+            MANIFEST,
+            exc.strerror or exc,
+        )
 
 
 def lock_timeout() -> float:
@@ -360,16 +362,12 @@ def lock_timeout() -> float:
 
 
 @contextmanager
-def transaction(root: Path, timeout: float | None = None):
-    """Lock the index, copy the current generation, yield a ``Transaction``; roll back on error.
-
-    One writer at a time: a second one waits for the lock (saying so once, on the
+def writer_lock(root: Path, timeout: float | None = None):
+    """The index's one-writer lock. A second writer waits (saying so once, on the
     ``compsearch.indexdir`` logger) for ``timeout`` seconds (default ``lock_timeout()``), then
-    gives up with a one-line error; nothing it was asked to write is half-done.
-    """
+    gives up with a one-line error."""
     from filelock import FileLock, Timeout
 
-    root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(root / ".lock"))
     timeout = lock_timeout() if timeout is None else timeout
@@ -385,42 +383,79 @@ def transaction(root: Path, timeout: float | None = None):
                 f"{root} is still being updated by another process after "
                 f"{timeout:g} s; try again later or raise {LOCK_TIMEOUT_ENV}"
             ) from None
-    work = None
     try:
-        manifest = read_manifest(root)
-        _remove_stale(root, keep=_kept(manifest["generation"]) if manifest else set())
-        work = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
-        tx = None
-        try:
-            index = None
-            if manifest:
-                old_store, index = open_generation(root, manifest)
-                copy = sqlite3.connect(work / STORE_FILE)
-                old_store.db.backup(copy)
-                copy.close()
-                old_store.close()
-            tx = Transaction(root, manifest, work, Store(work / STORE_FILE), index)
-            yield tx
-        finally:
-            if tx is None or not tx.committed:
-                if tx is not None:
-                    tx.store.close()
-                shutil.rmtree(work, ignore_errors=True)
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
+def transaction(root: Path, timeout: float | None = None, *, locked: bool = False):
+    """Lock the index, open the live store's write transaction, yield a ``Transaction``; roll
+    back on error. One writer at a time (``writer_lock``; ``locked``: the caller holds it); a
+    failure leaves the last committed generation, and a full disk is a one-line error."""
+    root = Path(root)
+    try:
+        with nullcontext() if locked else writer_lock(root, timeout):
+            store = tx = None
+            try:
+                manifest = _prepare(root)
+                store = _open_live(root)
+                store.begin_write()
+                tx = Transaction(root, manifest, store)
+                yield tx
+            finally:
+                if store is not None:
+                    _end_write(store, tx)
     except (OSError, sqlite3.Error, RuntimeError) as exc:
         if _out_of_space(exc):
             raise CompsearchError(
                 f"no space left on the device of {root} while writing the index; "
                 f"nothing was changed (the previous index is intact)"
             ) from None
+        if isinstance(exc, PermissionError) or getattr(exc, "errno", None) == errno.EROFS:
+            raise CompsearchError(f"index {root} is not writable ({exc.strerror})") from None
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise CompsearchError(
+                f"index {root} could not be written ({exc}); compsearch verify {root} tells more"
+            ) from None
         raise
+
+
+def _end_write(store: Store, tx: Transaction | None) -> None:
+    """Roll back what did not commit and remove the files only it named. Asks SQLite, not
+    ``tx.committed``: a Ctrl-C can land between the COMMIT and the line after it."""
+    try:
+        store.rollback()
+        if tx is not None and tx.written:
+            named = ((store.manifest() or {}).get("base") or {}).get("file")
+            for path in tx.written:
+                if path.name != named:
+                    path.unlink(missing_ok=True)
     finally:
-        lock.release()
+        store.close()
 
 
-def _kept(generation: int) -> set[str]:
-    """Generation folders kept on disk: the current one and the one before it, so that a reader
-    that read the manifest just before a commit still finds the files it names."""
-    return {generation_dir(Path("."), g).name for g in (generation, generation - 1) if g >= 1}
+def _prepare(root: Path) -> dict | None:
+    """(Writer, under the lock) the committed manifest, after migrating a format 1 index,
+    rolling the mirror forward and removing what crashed writes left."""
+    manifest, mirrored = _read(root)
+    if manifest is None:  # no index: a store here is a first write that never got a manifest
+        for name in (STORE_FILE, *(STORE_FILE + s for s in WAL_SUFFIXES)):
+            (root / name).unlink(missing_ok=True)
+    elif manifest.get("format_version", 1) < 2:
+        manifest = migrate(root, manifest)
+    elif manifest["generation"] > mirrored:
+        _mirror(root, manifest)
+    _remove_stale(root, manifest)
+    return manifest
+
+
+def _open_live(root: Path) -> Store:
+    store = Store(root / STORE_FILE)
+    store.db.execute("PRAGMA journal_mode=WAL")
+    store.db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the mirror says so
+    return store
 
 
 def _out_of_space(exc: BaseException) -> bool:
@@ -434,12 +469,24 @@ def _out_of_space(exc: BaseException) -> bool:
     )
 
 
-def _remove_stale(root: Path, keep: set[str]) -> None:
-    """Delete generations and temp folders not in ``keep`` (old generations, crash leftovers)."""
+def _remove_stale(root: Path, manifest: dict | None) -> None:
+    """(Writer, under the lock) delete what no committed generation needs: temp files, format 1
+    generation folders but the last two (a migrated one stays for its readers until the write
+    after the migration), base files other than the current and the previous one (a reader that
+    pinned the snapshot before the last rebuild still loads it)."""
+    version = (manifest or {}).get("format_version", 1)
+    generation = (manifest or {}).get("generation", 0)
+    keep_dirs = {generation_dir(Path("."), g).name for g in (generation, generation - 1) if g >= 1}
+    current = (manifest or {}).get("base", {}).get("file") if version >= 2 else None
+    older = sorted(
+        p.name for p in root.iterdir() if BASE_RE.fullmatch(p.name) and current and p.name < current
+    )
+    keep_files = {current, *older[-1:]}
     for p in root.iterdir():
-        if (
-            p.is_dir()
-            and p.name not in keep
-            and (p.name.startswith(".tmp-") or (p.name.startswith("g") and p.name[1:].isdigit()))
-        ):
-            shutil.rmtree(p, ignore_errors=True)
+        if p.name.startswith(".tmp-") or (p.name.startswith(".") and p.name.endswith(".tmp")):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        elif p.is_dir() and p.name.startswith("g") and p.name[1:].isdigit():
+            if p.name not in keep_dirs:
+                shutil.rmtree(p, ignore_errors=True)
+        elif BASE_RE.fullmatch(p.name) and p.name not in keep_files:
+            p.unlink(missing_ok=True)

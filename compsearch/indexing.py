@@ -12,8 +12,9 @@ nothing to do costs only its file scan:
    stored vector instead of being encoded again: vectors depend only on that text and the index's
    one encoder. Progress is reported in bytes of the files to (re)index, so the ETA is real.
 
-``finish`` brings the vector index in step with the store and commits (also used by
-``Retriever.add``/``delete``); ``prune`` removes files that no longer exist on disk.
+``finish`` decides whether the FAISS base must be rewritten and commits (also used by
+``Retriever.add``/``delete``): usually it is not, and a write costs what it changes
+(``indexdir``); ``prune`` removes files that no longer exist on disk.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ import numpy as np
 
 from .chunking import CHUNKER_VERSION, ChunkingConfig, chunk_document
 from .errors import CompsearchError
-from .index import build_index, choose_spec
+from .index import VectorIndex, base_is_stale, build_index, choose_spec, fold
 from .indexdir import ENCODER_DIR, encoder_entry, now
-from .indexspec import AUTO, IndexSpec
+from .indexspec import AUTO
 from .ingest import Candidate, Skipped, content_hash, discover, display_path, parse, read_bytes
 from .store import ChunkRecord
 
@@ -320,31 +321,38 @@ def finish(
     roots: Sequence[str] = (),
     replace_roots: bool = False,
 ) -> dict:
-    """Bring the vector index up to date with the store and commit; returns the new manifest.
+    """Decide whether the FAISS base must be rewritten, and commit; returns the new manifest.
 
-    ``tx.manifest`` (read under the writer lock) is the generation this write changes.
+    The base stays as it is unless the index kind changes (by size or by request: a full
+    build), it gets stale (``indexdir.stale``: the chunks added since are folded into a copy and
+    the deleted ones removed, no retraining; an HNSW base, which cannot remove, is rebuilt), or
+    there is none yet. Otherwise the store alone changes: new chunks are searched exactly from
+    their stored vectors, deleted ones are tombstones, so a small write costs what it changes.
+    ``tx.manifest`` (read under the writer lock) is the generation this write changes;
+    ``added``/``removed`` are kept for callers, the store knows both.
     """
     from .encoder import CONFIG_FILE
 
     store, old, root = tx.store, tx.manifest, tx.root
     n = store.count()
-    old_spec = IndexSpec.from_dict(old["index"]["spec"]) if old else None
+    old_spec = tx.spec
     requested = index_type or (old["index"].get("requested", AUTO) if old else AUTO)
     spec = choose_spec(n, encoder.dim, requested)
-    same_kind = old_spec is not None and old_spec.kind == spec.kind and tx.index is not None
-    if same_kind and (tx.index.supports_remove or not removed):
-        if removed:
-            tx.index.remove(np.array(removed, dtype=np.int64))
-        if added:
-            tx.index.add(np.array(added, dtype=np.int64), store.vectors(list(added), encoder.dim))
-    else:
+    if old_spec is None or old_spec.kind != spec.kind:
         tx.index = build_index(spec, encoder.dim, n, lambda: store.iter_vectors(encoder.dim))
         report.rebuilt = old is not None
-    if tx.index.ntotal != n:
+    elif base_is_stale(old.get("base"), store.next_id(), store.tombstone_count()):
+        tx.index = _folded(tx, encoder.dim)
+        if tx.index is None:  # HNSW cannot remove: build it again
+            tx.index = build_index(
+                old_spec, encoder.dim, n, lambda: store.iter_vectors(encoder.dim)
+            )
+            report.rebuilt = True
+    if tx.index is not None and tx.index.ntotal != n:
         raise CompsearchError(f"internal error: index holds {tx.index.ntotal} vectors, store {n}")
     report.chunks_total = n
     report.files_total = store.file_count()
-    report.index_type = tx.index.spec.kind
+    report.index_type = tx.spec.kind
     if hasattr(encoder, "save") and not (Path(root) / ENCODER_DIR / CONFIG_FILE).is_file():
         encoder.save(Path(root) / ENCODER_DIR)  # written once, before the first manifest
     manifest = tx.commit(
@@ -357,6 +365,16 @@ def finish(
     )
     report.committed = True
     return manifest
+
+
+def _folded(tx, dim: int):
+    """The committed base with the chunks deleted since removed and those added since added."""
+    from .indexdir import index_path
+
+    last_id = tx.manifest["base"]["last_id"]
+    dead, _ = tx.store.tombstones_after(0)
+    base = VectorIndex.load(index_path(tx.root, tx.manifest), tx.spec, dim)
+    return fold(base, dead[dead <= last_id], tx.store.vectors_after(last_id, dim))
 
 
 def prune(retriever) -> IndexReport:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .chunking import ChunkingConfig
 from .errors import CompsearchError
-from .indexdir import open_generation, read_manifest, transaction
+from .indexdir import pin, read_manifest, transaction
 from .indexing import (
     ENCODE_BATCH_CHUNKS,
     IndexReport,
@@ -32,7 +32,8 @@ from .indexing import (
 )
 from .ingest import content_hash
 from .results import SearchResult, to_result
-from .store import ChunkRecord, check_doc_ids
+from .docids import check_doc_ids, delete_targets
+from .store import ChunkRecord
 
 __all__ = [
     "DEFAULT_K",
@@ -57,14 +58,14 @@ class Retriever:
 
         self.root = Path(root)
         self._encoder = as_encoder(encoder)
-        self._lock = (
-            threading.RLock()
-        )  # one Retriever may be shared by threads (web servers, batch())
+        self._lock = threading.RLock()  # one Retriever may be shared by threads (servers, batch())
         self._write_lock = threading.RLock()  # writes from threads of one process go one at a time
         self._light = None  # the numpy query encoder, False when unavailable
         self._manifest = read_manifest(self.root)
         self._store = None
         self._index = None
+        self._live = False  # the open store is a live (format 2) one, refreshed per snapshot
+        self._depth = 0  # nesting of _snapshot() in the thread holding self._lock
         if self._manifest and self._encoder is not None:
             self._check_encoder(self._encoder)
 
@@ -130,35 +131,46 @@ class Retriever:
             )
 
     def _open_read(self):
-        with self._lock:
-            return self._open_read_locked()
+        """(store, vector index) of the newest committed generation. Inside ``_snapshot`` the
+        pinned one; outside, the store's statements each see the newest commit."""
+        with self._snapshot() as opened:
+            return opened
 
-    def _open_read_locked(self):
-        if self._store is None:
-            if not self._manifest:
-                raise CompsearchError(
-                    f"no index at {self.root} (build one with: compsearch index PATH)"
-                )
+    @contextmanager
+    def _snapshot(self):
+        """Hold ``self._lock`` and pin one committed generation for everything read inside (a
+        search sees the old or the new generation of a concurrent write, never a mix)."""
+        with self._lock:
+            outer, self._depth = self._depth == 0, self._depth + 1
             try:
-                self._store, self._index = open_generation(self.root, self._manifest)
-            except CompsearchError:
-                # a writer committed (and cleaned up) since this manifest was read: take the new one
-                fresh = read_manifest(self.root)
-                if not fresh or fresh["generation"] == self._manifest["generation"]:
-                    raise
-                self._manifest = fresh
-                self._store, self._index = open_generation(self.root, fresh)
-        return self._store, self._index
+                if outer and self._store is None and not self._manifest:
+                    raise CompsearchError(
+                        f"no index at {self.root} (build one with: compsearch index PATH)"
+                    )
+                if outer:
+                    with self._damaged():
+                        self._manifest, self._store, self._index, self._live = pin(
+                            self.root, self._manifest, self._store, self._index
+                        )
+                yield self._store, self._index
+            finally:
+                self._depth -= 1
+                if outer and self._store is not None and self._live:
+                    self._store.end_read()
 
     def close(self) -> None:
         with self._lock:
             if self._store is not None:
                 self._store.close()
             self._store = self._index = None
+            self._live = False
 
     def _reload(self, manifest: dict) -> None:
+        """After this process committed ``manifest``: a live store open here is brought up to it
+        by the next read (incrementally); anything else is reopened."""
         with self._lock:
-            self.close()
+            if not (self._live and manifest.get("format_version", 1) >= 2):
+                self.close()
             self._manifest = manifest
 
     def __enter__(self):
@@ -299,31 +311,19 @@ class Retriever:
             return 0
         with self._write_lock:
             roots = (self._manifest or {}).get("roots", [])
-            if not self.exists or not self._targets(self._open_read()[0], ids, where, roots):
+            if not self.exists:
                 return 0
+            with self._snapshot() as (store, _):
+                if not delete_targets(store, ids, where, roots):
+                    return 0
             encoder = self.encoder
             with transaction(self.root) as tx:
-                existing = self._targets(tx.store, ids, where, roots)
+                existing = delete_targets(tx.store, ids, where, roots)
                 if not existing:
                     return 0  # a concurrent writer removed them first: roll back, commit nothing
                 tx.store.delete(existing)
                 self._reload(finish(tx, encoder, IndexReport(), removed=existing))
             return len(existing)
-
-    @staticmethod
-    def _targets(store, ids: list, where, roots=()) -> list[int]:
-        chunk_ids = [
-            int(i) for i in ids if isinstance(i, (int, np.integer)) and not isinstance(i, bool)
-        ]
-        names = [i for i in ids if isinstance(i, str)]
-        if len(chunk_ids) + len(names) != len(ids):
-            raise CompsearchError(
-                "delete(): ids must be strings (your ids) or integers (chunk ids)"
-            )
-        chunk_ids += list(store.chunks_for_doc_ids(names).values())
-        if where:
-            chunk_ids += store.ids_where(where, roots).tolist()
-        return sorted(set(store.get(chunk_ids)))
 
     def get(
         self,
@@ -336,10 +336,9 @@ class Retriever:
 
         Results carry ``score`` 0.0. With neither ``ids`` nor ``where``: every chunk (mind ``limit``).
         """
-        with self._lock, self._damaged():
-            if not self.exists:
-                return []
-            store, _ = self._open_read()
+        if not self.exists:
+            return []
+        with self._snapshot() as (store, _), self._damaged():
             if ids is not None:
                 ids = list(ids)
                 names = store.chunks_for_doc_ids([i for i in ids if isinstance(i, str)])
@@ -363,10 +362,9 @@ class Retriever:
 
     def count(self, where: dict | None = None) -> int:
         """How many chunks the index holds (matching ``where`` when given)."""
-        with self._lock, self._damaged():
-            if not self.exists:
-                return 0
-            store, _ = self._open_read()
+        if not self.exists:
+            return 0
+        with self._snapshot() as (store, _), self._damaged():
             return (
                 len(store.ids_where(where, self._manifest.get("roots", [])))
                 if where
@@ -462,7 +460,7 @@ class Retriever:
 
         Lexical and hybrid modes also need the ``queries`` texts; lexical needs no vectors.
         """
-        with self._lock:
+        with self._snapshot():
             return self._search_vectors(
                 qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, queries
             )
@@ -491,8 +489,8 @@ class Retriever:
         """What the index holds and which encoder made it (does not load the encoder)."""
         if not self._manifest:
             raise CompsearchError(f"no index at {self.root}")
-        store, _ = self._open_read()
-        info = dict(self._manifest)
-        info["path"] = str(self.root.resolve())
-        info["sources"] = len(store.sources())
+        with self._snapshot() as (store, _):
+            info = dict(self._manifest)
+            info["path"] = str(self.root.resolve())
+            info["sources"] = len(store.sources())
         return info

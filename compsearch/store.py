@@ -6,6 +6,18 @@ here: it feeds exact re-scoring after approximate search and rebuilding an index
 re-encoding anything. The lexical (FTS5) index of the same chunks lives in this file too
 (``lexical.py``), kept in step by ``add``/``delete`` in the same transaction, and filters are
 compiled to SQL by ``filters.py``.
+
+An index's live store is updated in place (``indexdir``: WAL journal, one writer, readers see the
+last commit), so what a write changes must be findable without reading everything:
+
+- ``meta`` keeps counters (``chunk_count``) and the committed manifest, so a commit never counts
+  the whole table;
+- ``tombstones`` lists every chunk deleted since the FAISS base file was built (the base still
+  holds their vectors; searches exclude them until the next base);
+- ``content_digest`` is the XOR of a 128-bit hash of every chunk, caller id and file row, updated
+  with each row a write adds or removes (O(what changed)); ``check`` recomputes it over the whole
+  store, so ``verify`` finds a flipped byte inside a text or a vector that SQLite's structural
+  ``integrity_check`` cannot see (a whole-file digest cannot exist for a file changed in place).
 """
 
 from __future__ import annotations
@@ -20,21 +32,19 @@ import numpy as np
 
 from . import filters, lexical
 from .errors import CompsearchError
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
-    kind TEXT NOT NULL, n_chunks INTEGER NOT NULL, indexed_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY, source TEXT NOT NULL, start_line INTEGER, end_line INTEGER,
-    section TEXT, text TEXT NOT NULL, content_hash TEXT NOT NULL,
-    metadata TEXT NOT NULL DEFAULT '{}', vector BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
-CREATE TABLE IF NOT EXISTS doc_ids (doc_id TEXT PRIMARY KEY, chunk_id INTEGER NOT NULL UNIQUE);
-CREATE TRIGGER IF NOT EXISTS chunks_forget_doc_id AFTER DELETE ON chunks
-    BEGIN DELETE FROM doc_ids WHERE chunk_id = old.id; END;
-"""
+from .storefile import (  # noqa: F401  (SCHEMA and REQUIRED_COLUMNS re-exported)
+    CHUNK_COLUMNS,
+    COUNT_KEY,
+    DIGEST_KEY,
+    GENERATION_KEY,
+    MANIFEST_KEY,
+    REQUIRED_COLUMNS,
+    SCHEMA,
+    check_schema,
+    connect_readonly,
+    full_digest,
+    row_hash,
+)
 
 
 @dataclass
@@ -51,55 +61,31 @@ class ChunkRecord:
     id: int | None = None
 
 
-REQUIRED_COLUMNS = {
-    "chunks": {
-        "id",
-        "source",
-        "start_line",
-        "end_line",
-        "section",
-        "text",
-        "content_hash",
-        "metadata",
-        "vector",
-    },
-    "files": {"path", "sha256", "size", "mtime", "kind", "n_chunks", "indexed_at"},
-    "meta": {"key", "value"},
-}
-
-
-def _check_schema(db: sqlite3.Connection, path: Path) -> None:
-    """The store's tables are tables (a view could recurse for ever) with the columns we read."""
-    for table, columns in REQUIRED_COLUMNS.items():
-        row = db.execute("SELECT type FROM sqlite_master WHERE name = ?", (table,)).fetchone()
-        if row is None or row[0] != "table":
-            what = "missing" if row is None else f"a {row[0]}, not a table"
-            raise CompsearchError(f"chunk store {path} is damaged: {table} is {what}")
-        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
-        if not columns <= have:
-            raise CompsearchError(
-                f"chunk store {path} is damaged: {table} lacks {', '.join(sorted(columns - have))}"
-            )
-
-
 class Store:
+    """One connection to a chunk store. Transactions are explicit (``begin_write``/``commit``/
+    ``rollback``, ``begin_read``/``end_read``): SQLite's autocommit mode, nothing implicit."""
+
     def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
+        self._digest: int | None = None  # the XOR digest while a write is open
+        self._count: int | None = None
         try:
             if readonly:
                 if not self.path.is_file():
                     raise CompsearchError(f"chunk store {self.path} is missing")
-                self.db = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
-                )
+                self.db = connect_readonly(self.path)
             else:
-                self.db = sqlite3.connect(self.path, check_same_thread=False)
+                self.db = sqlite3.connect(
+                    self.path, check_same_thread=False, isolation_level=None, timeout=60
+                )
                 self.db.executescript(SCHEMA)
-            _check_schema(self.db, self.path)
-            self.db.execute("SELECT count(*) FROM chunks").fetchone()
-            if not readonly:  # an index from before the lexical index gains it on this write
+            check_schema(self.db, self.path)
+            self.db.execute("SELECT id FROM chunks LIMIT 1").fetchone()  # readable at all
+            if not readonly and not lexical.is_current(self.db):
+                self.db.execute("BEGIN IMMEDIATE")  # an index from before the lexical index
                 lexical.ensure(self.db)
+                self.db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise CompsearchError(
                 f"chunk store {self.path} is unreadable or corrupt ({exc})"
@@ -108,8 +94,117 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    # ---------------------------------------------------------------- transactions
+    def begin_write(self, track: bool = True) -> None:
+        """Take SQLite's write lock and start the one transaction of a write.
+
+        ``track``: keep the counters and the content digest (a store without them gets them now,
+        O(store) once); an index from before the lexical index gains it in this transaction.
+        """
+        self.db.execute("BEGIN IMMEDIATE")
+        lexical.ensure(self.db)
+        if track:
+            count, digest = self._meta(COUNT_KEY, ""), self._meta(DIGEST_KEY, "")
+            self._count = int(count) if count else self._count_rows()
+            self._digest = int(digest, 16) if digest else self.full_digest()
+
     def commit(self) -> None:
-        self.db.commit()
+        """Store the counters and commit (the commit point of a write)."""
+        if self._digest is not None:
+            self._set_meta(DIGEST_KEY, f"{self._digest:032x}")
+            self._set_meta(COUNT_KEY, str(self._count))
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
+        self._digest = self._count = None
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        self._digest = self._count = None
+
+    def begin_read(self) -> None:
+        """Pin one snapshot (WAL): every read until ``end_read`` sees the same commit."""
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
+            self.db.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+
+    def end_read(self) -> None:
+        if self.db.in_transaction and self._digest is None:
+            self.db.execute("COMMIT")
+
+    def _xor(self, kind: str, rows) -> None:
+        if self._digest is not None:
+            for row in rows:
+                self._digest ^= row_hash(kind, row)
+
+    def full_digest(self) -> int:
+        return full_digest(self.db)
+
+    def _count_rows(self) -> int:
+        return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    def _forget(self, ids: list[int]) -> list[int]:
+        """Digest out the chunks ``ids`` (and their caller ids) about to be deleted; tombstone
+        them; returns the ids that exist."""
+        found = []
+        for part in _batches(ids, 500):
+            q = ",".join("?" * len(part))
+            rows = self.db.execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id IN ({q})", part)
+            rows = rows.fetchall()
+            self._xor("chunk", rows)
+            self._xor(
+                "doc",
+                self.db.execute(
+                    f"SELECT doc_id, chunk_id FROM doc_ids WHERE chunk_id IN ({q})", part
+                ).fetchall(),
+            )
+            found += [r[0] for r in rows]
+        self.db.executemany("INSERT INTO tombstones (id) VALUES (?)", [(i,) for i in found])
+        if self._count is not None:
+            self._count -= len(found)
+        return found
+
+    # ---------------------------------------------------------------- index state
+    def generation(self) -> int:
+        """The committed generation (0: none yet, or a store from before in-place writes)."""
+        return int(self._meta(GENERATION_KEY, "0"))
+
+    def manifest(self) -> dict | None:
+        raw = self._meta(MANIFEST_KEY, "")
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise CompsearchError(f"chunk store {self.path} is damaged: its manifest row") from None
+
+    def set_manifest(self, manifest: dict) -> None:
+        self._set_meta(MANIFEST_KEY, json.dumps(manifest, sort_keys=True))
+        self._set_meta(GENERATION_KEY, str(manifest["generation"]))
+
+    def next_id(self) -> int:
+        return int(self._meta("next_id", "0"))
+
+    def vectors_after(
+        self, last_id: int, dim: int, batch: int = 8192
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) of the chunks with ids above ``last_id`` (added since), in id order."""
+        cur = self.db.execute("SELECT id, vector FROM chunks WHERE id > ? ORDER BY id", (last_id,))
+        while rows := cur.fetchmany(batch):
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            yield ids, np.stack([np.frombuffer(r[1], dtype=np.float32, count=dim) for r in rows])
+
+    def tombstones_after(self, seq: int) -> tuple[np.ndarray, int]:
+        """Chunk ids deleted since tombstone ``seq`` (rowid), and the last seq seen."""
+        rows = self.db.execute(
+            "SELECT rowid, id FROM tombstones WHERE rowid > ? ORDER BY rowid", (seq,)
+        ).fetchall()
+        return np.array([r[1] for r in rows], dtype=np.int64), (rows[-1][0] if rows else seq)
+
+    def tombstone_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM tombstones").fetchone()[0]
+
+    def clear_tombstones(self) -> None:
+        """A new base file holds no deleted vector: forget the tombstones."""
+        self.db.execute("DELETE FROM tombstones")
 
     # ---------------------------------------------------------------- counters
     def _meta(self, key: str, default: str) -> str:
@@ -147,10 +242,16 @@ class Store:
         )
         lexical.add(self.db, ids, [r.text for r in records])
         self._set_meta("next_id", str(start + len(records)))
+        if self._digest is not None:
+            for i, r, v in zip(ids, records, vectors):
+                meta = json.dumps(r.metadata, sort_keys=True)
+                row = (i, r.source, r.start_line, r.end_line, r.section, r.text)
+                self._xor("chunk", [(*row, r.content_hash, meta, v.tobytes())])
+            self._count += len(ids)
         return ids
 
     def delete(self, ids: Iterable[int]) -> None:
-        ids = [int(i) for i in ids]
+        ids = self._forget(sorted({int(i) for i in ids}))
         self.db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in ids])
         lexical.delete(self.db, ids)
 
@@ -207,7 +308,11 @@ class Store:
             yield ids, np.stack([np.frombuffer(r[1], dtype=np.float32, count=dim) for r in rows])
 
     def count(self) -> int:
-        return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        """Chunks in the store (the counter a write keeps, without scanning the table)."""
+        if self._count is not None:
+            return self._count
+        counted = self._meta(COUNT_KEY, "")
+        return int(counted) if counted else self._count_rows()
 
     def all_ids(self) -> np.ndarray:
         return np.array(
@@ -281,10 +386,9 @@ class Store:
 
     def set_doc_ids(self, pairs: Sequence[tuple[str, int]]) -> None:
         """Name chunks with the caller's string ids (one chunk per id)."""
-        self.db.executemany(
-            "INSERT INTO doc_ids (doc_id, chunk_id) VALUES (?, ?)",
-            [(str(d), int(c)) for d, c in pairs],
-        )
+        rows = [(str(d), int(c)) for d, c in pairs]
+        self.db.executemany("INSERT INTO doc_ids (doc_id, chunk_id) VALUES (?, ?)", rows)
+        self._xor("doc", rows)
 
     def chunks_for_doc_ids(self, doc_ids: Sequence[str]) -> dict[str, int]:
         """doc id -> chunk id, for the ids that exist."""
@@ -323,17 +427,21 @@ class Store:
     def put_file(
         self, path: str, sha256: str, size: int, mtime: float, kind: str, n_chunks: int, when: str
     ) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (path, sha256, size, mtime, kind, n_chunks, when),
-        )
+        self._forget_file(path)
+        row = (path, sha256, size, mtime, kind, n_chunks, when)
+        self.db.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        self._xor("file", [row])
+
+    def _forget_file(self, path: str) -> None:
+        self._xor("file", self.db.execute("SELECT * FROM files WHERE path = ?", (path,)))
+        self.db.execute("DELETE FROM files WHERE path = ?", (path,))
 
     def delete_file(self, path: str) -> list[int]:
         """Forget a file and its chunks; returns the removed chunk ids."""
-        ids = self.ids_for_source(path)
+        ids = self._forget(self.ids_for_source(path))
         self.db.execute("DELETE FROM chunks WHERE source = ?", (path,))
         lexical.delete(self.db, ids)
-        self.db.execute("DELETE FROM files WHERE path = ?", (path,))
+        self._forget_file(path)
         return ids
 
     def sources(self) -> list[tuple[str, int]]:
@@ -355,25 +463,22 @@ class Store:
         ).fetchone()[0]
         if orphans:
             problems.append(f"{orphans} files disagree with their chunk counts")
+        counted, recorded = self._meta(COUNT_KEY, ""), self._meta(DIGEST_KEY, "")
+        if counted and int(counted) != self._count_rows():
+            problems.append(f"the store counts {counted} chunks but holds {self._count_rows()}")
+        if recorded:
+            try:
+                same = int(recorded, 16) == self.full_digest()
+            except sqlite3.OperationalError:  # a text no longer valid UTF-8
+                same = False
+            if not same:
+                problems.append(
+                    f"{self.path.name} differs from the digest recorded at its last commit "
+                    "(a changed text, vector, id or file row)"
+                )
         return problems + lexical.check(self.db)
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def check_doc_ids(ids, n: int) -> list[str] | None:
-    """Caller-chosen ids for ``n`` texts: a list of distinct non-empty strings (or None)."""
-    if ids is None:
-        return None
-    if isinstance(ids, str):
-        raise CompsearchError("ids must be a list of strings, one per text")
-    ids = list(ids)
-    if len(ids) != n:
-        raise CompsearchError(f"{len(ids)} ids for {n} texts: give one id per text")
-    if any(not isinstance(i, str) or not i for i in ids):
-        raise CompsearchError("ids must be non-empty strings")
-    if len(set(ids)) != len(ids):
-        raise CompsearchError("ids must be unique within one call")
-    return ids

@@ -203,34 +203,52 @@ def test_cli_conventions(tmp_path, tiny_base, monkeypatch):
     assert runner.invoke(main, ["--threads", "0", "info", "--index", str(ix)]).exit_code == 2
 
 
-def test_full_disk_is_one_line_and_leaves_the_index(tmp_path, tiny_encoder, monkeypatch):
+def test_full_disk_is_one_line_and_leaves_the_index(tmp_path, tiny_encoder, monkeypatch, caplog):
     import errno
+    import sqlite3
 
     import compsearch.indexdir as indexdir
     from compsearch.index import VectorIndex
+    from compsearch.maintenance import rebuild, verify
+    from compsearch.store import Store
 
-    r = Retriever.open(tmp_path / "ix", tiny_encoder)
+    ix = tmp_path / "ix"
+    r = Retriever.open(ix, tiny_encoder)
     r.add(["json parse text"], ids=["a"])
-    gen = read_manifest(tmp_path / "ix")["generation"]
+    gen = read_manifest(ix)["generation"]
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(VectorIndex, "save", full)
+    def sqlite_full(*a, **k):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Store, "add", sqlite_full)  # the store's transaction: rolled back
     with pytest.raises(CompsearchError, match="no space left .* previous index is intact"):
         r.add(["rotate log file"], ids=["b"])
     monkeypatch.undo()
-    # the manifest write fails after the new generation was renamed into place: it is removed
-    monkeypatch.setattr(indexdir, "atomic_write_text", full)
-    with pytest.raises(CompsearchError, match="no space left"):
-        r.add(["rotate log file"], ids=["b"])
+    monkeypatch.setattr(VectorIndex, "save", full)  # a new FAISS base: never named, removed
+    with pytest.raises(CompsearchError, match="no space left .* previous index is intact"):
+        rebuild(ix, "hnsw")
     monkeypatch.undo()
-    names = sorted(p.name for p in (tmp_path / "ix").iterdir() if p.is_dir())
-    assert names == ["encoder", f"g{gen:06d}"]
-    assert read_manifest(tmp_path / "ix")["generation"] == gen
-    assert [h.doc_id for h in Retriever.open(tmp_path / "ix", tiny_encoder).get(["a", "b"])] == [
-        "a"
-    ]
+    assert read_manifest(ix)["generation"] == gen and verify(ix) == []
+    assert sorted(
+        p.name for p in ix.iterdir() if not p.name.startswith(("chunks.sqlite", "."))
+    ) == sorted(["encoder", read_manifest(ix)["base"]["file"], "manifest.json"])
+    # the mirror manifest.json cannot be written after the commit: the write stands (the store
+    # is the commit point), a warning says so, readers take the store's manifest, and the next
+    # write rolls the mirror forward
+    monkeypatch.setattr(indexdir, "atomic_write_text", full)
+    r.add(["rotate log file"], ids=["b"])
+    monkeypatch.undo()
+    assert "could not be updated" in caplog.text
+    assert json.loads((ix / "manifest.json").read_text())["generation"] == gen
+    assert read_manifest(ix)["generation"] == gen + 1
+    fresh = Retriever.open(ix, tiny_encoder)
+    assert [h.doc_id for h in fresh.get(["a", "b"])] == ["a", "b"]
+    fresh.add(["sort values"], ids=["c"])
+    assert json.loads((ix / "manifest.json").read_text())["generation"] == gen + 2
+    assert verify(ix) == []
 
 
 def test_a_reader_that_read_an_old_manifest_finds_the_new_generation(tmp_path, tiny_encoder):
@@ -286,11 +304,11 @@ def test_a_damaged_encoder_folder_is_one_line(tmp_path, tiny_encoder, damage):
 def test_a_tampered_store_is_one_line_never_a_hang(tmp_path, tiny_encoder, damage):
     import sqlite3
 
-    from compsearch.indexdir import generation_dir
+    from compsearch.indexdir import store_path
 
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
     r.add(["json parse text", "rotate log file"], ids=["a", "b"])
-    path = generation_dir(tmp_path / "ix", r.manifest["generation"]) / "chunks.sqlite"
+    path = store_path(tmp_path / "ix", r.manifest)
     r.close()
     db = sqlite3.connect(path)
     db.execute("PRAGMA foreign_keys=OFF")
@@ -316,11 +334,10 @@ def test_a_tampered_store_is_one_line_never_a_hang(tmp_path, tiny_encoder, damag
 
 
 def test_flipped_bytes_are_found_by_load_or_verify(tmp_path, tiny_encoder, monkeypatch):
-    import compsearch.indexdir as indexdir
-    from compsearch.indexdir import generation_dir
+    import compsearch.manifest as manifest_mod
     from compsearch.maintenance import verify
 
-    monkeypatch.setattr(indexdir, "EDGE_BYTES", 4096)  # small files: edges of 4 KiB, not 1 MiB
+    monkeypatch.setattr(manifest_mod, "EDGE_BYTES", 4096)  # small files: edges of 4 KiB, not 1 MiB
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
     import random
 
@@ -328,32 +345,32 @@ def test_flipped_bytes_are_found_by_load_or_verify(tmp_path, tiny_encoder, monke
 
     rng = random.Random(0)
     r.add([" ".join(rng.choice(WORDS) for _ in range(120)) for _ in range(400)])
+    r.close()
     manifest = read_manifest(tmp_path / "ix")
-    assert set(manifest["files"]) == {"chunks.sqlite", "vectors.faiss"}
+    assert set(manifest["files"]) == {manifest["base"]["file"]}  # the immutable FAISS base
     assert verify(tmp_path / "ix") == []
-    gdir = generation_dir(tmp_path / "ix", manifest["generation"])
-    store = gdir / "chunks.sqlite"
+    store = tmp_path / "ix" / "chunks.sqlite"  # the live store: its content digest
     size = store.stat().st_size
-    assert size > 3 * 4096  # the flip lands outside the edges
+    assert size > 3 * 4096
     data = bytearray(store.read_bytes())
     data[size // 2] ^= 0xFF
     store.write_bytes(bytes(data))
-    try:  # the cheap check on load misses it;
-        Retriever.open(tmp_path / "ix", tiny_encoder).search("json", k=3)  # a read may not
+    try:  # a read may not notice;
+        Retriever.open(tmp_path / "ix", tiny_encoder).search("json", k=3)
     except CompsearchError as exc:
         assert "damaged" in str(exc) and "\n" not in str(exc)
-    problems = verify(tmp_path / "ix")
-    assert any("differs from the digest" in p for p in problems)
-    faiss_file = gdir / "vectors.faiss"  # a flip in the first MiB: found on load
+    problems = verify(tmp_path / "ix")  # verify does
+    assert any("differs from the digest" in p for p in problems), problems
+    faiss_file = tmp_path / "ix" / manifest["base"]["file"]  # a flip in the first MiB: on load
     data = bytearray(faiss_file.read_bytes())
     data[100] ^= 0xFF
     faiss_file.write_bytes(bytes(data))
-    with pytest.raises(CompsearchError, match="damaged: vectors.faiss differs"):
+    with pytest.raises(CompsearchError, match=f"damaged: {manifest['base']['file']} differs"):
         Retriever.open(tmp_path / "ix", tiny_encoder).search("json", k=1)
     with open(faiss_file, "ab") as f:  # truncated or grown: found on load
         f.write(b"x")
     with pytest.raises(CompsearchError, match="bytes, the manifest recorded"):
-        Retriever.open(tmp_path / "ix", tiny_encoder).count()
+        Retriever.open(tmp_path / "ix", tiny_encoder).search("json", k=1)
 
 
 def test_hostile_folder_entries_are_stated_skips(tmp_path, tiny_encoder):

@@ -62,11 +62,19 @@ def _start(docs, ix, model, home):
 
 
 def _wait_for_work(ix: Path, proc, timeout=120.0) -> None:
-    """Block until the writer has started its transaction (a temp generation exists)."""
+    """Block until the writer has started its transaction (it holds the store's write lock)."""
+    import sqlite3
+
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if any(p.name.startswith(".tmp-") for p in ix.iterdir()):
+        db = sqlite3.connect(ix / "chunks.sqlite", timeout=0, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        except sqlite3.OperationalError:  # "database is locked": the writer is at work
             return
+        finally:
+            db.close()
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     raise AssertionError("indexing never started")
@@ -102,11 +110,9 @@ def test_interrupted_index_keeps_previous_and_next_run_completes(sig, tiny_base,
     after = _state(ix)
     assert after[0] == before[0] + 1
     assert not any(p.name.startswith((".tmp-",)) for p in ix.iterdir())
-    # no half-written generation is left; the previous committed one is kept for readers
-    assert sorted(p.name for p in ix.iterdir() if p.name.startswith("g")) == [
-        f"g{before[0]:06d}",
-        f"g{after[0]:06d}",
-    ]
+    # no half-written base is left: only the one the manifest names (and the previous one)
+    bases = sorted(p.name for p in ix.iterdir() if p.name.startswith("base-"))
+    assert read_manifest(ix)["base"]["file"] == bases[-1] and len(bases) <= 2
     fresh = tmp_path / "fresh"
     assert (
         runner.invoke(

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from compsearch import Retriever, lexical
-from compsearch.indexdir import STORE_FILE, generation_dir
+from compsearch.indexdir import STORE_FILE
 from compsearch.store import SCHEMA, ChunkRecord, Store
 
 from conftest import write_corpus
+from oldformat import to_format_1
 
 
 def test_identifier_terms_and_query_expressions():
@@ -168,9 +169,9 @@ def test_existing_index_gains_lexical_on_next_write_without_reencoding(
     docs = write_corpus(tmp_path / "docs")
     r = Retriever.open(tmp_path / "ix", tiny_encoder)
     r.index([docs])
-    # make it an index from before the lexical index: drop the FTS table in its generation
-    path = generation_dir(tmp_path / "ix", r.manifest["generation"]) / STORE_FILE
+    # make it an index from before the lexical index: format 1, no FTS table in its generation
     r.close()
+    path = to_format_1(tmp_path / "ix") / STORE_FILE
     db = sqlite3.connect(path)
     db.execute(f"DROP TABLE {lexical.TABLE}")
     db.execute("DELETE FROM meta WHERE key = ?", (lexical.META_KEY,))

@@ -9,7 +9,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from compsearch import Retriever
-from compsearch.indexdir import generation_dir, read_manifest
+from compsearch.indexdir import read_manifest, store_path
 from compsearch.cli import main
 from compsearch.maintenance import compact, inspect, rebuild, verify
 
@@ -52,7 +52,7 @@ def test_verify_detects_damage(tiny_encoder, tmp_path):
     # vectors in the store replaced by others: the index no longer finds them
     import sqlite3
 
-    db = sqlite3.connect(generation_dir(tmp_path / "ix", manifest["generation"]) / "chunks.sqlite")
+    db = sqlite3.connect(store_path(tmp_path / "ix", manifest))
     rng = np.random.default_rng(0)
     for (i,) in db.execute("SELECT id FROM chunks").fetchall():
         v = rng.standard_normal(tiny_encoder.dim).astype(np.float32)

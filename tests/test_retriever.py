@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -227,9 +226,10 @@ def test_index_types_and_rebuild(tiny_encoder, tmp_path):
     assert top[0].text == texts[5] and top[0].score == pytest.approx(1.0, abs=1e-4)
     rep = r.index([docs], index_type="hnsw")
     assert r.manifest["index"]["spec"]["kind"] == "hnsw"
-    (docs / "notes.txt").unlink()  # removal from HNSW means a rebuild
+    (docs / "notes.txt").unlink()  # removal from HNSW is a tombstone: no rebuild
     rep = r.index([docs])
-    assert rep.files_removed == 1 and rep.rebuilt
+    assert rep.files_removed == 1 and not rep.rebuilt
+    assert not any(h.source.endswith("notes.txt") for h in r.search("json", k=50, mode="dense"))
     assert r.search(texts[7], k=1)[0].text == texts[7]
     hybrid = r.search("json parse value", k=3, rerank="hybrid")
     assert len(hybrid) == 3 and "dense_score" in hybrid[0].metadata
@@ -261,7 +261,10 @@ def test_missing_and_corrupt_index(tiny_encoder, tmp_path):
     r2 = Retriever.open(tmp_path / "ix2", tiny_encoder)
     r2.add(["json parse"])
     manifest = read_manifest(tmp_path / "ix2")
-    shutil.rmtree(tmp_path / "ix2" / f"g{manifest['generation']:06d}")
+    (tmp_path / "ix2" / manifest["base"]["file"]).unlink()
+    with pytest.raises(CompsearchError, match="damaged"):
+        Retriever.open(tmp_path / "ix2").search("json")
+    (tmp_path / "ix2" / "chunks.sqlite").unlink()
     with pytest.raises(CompsearchError, match="damaged"):
         Retriever.open(tmp_path / "ix2").search("json")
 
@@ -297,9 +300,9 @@ def test_index_files_have_usual_permissions(tiny_encoder, tmp_path):
     finally:
         os.umask(old)
     manifest = read_manifest(tmp_path / "ix")
-    gen = next(p for p in (tmp_path / "ix").iterdir() if p.is_dir() and p.name.startswith("g"))
-    assert manifest["generation"] == int(gen.name[1:])
-    assert gen.stat().st_mode & 0o777 == 0o750
+    base = tmp_path / "ix" / manifest["base"]["file"]
+    assert manifest["generation"] == int(base.name[5:11])
+    assert (tmp_path / "ix").stat().st_mode & 0o777 == 0o750
     assert (tmp_path / "ix" / MANIFEST).stat().st_mode & 0o777 == 0o640
-    for p in gen.iterdir():
+    for p in (base, tmp_path / "ix" / "chunks.sqlite"):
         assert p.stat().st_mode & 0o777 == 0o640, p

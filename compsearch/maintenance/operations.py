@@ -1,7 +1,9 @@
 """The maintenance operations on an index directory: inspect, verify, rebuild, compact.
 
 All changes go through the same atomic transaction as indexing: a crash leaves the old index.
-Nothing here re-encodes: rebuilds read the float32 vectors kept in the store.
+Nothing here re-encodes: rebuilds read the float32 vectors kept in the store. ``compact`` is
+where an index's FAISS base takes in everything written since it was built (writes leave it
+alone until it gets stale, see ``indexdir``) and the store gives back the space of deleted rows.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from ..errors import CompsearchError
 from ..index import build_index, choose_spec
 from ..indexdir import (
     ENCODER_DIR,
-    INDEX_FILE,
-    STORE_FILE,
     check_files,
-    generation_dir,
+    index_path,
     open_generation,
     read_manifest,
+    store_path,
     transaction,
+    writer_lock,
 )
 from ..indexspec import AUTO, IndexSpec
 
@@ -37,7 +39,8 @@ def inspect(root: Path) -> dict:
     """Sizes, types and counts of an index directory (reads no vectors)."""
     root = Path(root)
     manifest = _manifest(root)
-    gdir = generation_dir(root, manifest["generation"])
+    faiss_file, store_file = index_path(root, manifest), store_path(root, manifest)
+    faiss_bytes = faiss_file.stat().st_size if faiss_file else 0
     store, index = open_generation(root, manifest)
     try:
         sources = store.sources()
@@ -53,16 +56,18 @@ def inspect(root: Path) -> dict:
             "files": store.file_count(),
             "sources": len(sources),
             "largest_sources": sorted(sources, key=lambda s: -s[1])[:5],
+            "format_version": manifest.get("format_version", 1),
+            "delta": getattr(index, "delta_size", 0),
             "bytes": {
-                "faiss": (gdir / INDEX_FILE).stat().st_size,
-                "store": (gdir / STORE_FILE).stat().st_size,
+                "faiss": faiss_bytes,
+                "store": store_file.stat().st_size,
                 "encoder": sum(
                     p.stat().st_size for p in (root / ENCODER_DIR).rglob("*") if p.is_file()
                 )
                 if (root / ENCODER_DIR).exists()
                 else 0,
             },
-            "bytes_per_vector": round((gdir / INDEX_FILE).stat().st_size / max(index.ntotal, 1), 1),
+            "bytes_per_vector": round(faiss_bytes / max(index.ntotal, 1), 1),
             "encoder": manifest["encoder"],
         }
     finally:
@@ -72,14 +77,22 @@ def inspect(root: Path) -> dict:
 def verify(root: Path, sample: int = 200, seed: int = 0) -> list[str]:
     """Check an index end to end; returns the problems found (empty when healthy).
 
-    Checks SQLite integrity, that the FAISS index and the store hold the same ids, and that a
-    sample of stored vectors finds itself as its own nearest neighbour (self-recall; approximate
-    indexes may miss a few, reported with the rate).
+    Checks every byte of the FAISS file against its digest, SQLite integrity and the store's
+    content digest (``Store.check``), that the vector index and the store hold as many vectors,
+    and that a sample of stored vectors finds itself as its own nearest neighbour (self-recall;
+    approximate indexes may miss a few, reported with the rate).
     """
     root = Path(root)
     manifest = _manifest(root)
     store, index = open_generation(root, manifest, check=False)
-    problems: list[str] = check_files(root, manifest, full=True)
+    problems: list[str] = []
+    if manifest.get("format_version", 1) >= 2:  # the store's snapshot is what was opened
+        committed = store.manifest() or {}
+        if committed.get("generation", 0) > manifest["generation"]:
+            manifest = committed  # a writer committed since the manifest was read
+        elif committed != manifest:
+            problems.append("manifest.json differs from the manifest committed in the store")
+    problems += check_files(root, manifest, full=True)
     try:
         try:
             problems += store.check()
@@ -123,7 +136,21 @@ def rebuild(root: Path, kind: str | None = None, **params) -> dict:
     root = Path(root)
     manifest = _manifest(root)
     dim = manifest["encoder"]["dim"]
-    with transaction(root) as tx:
+    with writer_lock(root):  # VACUUM runs outside the transaction, under the same lock
+        manifest = _rebuild(root, kind, manifest, dim, params)
+        try:
+            db = sqlite3.connect(store_path(root, manifest), isolation_level=None)
+            db.execute("VACUUM")
+            db.close()
+        except sqlite3.Error as exc:  # the rebuild is committed; only space was not given back
+            import logging
+
+            logging.getLogger(__name__).warning("%s: VACUUM failed (%s)", root, exc)
+        return manifest
+
+
+def _rebuild(root: Path, kind, manifest: dict, dim: int, params: dict) -> dict:
+    with transaction(root, locked=True) as tx:
         n = tx.store.count()
         requested = kind or manifest["index"].get("requested", AUTO)
         spec = choose_spec(n, dim, requested)
@@ -134,7 +161,6 @@ def rebuild(root: Path, kind: str | None = None, **params) -> dict:
                 setattr(spec, key, value)
         spec = IndexSpec.from_dict(spec.to_dict())  # validate
         tx.index = build_index(spec, dim, n, lambda: tx.store.iter_vectors(dim))
-        tx.store.db.execute("VACUUM")
         return tx.commit(requested=requested)
 
 
