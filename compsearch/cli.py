@@ -39,7 +39,7 @@ Environment:
 
 \b
 Exit status: 0 success, 1 error (one line on stderr; JSON on stdout with --json),
-2 usage error, 130 interrupted (the index is left as it was)."""
+2 usage error, 130 interrupted (the index stays at its last committed state)."""
 
 
 def friendly_errors(fn):
@@ -53,8 +53,13 @@ def friendly_errors(fn):
         except CompsearchError as exc:
             _fail(str(exc), 1, as_json)
         except KeyboardInterrupt:
+            # a Ctrl-C a few ms after the commit leaves the new state: say what is true either way
             _fail(
-                "interrupted: the index was left as it was before this run", 130, as_json, prefix=""
+                "interrupted: the index is at its last committed state, nothing half-written; "
+                "run the command again to finish",
+                130,
+                as_json,
+                prefix="",
             )
         except OSError as exc:
             _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1, as_json)
