@@ -142,6 +142,13 @@ def main(threads):
     show_default=True,
     help="Skip files larger than this.",
 )
+@click.option(
+    "--memory-states",
+    type=click.Choice(["fp16", "int8", "none"]),
+    default=None,
+    help="Keep every chunk's memory-token states (fp16, or int8: half the size) for "
+    "--rerank maxsim; kept by later writes; none drops them (default: keep the index's).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="List every skipped file.")
 @friendly_errors
@@ -157,6 +164,7 @@ def index(
     include,
     exclude,
     max_file_mb,
+    memory_states,
     as_json,
     verbose,
 ):
@@ -182,6 +190,7 @@ def index(
         include=include,
         exclude=exclude,
         max_file_bytes=int(max_file_mb * 1_000_000),
+        memory_states=memory_states,
     )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
@@ -216,11 +225,13 @@ def index(
 )
 @click.option(
     "--rerank",
-    type=click.Choice(["auto", "exact", "hybrid", "none"]),
+    type=click.Choice(["auto", "exact", "maxsim", "likelihood", "hybrid", "none"]),
     default="auto",
     show_default=True,
-    help="auto: exact re-scoring when the index is approximate "
-    "(hybrid: the old name of --mode hybrid).",
+    help="auto: exact re-scoring when the index is approximate; maxsim: re-score the top 20 "
+    "by memory-token late interaction (needs index --memory-states); likelihood: by "
+    "log p(query | chunk's memory tokens) under the base LM (hybrid: the old name of --mode "
+    "hybrid).",
 )
 @click.option(
     "--where",
@@ -286,6 +297,11 @@ def info(index_dir, as_json):
     layers = enc.get("num_layers")
     t.add_row("layers", str(layers) if layers else "all of the base model's")
     t.add_row("chunking", json.dumps(data.get("chunking")))
+    ms = data.get("memory_states")
+    t.add_row(
+        "memory states",
+        f"{ms['dtype']}, {ms['chunks']} chunks, {ms['bytes'] / 1e6:.1f} MB" if ms else "not kept",
+    )
     t.add_row("roots", "\n".join(data.get("roots", [])))
     t.add_row("created / updated", f"{data.get('created_at')} / {data.get('updated_at')}")
     t.add_row(

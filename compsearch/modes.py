@@ -136,14 +136,16 @@ def run(retriever, qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, q
     store, index = retriever._open_read()
     where, roots = parse(where), retriever.manifest.get("roots", [])
     reranker = get_reranker(rerank, exact_index=index.spec.exact)
-    fetch = max(k, fetch or (k * 4 if reranker is not None else k))
+    depth = getattr(reranker, "depth", None) or k * 4  # maxsim / likelihood: their own depth
+    fetch = max(k, fetch or (depth if reranker is not None else k))
+    late = hasattr(rerank, "rerank") or rerank in ("maxsim", "likelihood")
     allowed = store.ids_where(where, roots) if where and mode != "lexical" else None
     extras: list[dict] = [{} for _ in range(n_queries)]
     if mode == "dense":
         hits = dense(store, index, qvecs, fetch, allowed)
     elif mode == "lexical":
         hits = lexical(store, queries, fetch, where, roots)
-        reranker = reranker if hasattr(rerank, "rerank") else None  # BM25 order is final
+        reranker = reranker if late else None  # BM25 order is final but for these
     else:
         depth = max(HYBRID_DEPTH, fetch)
         dense_hits = dense(store, index, qvecs, depth, allowed, exact=not index.spec.exact)
@@ -154,7 +156,7 @@ def run(retriever, qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, q
             fused = fuse(d, lx, fusion, literal, dense_weight)[:fetch]
             hits.append([(s, i) for s, i, _ in fused])
             extras.append({i: e for _, i, e in fused})
-        reranker = reranker if hasattr(rerank, "rerank") else None  # fused order is final
+        reranker = reranker if late else None  # fused order is final but for these
     out = []
     for qi in range(n_queries):
         records = store.get([i for _, i in hits[qi]])

@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import memstates
 from .chunking import ChunkingConfig
 from .errors import CompsearchError
 from .indexdir import open_generation, read_manifest, transaction
@@ -182,6 +183,7 @@ class Retriever:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         progress: ProgressFn | None = None,
+        memory_states: str | None = None,
     ) -> IndexReport:
         """Index files and folders incrementally and commit atomically.
 
@@ -194,7 +196,9 @@ class Retriever:
         Chunking: a whole ``chunking`` config, or only ``chunk_tokens`` and/or ``overlap`` changed
         from the index's current config (see ``resolve_chunking``); neither keeps the index's. The
         chunk budget may not exceed the encoder's ``max_length``. ``include``/``exclude``:
-        gitignore-style globs relative to each given folder.
+        gitignore-style globs relative to each given folder. ``memory_states``: ``"fp16"`` or
+        ``"int8"`` keeps every chunk's memory-token states for ``rerank="maxsim"`` (recorded: later
+        writes keep them; ``"none"`` drops them; None keeps the index's setting).
         """
         with self._write_lock:
             return index_paths(
@@ -210,6 +214,7 @@ class Retriever:
                 include=include,
                 exclude=exclude,
                 progress=progress,
+                memory_states=memory_states,
             )
 
     def prune(self) -> IndexReport:
@@ -225,6 +230,7 @@ class Retriever:
         ids: Sequence[str] | None = None,
         source: str = "<api>",
         vectors: np.ndarray | None = None,
+        memory_states: str | None = None,
     ) -> list:
         """Add raw texts (each one chunk) with optional metadata and commit; returns their ids.
 
@@ -233,6 +239,7 @@ class Retriever:
         new chunks' integer ids. ``metadata`` is stored as given and is filterable with
         ``search(where=...)``; its ``source`` (default ``source``) is also the hit's ``source``.
         ``vectors``: embeddings you already computed *with this index's encoder* (skips encoding).
+        ``memory_states``: as in ``index``.
         """
         if isinstance(texts, str):
             raise TypeError("add() takes a list of strings")
@@ -260,6 +267,7 @@ class Retriever:
         report = IndexReport()
         if not texts:
             return []
+        memstates.begin(self._open_read()[0] if self.exists else None, encoder, memory_states)
         if vectors is None:
             vectors = encoder.encode(texts, kind="document")
             report.truncated = len(getattr(encoder, "last_truncated", []))
@@ -275,7 +283,9 @@ class Retriever:
             if doc_ids:
                 tx.store.set_doc_ids(list(zip(doc_ids, new)))
             report.chunks_added, report.chunks_removed = len(new), len(replaced)
-            self._reload(finish(tx, encoder, report, added=new, removed=replaced))
+            self._reload(
+                finish(tx, encoder, report, added=new, removed=replaced, memory_states=memory_states)
+            )
         return list(doc_ids) if doc_ids else new
 
     def upsert(
@@ -395,7 +405,9 @@ class Retriever:
         ``where`` filters (``compsearch.filters``): ``{"source": "docs/*.md"}``,
         ``{"year": {"$gte": 2020}}``, ``"kind=markdown"``, ... in every mode.
         ``rerank``: ``"auto"`` (exact re-scoring when the index is approximate), ``"exact"``,
-        ``None``, or a ``Reranker`` object (``"hybrid"`` is the old name of ``mode="hybrid"``).
+        ``"maxsim"`` (memory-token late interaction; the index must keep memory states),
+        ``"likelihood"`` (log p(query | chunk's memory tokens) under the base LM), ``None``, or a
+        ``Reranker`` object (``"hybrid"`` is the old name of ``mode="hybrid"``).
         ``fetch``: candidates taken before reranking.
         """
         return self.search_batch(
@@ -432,7 +444,12 @@ class Retriever:
         mode, fusion, rerank = resolve(mode, fusion, rerank)
         self._open_read()
         needs_vectors = mode != "lexical" or hasattr(rerank, "rerank")
-        qvecs = self.query_encoder.encode(list(queries), kind="query") if needs_vectors else None
+        if needs_vectors:  # maxsim: the query's memory states come from the same forward
+            from .rerank import query_vectors
+
+            qvecs, rerank = query_vectors(self.query_encoder, list(queries), rerank)
+        else:
+            qvecs = None
         return self.search_vectors(
             qvecs,
             k,
@@ -495,4 +512,5 @@ class Retriever:
         info = dict(self._manifest)
         info["path"] = str(self.root.resolve())
         info["sources"] = len(store.sources())
+        info["memory_states"] = memstates.stats(store.db)
         return info
