@@ -165,7 +165,7 @@ def index_paths(
     check_chunk_budget(chunking, encoder)
     with transaction(retriever.root) as tx:
         store = tx.store
-        states = memstates.begin(store, encoder, memory_states)
+        states = memstates.begin(store.db, encoder, memory_states)
         known = store.files()
         removed: list[int] = []
         added: list[int] = []
@@ -319,14 +319,14 @@ def finish(
     tx,
     encoder,
     report: IndexReport,
+    added: Sequence[int] = (),
+    removed: Sequence[int] = (),
+    memory_states: str | None = None,
     *,
     chunking: ChunkingConfig | None = None,
     index_type: str | None = None,
-    added: Sequence[int] = (),
-    removed: Sequence[int] = (),
     roots: Sequence[str] = (),
     replace_roots: bool = False,
-    memory_states: str | None = None,
 ) -> dict:
     """Bring the vector index up to date with the store and commit; returns the new manifest.
 

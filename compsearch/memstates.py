@@ -96,19 +96,26 @@ def setting(db) -> str | None:
     return row[0] if row and row[0] in DTYPES else None
 
 
-def begin(store, encoder, requested: str | None) -> str | None:
-    """Before a write encodes anything: the type this write stores (None: no states), from
-    ``requested`` (None keeps the index's setting, read from ``store`` when there is one). While
-    it is on, the encoder keeps the states of the forward that makes the vectors."""
+def begin(db, encoder, requested: str | None) -> str | None:
+    """Before a write encodes anything: the type it stores (None: no states), from ``requested``
+    (None keeps the setting of the store ``db``; a new index has none). While it is on, the
+    encoder keeps the states of the forward that makes the vectors."""
     requested = check_dtype(requested)
     if requested is not None:
         mode = None if requested == "none" else requested
     else:
-        mode = setting(store.db) if store is not None else None
+        mode = setting(db) if db is not None else None
     if hasattr(encoder, "keep_states"):
         encoder.keep_states = mode is not None
         encoder.last_states = {}
     return mode
+
+
+def encoder_for_add(retriever, requested: str | None):
+    """``Retriever.add``'s encoder, keeping states when this write stores them."""
+    db = retriever._open_read()[0].db if retriever.exists else None
+    begin(db, retriever.encoder, requested)
+    return retriever.encoder
 
 
 def unchanged(retriever, requested: str | None) -> bool:
@@ -208,9 +215,7 @@ def _present(db, ids: Sequence[int]) -> list[int]:
         q = ",".join("?" * len(part))
         out += [
             r[0]
-            for r in db.execute(
-                f"SELECT chunk_id FROM memory_states WHERE chunk_id IN ({q})", part
-            )
+            for r in db.execute(f"SELECT chunk_id FROM memory_states WHERE chunk_id IN ({q})", part)
         ]
     return out
 

@@ -121,6 +121,22 @@ def _exact_scores(store, qvecs: np.ndarray, allowed: np.ndarray, k: int, dim: in
     return np.take_along_axis(scores, top, 1), allowed[top]
 
 
+def query_vectors(retriever, queries, mode: str, rerank) -> tuple:
+    """``(query vectors or None, reranker spec)`` for ``Retriever.search_batch``: lexical mode
+    needs no vectors (unless a reranker object may use them); for ``"maxsim"`` the queries'
+    memory states come from the same forward as their vectors, and travel in the reranker."""
+    queries = list(queries)
+    if mode == "lexical" and not hasattr(rerank, "rerank"):
+        return None, rerank
+    encoder = retriever.query_encoder
+    if rerank == "maxsim" and hasattr(encoder, "encode_states"):
+        from .rerank_late import MaxSimReranker
+
+        vecs, states = encoder.encode_states(queries, kind="query")
+        return vecs, MaxSimReranker(dict(zip(queries, states)))
+    return encoder.encode(queries, kind="query"), rerank
+
+
 def run(retriever, qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, queries) -> list:
     """``Retriever.search_vectors``: the mode's hits, filtered, fused, fetched, reranked."""
     from .filters import parse

@@ -105,7 +105,9 @@ class NumpyQueryEncoder:
         self, texts, *, kind: str = "query", max_length: int | None = None, **_
     ) -> np.ndarray:
         single = isinstance(texts, str)
-        out, _states = self.encode_states([texts] if single else texts, kind=kind, max_length=max_length)
+        out, _states = self.encode_states(
+            [texts] if single else texts, kind=kind, max_length=max_length
+        )
         return out[0] if single else out
 
     def encode_states(

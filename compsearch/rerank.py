@@ -53,17 +53,6 @@ def bm25_scores(query: str, docs: Sequence[str], k1: float = 1.2, b: float = 0.7
     return retriever.get_scores(terms).tolist() if terms else [0.0] * len(docs)
 
 
-def query_vectors(encoder, queries: list[str], rerank) -> tuple[np.ndarray, object]:
-    """The queries' vectors, and the reranker to use: for ``"maxsim"`` the query's memory states
-    come from the same forward as its vector, and travel in the reranker."""
-    if rerank == "maxsim" and hasattr(encoder, "encode_states"):
-        from .rerank_late import MaxSimReranker
-
-        vecs, states = encoder.encode_states(queries, kind="query")
-        return vecs, MaxSimReranker(dict(zip(queries, states)))
-    return encoder.encode(queries, kind="query"), rerank
-
-
 def get_reranker(spec, *, exact_index: bool) -> Reranker | None:
     """Turn ``"auto" | "exact" | "maxsim" | "likelihood" | None | Reranker`` into a reranker."""
     if spec is None or spec == "none":
@@ -86,6 +75,4 @@ def get_reranker(spec, *, exact_index: bool) -> Reranker | None:
         )
     if hasattr(spec, "rerank"):
         return spec
-    raise CompsearchError(
-        f"unknown reranker {spec!r}; use auto, exact, maxsim, likelihood or none"
-    )
+    raise CompsearchError(f"unknown reranker {spec!r}; use auto, exact, maxsim, likelihood or none")

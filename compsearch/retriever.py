@@ -196,9 +196,7 @@ class Retriever:
         Chunking: a whole ``chunking`` config, or only ``chunk_tokens`` and/or ``overlap`` changed
         from the index's current config (see ``resolve_chunking``); neither keeps the index's. The
         chunk budget may not exceed the encoder's ``max_length``. ``include``/``exclude``:
-        gitignore-style globs relative to each given folder. ``memory_states``: ``"fp16"`` or
-        ``"int8"`` keeps every chunk's memory-token states for ``rerank="maxsim"`` (recorded: later
-        writes keep them; ``"none"`` drops them; None keeps the index's setting).
+        gitignore-style globs relative to each given folder. ``memory_states``: memstates.py.
         """
         with self._write_lock:
             return index_paths(
@@ -239,7 +237,6 @@ class Retriever:
         new chunks' integer ids. ``metadata`` is stored as given and is filterable with
         ``search(where=...)``; its ``source`` (default ``source``) is also the hit's ``source``.
         ``vectors``: embeddings you already computed *with this index's encoder* (skips encoding).
-        ``memory_states``: as in ``index``.
         """
         if isinstance(texts, str):
             raise TypeError("add() takes a list of strings")
@@ -249,7 +246,7 @@ class Retriever:
         if len(metadata) != len(texts):
             raise CompsearchError("add(): one metadata dict per text")
         doc_ids = check_doc_ids(ids, len(texts))
-        encoder = self.encoder
+        encoder = memstates.encoder_for_add(self, memory_states)
         records = []
         for text, meta in zip(texts, metadata):
             if not isinstance(text, str) or not text.strip():
@@ -267,7 +264,6 @@ class Retriever:
         report = IndexReport()
         if not texts:
             return []
-        memstates.begin(self._open_read()[0] if self.exists else None, encoder, memory_states)
         if vectors is None:
             vectors = encoder.encode(texts, kind="document")
             report.truncated = len(getattr(encoder, "last_truncated", []))
@@ -283,9 +279,7 @@ class Retriever:
             if doc_ids:
                 tx.store.set_doc_ids(list(zip(doc_ids, new)))
             report.chunks_added, report.chunks_removed = len(new), len(replaced)
-            self._reload(
-                finish(tx, encoder, report, added=new, removed=replaced, memory_states=memory_states)
-            )
+            self._reload(finish(tx, encoder, report, new, replaced, memory_states))
         return list(doc_ids) if doc_ids else new
 
     def upsert(
@@ -404,11 +398,8 @@ class Retriever:
         see ``compsearch.modes`` and benchmarks/results/search-modes.md for why).
         ``where`` filters (``compsearch.filters``): ``{"source": "docs/*.md"}``,
         ``{"year": {"$gte": 2020}}``, ``"kind=markdown"``, ... in every mode.
-        ``rerank``: ``"auto"`` (exact re-scoring when the index is approximate), ``"exact"``,
-        ``"maxsim"`` (memory-token late interaction; the index must keep memory states),
-        ``"likelihood"`` (log p(query | chunk's memory tokens) under the base LM), ``None``, or a
-        ``Reranker`` object (``"hybrid"`` is the old name of ``mode="hybrid"``).
-        ``fetch``: candidates taken before reranking.
+        ``rerank``: ``"auto"`` (exact re-scoring of an approximate index), ``"exact"``, ``"maxsim"``,
+        ``"likelihood"``, ``None`` or a ``Reranker``; ``fetch``: candidates taken before reranking.
         """
         return self.search_batch(
             [query],
@@ -433,7 +424,7 @@ class Retriever:
         rerank="auto",
         fetch: int | None = None,
     ) -> list[list[SearchResult]]:
-        from .modes import resolve
+        from .modes import query_vectors, resolve
 
         if isinstance(queries, str):
             raise TypeError("search_batch() takes a list of queries")
@@ -443,13 +434,7 @@ class Retriever:
             raise CompsearchError("queries must be non-empty strings")
         mode, fusion, rerank = resolve(mode, fusion, rerank)
         self._open_read()
-        needs_vectors = mode != "lexical" or hasattr(rerank, "rerank")
-        if needs_vectors:  # maxsim: the query's memory states come from the same forward
-            from .rerank import query_vectors
-
-            qvecs, rerank = query_vectors(self.query_encoder, list(queries), rerank)
-        else:
-            qvecs = None
+        qvecs, rerank = query_vectors(self, queries, mode, rerank)
         return self.search_vectors(
             qvecs,
             k,
@@ -511,6 +496,5 @@ class Retriever:
         store, _ = self._open_read()
         info = dict(self._manifest)
         info["path"] = str(self.root.resolve())
-        info["sources"] = len(store.sources())
-        info["memory_states"] = memstates.stats(store.db)
+        info.update(sources=len(store.sources()), memory_states=memstates.stats(store.db))
         return info

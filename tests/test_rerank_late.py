@@ -268,3 +268,19 @@ def test_likelihood_reorders_a_hand_made_case(tiny_base, tiny_encoder):
     out = LikelihoodReranker(decoder).rerank(query, None, results, fake)
     assert [x.id for x in out] == [2, 1]
     assert out[0].score > out[1].score
+
+
+def test_numpy_query_path_returns_the_same_states(tiny_encoder, tmp_path):
+    """The torch-free query encoder gives maxsim the same query states as the torch encoder."""
+    from compsearch import Retriever
+    from compsearch.npquery import NumpyQueryEncoder, light_query_encoder
+    from test_npquery import QUERIES, _adapted_index
+
+    enc = _adapted_index(tiny_encoder, tmp_path)
+    light = light_query_encoder(tmp_path / "ix", Retriever.open(tmp_path / "ix").manifest)
+    assert isinstance(light, NumpyQueryEncoder)
+    for kind in ("query", "document"):
+        v1, s1 = light.encode_states(QUERIES, kind=kind)
+        v2, s2 = enc.encode_states(QUERIES, kind=kind)
+        np.testing.assert_allclose(s1, s2, atol=5e-5)
+        np.testing.assert_allclose(v1, v2, atol=2e-5)
