@@ -138,11 +138,7 @@ def finish(store, encoder, requested: str | None) -> None:
             db.execute("DROP TRIGGER IF EXISTS chunks_forget_memory_states")
             db.execute("DROP TABLE IF EXISTS memory_states")
         elif requested is not None:
-            _create(db)
-            db.execute("DELETE FROM memory_states WHERE dtype != ?", (requested,))
-            db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (META_KEY, requested)
-            )
+            record(db, requested)
         mode = setting(db)
         if mode is not None and (requested is not None or hasattr(encoder, "encode_states")):
             fill(store, encoder, None, mode)  # a foreign encoder asked to store states: an error
@@ -150,6 +146,13 @@ def finish(store, encoder, requested: str | None) -> None:
         if hasattr(encoder, "keep_states"):
             encoder.keep_states = False
             encoder.last_states = {}
+
+
+def record(db, dtype: str) -> None:
+    """Turn the option on in store ``db`` (rows of another type are dropped, to be redone)."""
+    _create(db)
+    db.execute("DELETE FROM memory_states WHERE dtype != ?", (dtype,))
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (META_KEY, dtype))
 
 
 def _create(db) -> None:
