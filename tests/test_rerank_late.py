@@ -284,3 +284,20 @@ def test_numpy_query_path_returns_the_same_states(tiny_encoder, tmp_path):
         v2, s2 = enc.encode_states(QUERIES, kind=kind)
         np.testing.assert_allclose(s1, s2, atol=5e-5)
         np.testing.assert_allclose(v1, v2, atol=2e-5)
+
+
+def test_server_passes_the_rerankers_through(tmp_path, tiny_encoder):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from compsearch import Retriever
+    from compsearch.server import create_app
+
+    r = Retriever.open(tmp_path / "idx", tiny_encoder)
+    r.add(TEXTS)
+    client = TestClient(create_app(r))
+    resp = client.post("/search", json={"query": "json value", "rerank": "maxsim"})
+    assert resp.status_code == 400 and "--memory-states" in resp.json()["error"]
+    r.add(["one more text about the log"], memory_states="int8")
+    resp = client.post("/search", json={"query": "json value", "k": 3, "rerank": "maxsim"})
+    assert resp.status_code == 200 and len(resp.json()["results"]) == 3

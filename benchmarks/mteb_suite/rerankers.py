@@ -222,7 +222,9 @@ def render(res: dict) -> str:
         ]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     if res["tasks"]:
-        means = [np.mean([t["modes"][c]["ndcg_at_10"] for t in res["tasks"].values()]) for c in cols]
+        means = [
+            np.mean([t["modes"][c]["ndcg_at_10"] for t in res["tasks"].values()]) for c in cols
+        ]
         lines.append("| **mean** | " + " | ".join(f"{m:.3f}" for m in means) + " |")
     rcols = [f"{b}+{r}" for b in BASES for r in RERANKERS]
     lines += [
