@@ -7,7 +7,9 @@ compsearch's own search path: each task's sampled corpus goes into a real ``Retr
 every query is searched through ``Retriever.search_vectors`` in ``dense`` and the default
 ``hybrid`` mode, once without reranking (top 10) and once per reranker, which re-scores the top
 ``RERANK_DEPTH`` (20) candidates: ``maxsim`` with fp16 and with int8 stored states, and
-``likelihood`` (stored fp16 states). nDCG@10 by ``pytrec_eval``.
+``likelihood`` (stored fp16 states). nDCG@10 by ``pytrec_eval``. From the same runs, the reranker's
+score fused with the first stage's (min-max normalised, weights ``FUSED_WEIGHTS`` on the reranker)
+is scored too: whether the signal helps as an addition where it loses as a replacement.
 
 Cost control (the shipped 30-layer encoder is slow on one CPU thread): memory states are computed
 only for the documents among some query's top 20 in either mode (the only ones a reranker reads),
@@ -44,6 +46,7 @@ from .tasks import PROFILES, _subsample_retrieval
 TASKS = RETRIEVAL_TASKS + ["FaqRetrieval"]
 BASES = {"dense": "dense", "hybrid": None}  # None: the default mode (hybrid, score fusion, w .3)
 RERANKERS = ("maxsim-fp16", "maxsim-int8", "likelihood")
+FUSED_WEIGHTS = (0.2, 0.5)  # reranker's share when fused with the first-stage score
 NO_STATES_QUERIES = 3  # likelihood with candidates encoded at query time: timed on this many
 OUT = Path(__file__).resolve().parents[1] / "results"
 
@@ -93,6 +96,7 @@ def _search(r, qvec, qtext, k, mode, rerank):
 
 def evaluate_task(name, enc, profile, cache, work, seed=B.SEED, max_queries=None) -> dict:
     from compsearch import Retriever
+    from compsearch.fusion import score_fusion
     from compsearch.rerank_late import RERANK_DEPTH, LikelihoodReranker, MaxSimReranker
 
     _meta, files, _units = B.read_task(S.cache_dir() / "tasks" / name)
@@ -122,12 +126,14 @@ def evaluate_task(name, enc, profile, cache, work, seed=B.SEED, max_queries=None
     # pass 1: first-stage candidates (no reranking) and their latency
     runs: dict = {}
     lat: dict = {}
+    first: dict = {}  # (mode, query) -> [(first-stage score, chunk id)] of the top RERANK_DEPTH
     need: set[int] = set()
     for label, mode in BASES.items():
         run, times = {}, []
         for qi, q in enumerate(queries):
             hits, dt = _search(base, qvecs[qi], q["text"], RERANK_DEPTH, mode, None)
             need.update(h.id for h in hits)
+            first[label, qi] = [(h.score, h.id) for h in hits]
             hits10, dt = _search(base, qvecs[qi], q["text"], 10, mode, None)
             times.append(dt)
             run[q["id"]] = {doc_of[h.id]: float(10 - n) for n, h in enumerate(hits10)}
@@ -165,13 +171,24 @@ def evaluate_task(name, enc, profile, cache, work, seed=B.SEED, max_queries=None
             r = indexes[dtype]
             _search(r, qvecs[0], qtexts[0], 10, mode, reranker)  # warm: loads the decoder
             run, added = {}, []
+            fused: dict = {w: {} for w in FUSED_WEIGHTS}
             for qi, q in enumerate(queries):
-                hits, dt = _search(r, qvecs[qi], q["text"], 10, mode, reranker)
+                hits, dt = _search(r, qvecs[qi], q["text"], RERANK_DEPTH, mode, reranker)
                 added.append(dt - lat[label][qi])
-                run[q["id"]] = {doc_of[h.id]: float(10 - n) for n, h in enumerate(hits)}
+                run[q["id"]] = {doc_of[h.id]: float(10 - n) for n, h in enumerate(hits[:10])}
+                for w in FUSED_WEIGHTS:  # the reranker's score as one more signal
+                    top = score_fusion(
+                        [first[label, qi], [(h.score, h.id) for h in hits]], [1 - w, w]
+                    )
+                    fused[w][q["id"]] = {
+                        doc_of[i]: float(10 - n) for n, (_, i) in enumerate(top[:10])
+                    }
             key = f"{label}+{rname}"
             out["modes"][key] = _entry(run, qrels, lat[label], added)
             _print(name, key, out["modes"][key])
+            for w in FUSED_WEIGHTS:
+                out["modes"][f"{key}@{w}"] = _entry(fused[w], qrels, lat[label], None)
+                _print(name, f"{key}@{w}", out["modes"][f"{key}@{w}"])
     # likelihood without stored states: the candidates are encoded at query time
     times = []
     for qi in range(min(NO_STATES_QUERIES, len(queries))):
@@ -224,6 +241,29 @@ def render(res: dict) -> str:
     if res["tasks"]:
         means = [
             np.mean([t["modes"][c]["ndcg_at_10"] for t in res["tasks"].values()]) for c in cols
+        ]
+        lines.append("| **mean** | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    fcols = [
+        f"{b}+{r}@{w}" for b in BASES for r in ("maxsim-fp16", "likelihood") for w in FUSED_WEIGHTS
+    ]
+    fcols = [c for c in fcols if all(c in t["modes"] for t in res["tasks"].values())]
+    if fcols and res["tasks"]:
+        lines += [
+            "",
+            "The reranker's score as one more signal instead (`X@w`: the first stage's top "
+            f"{res['depth']}, its score and the reranker's each min-max normalised, weight w on the "
+            "reranker's; `compsearch.fusion.score_fusion`; computed from the same runs, not an "
+            "option of compsearch):",
+            "",
+            "| task | " + " | ".join(list(BASES) + fcols) + " |",
+            "| --- | " + " | ".join("---:" for _ in list(BASES) + fcols) + " |",
+        ]
+        for task, t in res["tasks"].items():
+            vals = [t["modes"][c]["ndcg_at_10"] for c in list(BASES) + fcols]
+            lines.append(f"| {task} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
+        means = [
+            np.mean([t["modes"][c]["ndcg_at_10"] for t in res["tasks"].values()])
+            for c in list(BASES) + fcols
         ]
         lines.append("| **mean** | " + " | ".join(f"{m:.3f}" for m in means) + " |")
     rcols = [f"{b}+{r}" for b in BASES for r in RERANKERS]
