@@ -301,3 +301,38 @@ def test_server_passes_the_rerankers_through(tmp_path, tiny_encoder):
     r.add(["one more text about the log"], memory_states="int8")
     resp = client.post("/search", json={"query": "json value", "k": 3, "rerank": "maxsim"})
     assert resp.status_code == 200 and len(resp.json()["results"]) == 3
+
+
+def test_a_maxsim_query_process_does_not_import_torch(tiny_encoder, tmp_path):
+    """With stored states and the numpy query path, maxsim reranking needs no torch."""
+    import os
+    import subprocess
+    import sys
+
+    from compsearch import Encoder, Retriever
+    from conftest import write_corpus
+    from test_encoder import _with_random_adapter
+
+    _with_random_adapter(tiny_encoder, tmp_path / "lora")
+    enc = Encoder.load(tmp_path / "lora", dtype="float32")  # writes the merged-weights cache
+    Retriever.open(tmp_path / "ix", enc).index(
+        [write_corpus(tmp_path / "docs")], memory_states="int8"
+    )
+    code = (
+        "import sys; from compsearch.cli import main\n"
+        "try:\n    main(['query', 'rotate log file', '--index', sys.argv[1], '--json',"
+        " '--rerank', 'maxsim', '-k', '3'])\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NOTORCH', file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "ix")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
+    assert proc.returncode == 0, proc.stderr
+    hits = json.loads(proc.stdout)["results"]
+    assert len(hits) == 3 and hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+    assert proc.stderr.strip().splitlines()[-1] == "NOTORCH", proc.stderr
