@@ -44,7 +44,9 @@ def main() -> int:
         ids = rel[:1] + [d for d in list(docs)[:8] if d not in rel]
         _, states = enc.encode_states([docs[d] for d in ids], max_length=256)
         s = dec.score(q["text"], states)
-        print(f"{q['text'][:60]!r}: relevant {s[0]:.2f}, others {np.round(s[1:], 2).tolist()}")
+        print(
+            f"{q['text'][:60]!r}: relevant {s[0]:.2f}, others {[round(float(x), 2) for x in s[1:]]}"
+        )
     return 0
 
 
