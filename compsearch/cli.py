@@ -152,6 +152,13 @@ def main(threads):
 @click.option("--workers", type=click.IntRange(min=1), default=2, help="Ray encoder actors (2).")
 @click.option("--worker-gpus", type=float, default=0, help="GPUs per Ray actor (1: one per GPU).")
 @click.option("--shards", type=click.Path(), default=None, help="Keep Ray's vector shards here.")
+@click.option(
+    "--memory-states",
+    type=click.Choice(["fp16", "int8", "none"]),
+    default=None,
+    help="Keep every chunk's memory-token states (fp16, or int8: half the size) for "
+    "--rerank maxsim; kept by later writes; none drops them (default: keep the index's).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="List every skipped file.")
 @friendly_errors
@@ -172,6 +179,7 @@ def index(
     workers,
     worker_gpus,
     shards,
+    memory_states,
     as_json,
     verbose,
 ):
@@ -193,6 +201,7 @@ def index(
         include=include,
         exclude=exclude,
         max_file_bytes=int(max_file_mb * 1_000_000),
+        memory_states=memory_states,
     )
     if use_ray or ray_address:  # encode on Ray into shards; the normal write path indexes them
         from .cluster import embedded
@@ -240,11 +249,13 @@ def index(
 )
 @click.option(
     "--rerank",
-    type=click.Choice(["auto", "exact", "hybrid", "none"]),
+    type=click.Choice(["auto", "exact", "maxsim", "likelihood", "hybrid", "none"]),
     default="auto",
     show_default=True,
-    help="auto: exact re-scoring when the index is approximate "
-    "(hybrid: the old name of --mode hybrid).",
+    help="auto: exact re-scoring when the index is approximate; maxsim: re-score the top 20 "
+    "by memory-token late interaction (needs index --memory-states); likelihood: by "
+    "log p(query | chunk's memory tokens) under the base LM (hybrid: the old name of --mode "
+    "hybrid).",
 )
 @click.option(
     "--where",
@@ -310,6 +321,11 @@ def info(index_dir, as_json):
     layers = enc.get("num_layers")
     t.add_row("layers", str(layers) if layers else "all of the base model's")
     t.add_row("chunking", json.dumps(data.get("chunking")))
+    ms = data.get("memory_states")
+    t.add_row(
+        "memory states",
+        f"{ms['dtype']}, {ms['chunks']} chunks, {ms['bytes'] / 1e6:.1f} MB" if ms else "not kept",
+    )
     t.add_row("roots", "\n".join(data.get("roots", [])))
     t.add_row("created / updated", f"{data.get('created_at')} / {data.get('updated_at')}")
     t.add_row(

@@ -122,6 +122,10 @@ class Encoder:
         self.last_truncated: list[int] = []  # indices of texts cut in the last encode() call
         self._fingerprint: str | None = None
         self.quantize: str | None = None  # "int8" when loaded with quantize="int8"
+        # memory_states.py sets keep_states while an index that stores memory states is written:
+        # each encode() call then keeps {text: (k, dim) float32 states} of its own forward
+        self.keep_states = False
+        self.last_states: dict[str, np.ndarray] = {}
 
     # ---------------------------------------------------------------- loading and saving
     @classmethod
@@ -358,6 +362,28 @@ class Encoder:
             out = out[0]
         return torch.from_numpy(out) if convert_to_tensor else out
 
+    def encode_states(
+        self, texts: Sequence[str], *, kind: str = "document", **kwargs
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors (n, dim), memory states (n, k, dim))`` from one forward pass.
+
+        The states are the final hidden states at the k memory positions, unnormalised (what the
+        embedding is the mean of, and what the CTKD decoder reads); float32, in input order.
+        """
+        texts = list(texts)
+        states = np.zeros((len(texts), self.config.num_memory_tokens, self.dim), np.float32)
+        vecs = self._encode_list(
+            texts,
+            kind,
+            kwargs.pop("batch_size", 32),
+            False,
+            kwargs.pop("normalize", None),
+            kwargs.pop("max_length", None),
+            kwargs.pop("prompt", None),
+            states,
+        )
+        return vecs, states
+
     def encode_query(self, texts: str | Sequence[str], **kwargs):
         """``encode(texts, kind="query")``: the query prompt applies."""
         return self.encode(texts, kind="query", **kwargs)
@@ -374,7 +400,7 @@ class Encoder:
 
     @torch.inference_mode()
     def _encode_list(
-        self, texts, kind, batch_size, show_progress, normalize, max_length, prompt
+        self, texts, kind, batch_size, show_progress, normalize, max_length, prompt, states=None
     ) -> np.ndarray:
         if any(not isinstance(t, str) for t in texts):
             raise TypeError("encode() takes a string or a list of strings")
@@ -384,6 +410,9 @@ class Encoder:
             isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
         ):
             raise ValueError(f"max_length must be a positive integer, not {max_length!r}")
+        raw = list(texts)
+        if states is None and self.keep_states:
+            states = np.zeros((len(raw), self.config.num_memory_tokens, self.dim), np.float32)
         if prompt is not None:
             self.prepare([], kind)  # still checks kind
             texts = [prompt + t for t in texts]
@@ -407,8 +436,10 @@ class Encoder:
         progress = _progress(show_progress, len(ids))
         try:
             for batch in batches:
-                vecs = self._embed_ids([ids[i] for i in batch])
+                vecs, mem = self._embed_ids([ids[i] for i in batch], states is not None)
                 out[batch] = vecs.float().cpu().numpy()
+                if states is not None:
+                    states[batch] = mem.float().cpu().numpy()
                 if progress:
                     progress[0].advance(progress[1], len(batch))
         finally:
@@ -417,9 +448,12 @@ class Encoder:
         if normalize if normalize is not None else self.config.normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             out /= np.maximum(norms, 1e-12)
+        if self.keep_states:
+            self.last_states = dict(zip(raw, states))
         return out
 
-    def _embed_ids(self, token_ids: list[list[int]]) -> torch.Tensor:
+    def _embed_ids(self, token_ids: list[list[int]], states: bool = False):
+        """(pooled (B, dim), memory states (B, k, dim) or None) of one batch."""
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.tokenizer.eos_token_id or 0
@@ -427,7 +461,8 @@ class Encoder:
             self.model.get_input_embeddings(), self.memory, token_ids, pad
         )
         hidden = self.model(inputs_embeds=inputs, attention_mask=attention).last_hidden_state
-        return pool_memory(hidden, mem_mask)
+        mem = hidden[mem_mask].view(len(token_ids), -1, hidden.shape[-1]) if states else None
+        return pool_memory(hidden, mem_mask), mem
 
     def __repr__(self) -> str:
         return (

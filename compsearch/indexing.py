@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import memstates
 from .chunking import CHUNKER_VERSION, ChunkingConfig, chunk_document
 from .errors import CompsearchError
 from .index import VectorIndex, base_is_stale, build_index, choose_spec, fold
@@ -100,6 +101,7 @@ def index_paths(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     progress: ProgressFn | None = None,
+    memory_states: str | None = None,
 ) -> IndexReport:
     """See ``Retriever.index``."""
     from .indexdir import transaction
@@ -139,6 +141,7 @@ def index_paths(
         and not scan.unreadable
         and not new_roots
         and index_type in (None, manifest["index"].get("requested"))
+        and memstates.unchanged(retriever, memory_states)
     )
     if nothing_to_do and _stale_lexical(retriever):
         # an index from before the lexical index: store it now, without the encoder
@@ -163,6 +166,7 @@ def index_paths(
     check_chunk_budget(chunking, encoder)
     with transaction(retriever.root) as tx:
         store = tx.store
+        states = memstates.begin(store.db, encoder, memory_states)
         known = store.files()
         removed: list[int] = []
         added: list[int] = []
@@ -178,7 +182,9 @@ def index_paths(
         def flush() -> None:
             if pending:
                 vectors = _vectors_for(pending, encoder, store, reuse, report)
-                added.extend(store.add([r for r, _ in pending], vectors))
+                added.extend(new := store.add([r for r, _ in pending], vectors))
+                if states:
+                    memstates.fill(store, encoder, new, states)
                 report.chunks_added += len(pending)
                 if progress:
                     progress("chunks", report.chunks_added, 0)
@@ -247,6 +253,7 @@ def index_paths(
                 added=added,
                 removed=removed,
                 roots=roots,
+                memory_states=memory_states,
             )
         )
     report.seconds = time.perf_counter() - start
@@ -313,11 +320,12 @@ def finish(
     tx,
     encoder,
     report: IndexReport,
+    added: Sequence[int] = (),
+    removed: Sequence[int] = (),
+    memory_states: str | None = None,
     *,
     chunking: ChunkingConfig | None = None,
     index_type: str | None = None,
-    added: Sequence[int] = (),
-    removed: Sequence[int] = (),
     roots: Sequence[str] = (),
     replace_roots: bool = False,
 ) -> dict:
@@ -353,6 +361,7 @@ def finish(
     report.chunks_total = n
     report.files_total = store.file_count()
     report.index_type = tx.spec.kind
+    memstates.finish(store, encoder, memory_states)
     if hasattr(encoder, "save") and not (Path(root) / ENCODER_DIR / CONFIG_FILE).is_file():
         encoder.save(Path(root) / ENCODER_DIR)  # written once, before the first manifest
     manifest = tx.commit(

@@ -121,6 +121,22 @@ def _exact_scores(store, qvecs: np.ndarray, allowed: np.ndarray, k: int, dim: in
     return np.take_along_axis(scores, top, 1), allowed[top]
 
 
+def query_vectors(retriever, queries, mode: str, rerank) -> tuple:
+    """``(query vectors or None, reranker spec)`` for ``Retriever.search_batch``: lexical mode
+    needs no vectors (unless a reranker object may use them); for ``"maxsim"`` the queries'
+    memory states come from the same forward as their vectors, and travel in the reranker."""
+    queries = list(queries)
+    if mode == "lexical" and not hasattr(rerank, "rerank"):
+        return None, rerank
+    encoder = retriever.query_encoder
+    if rerank == "maxsim" and hasattr(encoder, "encode_states"):
+        from .rerank_late import MaxSimReranker
+
+        vecs, states = encoder.encode_states(queries, kind="query")
+        return vecs, MaxSimReranker(dict(zip(queries, states)))
+    return encoder.encode(queries, kind="query"), rerank
+
+
 def run(retriever, qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, queries) -> list:
     """``Retriever.search_vectors``: the mode's hits, filtered, fused, fetched, reranked."""
     from .filters import parse
@@ -136,14 +152,16 @@ def run(retriever, qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, q
     store, index = retriever._open_read()
     where, roots = parse(where), retriever.manifest.get("roots", [])
     reranker = get_reranker(rerank, exact_index=index.spec.exact)
-    fetch = max(k, fetch or (k * 4 if reranker is not None else k))
+    depth = getattr(reranker, "depth", None) or k * 4  # maxsim / likelihood: their own depth
+    fetch = max(k, fetch or (depth if reranker is not None else k))
+    late = hasattr(rerank, "rerank") or rerank in ("maxsim", "likelihood")
     allowed = store.ids_where(where, roots) if where and mode != "lexical" else None
     extras: list[dict] = [{} for _ in range(n_queries)]
     if mode == "dense":
         hits = dense(store, index, qvecs, fetch, allowed)
     elif mode == "lexical":
         hits = lexical(store, queries, fetch, where, roots)
-        reranker = reranker if hasattr(rerank, "rerank") else None  # BM25 order is final
+        reranker = reranker if late else None  # BM25 order is final but for these
     else:
         depth = max(HYBRID_DEPTH, fetch)
         dense_hits = dense(store, index, qvecs, depth, allowed, exact=not index.spec.exact)
@@ -154,7 +172,7 @@ def run(retriever, qvecs, k, where, mode, fusion, dense_weight, rerank, fetch, q
             fused = fuse(d, lx, fusion, literal, dense_weight)[:fetch]
             hits.append([(s, i) for s, i, _ in fused])
             extras.append({i: e for _, i, e in fused})
-        reranker = reranker if hasattr(rerank, "rerank") else None  # fused order is final
+        reranker = reranker if late else None  # fused order is final but for these
     out = []
     for qi in range(n_queries):
         records = store.get([i for _, i in hits[qi]])

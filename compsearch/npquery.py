@@ -104,10 +104,19 @@ class NumpyQueryEncoder:
     def encode(
         self, texts, *, kind: str = "query", max_length: int | None = None, **_
     ) -> np.ndarray:
+        single = isinstance(texts, str)
+        out, _states = self.encode_states(
+            [texts] if single else texts, kind=kind, max_length=max_length
+        )
+        return out[0] if single else out
+
+    def encode_states(
+        self, texts, *, kind: str = "query", max_length: int | None = None, **_
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors (n, dim), memory states (n, k, dim))`` from one forward, as ``Encoder``'s."""
         if kind not in ("query", "document"):
             raise ValueError(f"kind must be 'query' or 'document', not {kind!r}")
-        single = isinstance(texts, str)
-        texts = [texts] if single else list(texts)
+        texts = list(texts)
         prompt = (
             self.config.get("query_prompt")
             if kind == "query"
@@ -115,18 +124,21 @@ class NumpyQueryEncoder:
         )
         prepared = [f"{prompt}: {t}\n" if prompt else t for t in texts]
         limit = int(max_length or self.max_length)
-        ids = self.tokenizer(prepared, add_special_tokens=True)["input_ids"]
+        ids = self.tokenizer(prepared, add_special_tokens=True)["input_ids"] if texts else []
         self.last_truncated = [i for i, t in enumerate(ids) if len(t) > limit]
-        out = (
-            np.stack([self._embed([int(x) for x in t[:limit]]) for t in ids])
+        k = len(self.memory)
+        states = (
+            np.stack([self._memory_states([int(x) for x in t[:limit]]) for t in ids])
             if ids
-            else np.zeros((0, self.dim), np.float32)
+            else np.zeros((0, k, self.dim), np.float32)
         )
+        out = states.mean(1)
         if self.config.get("normalize", True):
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out[0] if single else out
+        return out, states
 
-    def _embed(self, token_ids: list[int]) -> np.ndarray:
+    def _memory_states(self, token_ids: list[int]) -> np.ndarray:
+        """The final hidden states (k, dim) at the memory positions of one text."""
         c = self.model_cfg
         rows = sorted(set(token_ids))
         table = self._weights.get_slice("embed_tokens.weight")
@@ -161,8 +173,7 @@ class NumpyQueryEncoder:
             h = _rms(x, w["post_attention_layernorm"], eps)
             g = h @ w["mlp.gate_proj"].T
             x = x + ((g / (1.0 + np.exp(-g))) * (h @ w["mlp.up_proj"].T)) @ w["mlp.down_proj"].T
-        x = _rms(x, self._norm, eps)
-        return x[n - k :].mean(0)
+        return _rms(x[n - k :], self._norm, eps)
 
 
 def _rms(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:

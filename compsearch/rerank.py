@@ -6,6 +6,8 @@ store, which undoes the error of quantised or approximate indexes (IVF-SQ8, IVF-
 Hybrid search is no longer a reranker: BM25 over the dense candidates alone can never bring
 back a chunk the dense search missed, so it is the ``hybrid`` search mode (``modes.py``), fusing
 full-corpus dense and lexical rankings; ``rerank="hybrid"`` still works and means that mode.
+``"maxsim"`` and ``"likelihood"`` re-score the top candidates from the chunks' memory-token
+states (``rerank_late.py``).
 """
 
 from __future__ import annotations
@@ -52,17 +54,25 @@ def bm25_scores(query: str, docs: Sequence[str], k1: float = 1.2, b: float = 0.7
 
 
 def get_reranker(spec, *, exact_index: bool) -> Reranker | None:
-    """Turn ``"auto" | "exact" | None | Reranker`` into a reranker (or None)."""
+    """Turn ``"auto" | "exact" | "maxsim" | "likelihood" | None | Reranker`` into a reranker."""
     if spec is None or spec == "none":
         return None
     if spec == "auto":
         return None if exact_index else ExactRescorer()
     if spec == "exact":
         return ExactRescorer()
+    if spec == "maxsim":
+        from .rerank_late import MaxSimReranker
+
+        return MaxSimReranker()
+    if spec == "likelihood":
+        from .rerank_late import LikelihoodReranker
+
+        return LikelihoodReranker()
     if spec == "hybrid":
         raise CompsearchError(
             "'hybrid' is a search mode now: use mode='hybrid' (compsearch query --mode hybrid)"
         )
     if hasattr(spec, "rerank"):
         return spec
-    raise CompsearchError(f"unknown reranker {spec!r}; use auto, exact or none")
+    raise CompsearchError(f"unknown reranker {spec!r}; use auto, exact, maxsim, likelihood or none")

@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import memstates
 from .chunking import ChunkingConfig
 from .errors import CompsearchError
 from .indexdir import pin, read_manifest, transaction
@@ -194,6 +195,7 @@ class Retriever:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         progress: ProgressFn | None = None,
+        memory_states: str | None = None,
     ) -> IndexReport:
         """Index files and folders incrementally and commit atomically.
 
@@ -206,7 +208,7 @@ class Retriever:
         Chunking: a whole ``chunking`` config, or only ``chunk_tokens`` and/or ``overlap`` changed
         from the index's current config (see ``resolve_chunking``); neither keeps the index's. The
         chunk budget may not exceed the encoder's ``max_length``. ``include``/``exclude``:
-        gitignore-style globs relative to each given folder.
+        gitignore-style globs relative to each given folder. ``memory_states``: memstates.py.
         """
         with self._write_lock:
             return index_paths(
@@ -222,6 +224,7 @@ class Retriever:
                 include=include,
                 exclude=exclude,
                 progress=progress,
+                memory_states=memory_states,
             )
 
     def prune(self) -> IndexReport:
@@ -237,6 +240,7 @@ class Retriever:
         ids: Sequence[str] | None = None,
         source: str = "<api>",
         vectors: np.ndarray | None = None,
+        memory_states: str | None = None,
     ) -> list:
         """Add raw texts (each one chunk) with optional metadata and commit; returns their ids.
 
@@ -254,7 +258,7 @@ class Retriever:
         if len(metadata) != len(texts):
             raise CompsearchError("add(): one metadata dict per text")
         doc_ids = check_doc_ids(ids, len(texts))
-        encoder = self.encoder
+        encoder = memstates.encoder_for_add(self, memory_states)
         records = []
         for text, meta in zip(texts, metadata):
             if not isinstance(text, str) or not text.strip():
@@ -287,7 +291,7 @@ class Retriever:
             if doc_ids:
                 tx.store.set_doc_ids(list(zip(doc_ids, new)))
             report.chunks_added, report.chunks_removed = len(new), len(replaced)
-            self._reload(finish(tx, encoder, report, added=new, removed=replaced))
+            self._reload(finish(tx, encoder, report, new, replaced, memory_states))
         return list(doc_ids) if doc_ids else new
 
     def upsert(
@@ -392,9 +396,8 @@ class Retriever:
         see ``compsearch.modes`` and benchmarks/results/search-modes.md for why).
         ``where`` filters (``compsearch.filters``): ``{"source": "docs/*.md"}``,
         ``{"year": {"$gte": 2020}}``, ``"kind=markdown"``, ... in every mode.
-        ``rerank``: ``"auto"`` (exact re-scoring when the index is approximate), ``"exact"``,
-        ``None``, or a ``Reranker`` object (``"hybrid"`` is the old name of ``mode="hybrid"``).
-        ``fetch``: candidates taken before reranking.
+        ``rerank``: ``"auto"`` (exact re-scoring of an approximate index), ``"exact"``, ``"maxsim"``,
+        ``"likelihood"``, ``None`` or a ``Reranker``; ``fetch``: candidates taken before reranking.
         """
         return self.search_batch(
             [query],
@@ -419,7 +422,7 @@ class Retriever:
         rerank="auto",
         fetch: int | None = None,
     ) -> list[list[SearchResult]]:
-        from .modes import resolve
+        from .modes import query_vectors, resolve
 
         if isinstance(queries, str):
             raise TypeError("search_batch() takes a list of queries")
@@ -429,8 +432,7 @@ class Retriever:
             raise CompsearchError("queries must be non-empty strings")
         mode, fusion, rerank = resolve(mode, fusion, rerank)
         self._open_read()
-        needs_vectors = mode != "lexical" or hasattr(rerank, "rerank")
-        qvecs = self.query_encoder.encode(list(queries), kind="query") if needs_vectors else None
+        qvecs, rerank = query_vectors(self, queries, mode, rerank)
         return self.search_vectors(
             qvecs,
             k,
@@ -492,5 +494,5 @@ class Retriever:
         with self._snapshot() as (store, _):
             info = dict(self._manifest)
             info["path"] = str(self.root.resolve())
-            info["sources"] = len(store.sources())
+            info.update(sources=len(store.sources()), memory_states=memstates.stats(store.db))
         return info
