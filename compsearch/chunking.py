@@ -52,6 +52,7 @@ from typing import Any
 from .chunkers import find_blocks
 from .chunkers.blocks import paths_by_line
 from .chunkers.packer import Costs, Packer, split_long_line, to_chunk, verify_spans
+from .errors import CompsearchError
 from .documents import SECTION_SEPARATOR, Chunk, Document, TokenCounter
 
 __all__ = [
@@ -152,3 +153,20 @@ def _chunk(
     spans = packer.pack(blocks)
     spans = verify_spans(spans, lines, costs, config.max_tokens, count_tokens)
     return [to_chunk(span, lines, line_paths, page_starts) for span in spans]
+
+
+def max_length(encoder) -> int:
+    """The encoder's token limit (compsearch's ``config.max_length`` or a foreign ``max_length``)."""
+    config = getattr(encoder, "config", None)
+    return int(getattr(config, "max_length", None) or getattr(encoder, "max_length", 512))
+
+
+def check_chunk_budget(chunking: ChunkingConfig, encoder) -> None:
+    """A chunk budget above the encoder's ``max_length`` would have every long chunk cut when
+    encoded (its tail unsearchable): refuse it."""
+    limit = max_length(encoder)
+    if chunking.max_tokens > limit:
+        raise CompsearchError(
+            f"a chunk budget of {chunking.max_tokens} tokens is above the encoder's "
+            f"max_length of {limit}: use --chunk-tokens {limit} or less"
+        )

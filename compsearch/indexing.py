@@ -29,7 +29,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import memstates
-from .chunking import CHUNKER_VERSION, ChunkingConfig, chunk_document
+from .chunking import (  # noqa: F401  (max_length, check_chunk_budget: used from here too)
+    CHUNKER_VERSION,
+    ChunkingConfig,
+    check_chunk_budget,
+    chunk_document,
+    max_length,
+)
 from .errors import CompsearchError
 from .index import VectorIndex, base_is_stale, build_index, choose_spec, fold
 from .indexdir import ENCODER_DIR, encoder_entry, now
@@ -468,23 +474,6 @@ def resolve_chunking(
         return ChunkingConfig(max_tokens=max_tokens, overlap_tokens=overlap)
     except ValueError as exc:
         raise CompsearchError(str(exc)) from None
-
-
-def max_length(encoder) -> int:
-    """The encoder's token limit (compsearch's ``config.max_length`` or a foreign ``max_length``)."""
-    config = getattr(encoder, "config", None)
-    return int(getattr(config, "max_length", None) or getattr(encoder, "max_length", 512))
-
-
-def check_chunk_budget(chunking: ChunkingConfig, encoder) -> None:
-    """A chunk budget above the encoder's ``max_length`` would have every long chunk cut when
-    encoded (its tail unsearchable): refuse it."""
-    limit = max_length(encoder)
-    if chunking.max_tokens > limit:
-        raise CompsearchError(
-            f"a chunk budget of {chunking.max_tokens} tokens is above the encoder's "
-            f"max_length of {limit}: use --chunk-tokens {limit} or less"
-        )
 
 
 def require_paths(paths: Sequence[Path]) -> None:
