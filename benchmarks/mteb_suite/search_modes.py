@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: encoding and searching", flush=True)
             res["tasks"][name] = evaluate_task(name, enc, a.profile, cache, Path(work), seed=a.seed)
             out = Path(a.out)
+            out.mkdir(parents=True, exist_ok=True)
             (out / f"{a.stem}.json").write_text(json.dumps(res, indent=2) + "\n")
             (out / f"{a.stem}.md").write_text(render(res))
     print(render(res))
