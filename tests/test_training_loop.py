@@ -257,6 +257,36 @@ def test_ship_exports_a_small_default_with_a_model_card(sharp_base, files, tmp_p
     )
     with pytest.raises(TrainingError, match="over the"):
         ship(tmp_path / "arm", tmp_path / "default", report=None, max_mb=0.0001)
+    # another stage folder (a cpu-continue round), its suite scores and its commands in the card
+    shutil_copy = __import__("shutil").copytree
+    shutil_copy(tmp_path / "arm" / "scl", tmp_path / "arm" / "scl-qa")
+    scores = tmp_path / "quality-quick.json"
+    scores.write_text(
+        json.dumps(
+            {
+                "profile": "quick",
+                "results": {
+                    "compsearch:x": {"FoldocRetrieval": {"scores": {"main_score": 0.4321}}}
+                },
+            }
+        )
+    )
+    qa = ship(
+        tmp_path / "arm",
+        tmp_path / "default-qa",
+        report=None,
+        stage="scl-qa",
+        evals=[scores],
+        reproduce=["training/depth.sh 8"],
+    )
+    card_qa = (tmp_path / "default-qa" / "README.md").read_text()
+    assert qa["fingerprint"] == info["fingerprint"] and "`arm/scl-qa`" in card_qa
+    assert "| FoldocRetrieval | quick | 0.432 |" in card_qa and "training/depth.sh 8" in card_qa
+    assert "arm.sh" not in card_qa
+    scores.write_text(json.dumps({"profile": "quick", "results": {"BM25": {}}}))
+    with pytest.raises(TrainingError, match="one compsearch model"):
+        ship(tmp_path / "arm", tmp_path / "x", report=None, stage="scl-qa", evals=[scores])
+    assert not (tmp_path / "x").exists()
     # shipped on the training machine, copied back without checkpoints, shipped again here
     import shutil
 

@@ -152,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="compsearch/default_model")
     p.add_argument("--max-mb", type=float, default=32.0)
+    p.add_argument("--stage", default="scl", help="the stage folder to ship (scl-qa: cpu-continue)")
+    p.add_argument(
+        "--eval", nargs="*", default=[], help="quality JSON files of this model (the card's scores)"
+    )
+    p.add_argument(
+        "--reproduce", action="append", default=None, help="a command that made the run (repeat)"
+    )
     return ap
 
 
@@ -283,7 +290,18 @@ def _dispatch(args) -> int:
         from .ship import ship
 
         print(
-            json.dumps(ship(args.run, args.out, report=args.report, max_mb=args.max_mb), indent=1)
+            json.dumps(
+                ship(
+                    args.run,
+                    args.out,
+                    report=args.report,
+                    max_mb=args.max_mb,
+                    stage=args.stage,
+                    evals=args.eval,
+                    reproduce=args.reproduce,
+                ),
+                indent=1,
+            )
         )
         return 0
     raise AssertionError(args.command)

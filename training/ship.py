@@ -17,6 +17,7 @@ the second ship reuses the checked export and rewrites the model card.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from compsearch.encoder import write_encoder_folder
@@ -26,6 +27,8 @@ from .config import CONFIG_DIR
 from .errors import TrainingError
 from .export import export_checkpoint, folder_size
 from .report import BASELINE_NAMES
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 PREPARED = (
     "shipped"  # <run>/shipped + <run>/ship.json: a run exported and checked on another machine
@@ -41,14 +44,27 @@ CHECK_TEXTS = [
 
 
 def ship(
-    run: str | Path, out: str | Path, *, report: str | Path | None, max_mb: float = 32.0
+    run: str | Path,
+    out: str | Path,
+    *,
+    report: str | Path | None,
+    max_mb: float = 32.0,
+    stage: str = "scl",
+    evals: Sequence[str | Path] = (),
+    reproduce: Sequence[str] | None = None,
 ) -> dict:
+    """``stage``: the run's stage folder to ship (``scl``; ``scl-qa`` for a cpu-continue round).
+    ``evals``: the suite's quality JSON files of this model (``benchmarks.mteb_suite run --models
+    compsearch:<encoder>``), shown in the card beside the BM25 / MiniLM rows of
+    ``benchmarks/results/quality-<profile>.json``. ``reproduce``: the commands that made the run,
+    for the card (default: the ablation's ``arm.sh``)."""
     import numpy as np
 
     from compsearch import Encoder
 
     run = Path(run)
-    scl = run / "scl"
+    scl = run / stage
+    evaluation = eval_lines(evals)  # read before anything is written: a bad file stops here
     if not (scl / "summary.json").is_file():
         raise TrainingError(f"{run}: the SCL stage has not finished (no {scl / 'summary.json'})")
     prepared, checked = run / PREPARED, run / CHECK_FILE
@@ -85,7 +101,9 @@ def ship(
         size=size,
         agreement=agreement,
         fingerprint=shipped.fingerprint,
-        run_name=run.name,
+        run_name=run.name if stage == "scl" else f"{run.name}/{stage}",
+        evaluation=evaluation,
+        reproduce=reproduce,
     )
     # the same encoder again, now with its model card (the folder's one writer, atomically)
     write_encoder_folder(
@@ -120,6 +138,8 @@ def model_card(
     agreement: float,
     fingerprint: str,
     run_name: str,
+    evaluation: Sequence[str] = (),
+    reproduce: Sequence[str] | None = None,
 ) -> str:
     tr = cfg.get("training") or {}
     stages = tr.get("stages", [])
@@ -208,14 +228,18 @@ def model_card(
             "",
             "The full ablation (stage-1 objectives at equal budget) is in `training/results/ablation.md`.",
         ]
+    L += list(evaluation)
+    commands = list(reproduce or []) or [
+        "python -m training data                      # training data from the offline sources",
+        f"training/arm.sh {_arm_command(run_name)}   # stage 1 -> UCL -> SCL, resumable",
+        f"python -m training ship training/runs/{run_name} --report training/results/ablation.json",
+    ]
     L += [
         "",
         "## Reproduce",
         "",
         "```",
-        "python -m training data                      # training data from the offline sources",
-        f"training/arm.sh {_arm_command(run_name)}   # stage 1 -> UCL -> SCL, resumable",
-        f"python -m training ship training/runs/{run_name} --report training/results/ablation.json",
+        *commands,
         "```",
         "",
         "## Limits",
@@ -227,6 +251,49 @@ def model_card(
         "",
     ]
     return "\n".join(L)
+
+
+def eval_lines(evals: Sequence[str | Path]) -> list[str]:
+    """The card's table of this model's suite scores (main score per task) from quality JSON files,
+    with the BM25 and MiniLM rows the repository's own results hold for the same profile and task."""
+    rows = []
+    for f in evals:
+        try:
+            d = json.loads(Path(f).read_text())
+            ours = [m for m in d["results"] if m.startswith("compsearch")]
+            if len(ours) != 1:
+                raise TrainingError(f"{f}: expected one compsearch model, found {ours or 'none'}")
+            results, profile = d["results"][ours[0]], d["profile"]
+            for task, v in results.items():
+                rows.append((task, profile, v["scores"]["main_score"], str(f)))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TrainingError(f"{f}: not a quality file of the suite ({exc})") from None
+    if not rows:
+        return []
+    base = {}
+    for profile in sorted({r[1] for r in rows}):
+        path = RESULTS / f"quality-{profile}.json"
+        base[profile] = json.loads(path.read_text())["results"] if path.is_file() else {}
+    names = ("BM25", "MiniLM-L6")
+    out = [
+        "",
+        "## Evaluation",
+        "",
+        "Offline suite, main score per task (nDCG@10 for retrieval), from "
+        + ", ".join(sorted({f"`{r[3]}`" for r in rows}))
+        + "; baselines from `benchmarks/results/quality-<profile>.json`:",
+        "",
+        "| task | profile | this model | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    for task, profile, score, _ in rows:
+        others = [base[profile].get(n, {}).get(task, {}).get("scores", {}) for n in names]
+        out.append(
+            f"| {task} | {profile} | {_f(score)} | "
+            + " | ".join(_f(o.get("main_score")) for o in others)
+            + " |"
+        )
+    return out
 
 
 def _depth(cfg: dict) -> str:
