@@ -270,18 +270,22 @@ def eval_lines(evals: Sequence[str | Path]) -> list[str]:
             raise TrainingError(f"{f}: not a quality file of the suite ({exc})") from None
     if not rows:
         return []
-    base = {}
-    for profile in sorted({r[1] for r in rows}):
-        path = RESULTS / f"quality-{profile}.json"
-        base[profile] = json.loads(path.read_text())["results"] if path.is_file() else {}
     names = ("BM25", "MiniLM-L6")
+    base: dict = {}  # profile -> baseline -> task -> result, first found wins (top level first)
+    for profile in sorted({r[1] for r in rows}):
+        found = base.setdefault(profile, {})
+        for path in sorted(RESULTS.glob(f"**/quality-{profile}.json"), key=lambda p: len(p.parts)):
+            for name, tasks in json.loads(path.read_text()).get("results", {}).items():
+                if name in names:
+                    for task, v in tasks.items():
+                        found.setdefault(name, {}).setdefault(task, v)
     out = [
         "",
         "## Evaluation",
         "",
         "Offline suite, main score per task (nDCG@10 for retrieval), from "
         + ", ".join(sorted({f"`{r[3]}`" for r in rows}))
-        + "; baselines from `benchmarks/results/quality-<profile>.json`:",
+        + "; baselines from `benchmarks/results/**/quality-<profile>.json`:",
         "",
         "| task | profile | this model | " + " | ".join(names) + " |",
         "|---|---|---|" + "---|" * len(names),
