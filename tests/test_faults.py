@@ -84,13 +84,19 @@ def test_kill_9_during_api_writes_loses_no_committed_update(tmp_path, sig):
     print(f"fault matrix, api add/delete, {sig.name}: {trials} trials, {trials} survived, 0 lost")
 
 
+def _filled(ix, encoder, n: int = 3000):
+    """An index of ``n`` chunks with random unit vectors (nothing encoded), and the vectors."""
+    r = Retriever.open(ix, encoder)
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((n, encoder.dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    r.add([f"chunk {i}" for i in range(n)], vectors=vecs)
+    return r, vecs
+
+
 def test_kill_9_during_rebuild_leaves_the_old_index(tmp_path, tiny_encoder):
     ix = tmp_path / "ix"
-    r = Retriever.open(ix, tiny_encoder)
-    rng = np.random.default_rng(0)
-    vecs = rng.standard_normal((3000, tiny_encoder.dim)).astype(np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    r.add([f"chunk {i}" for i in range(3000)], vectors=vecs)
+    _filled(ix, tiny_encoder)
     before = read_manifest(ix)
     delays = random.Random(3)
     for kind in ("hnsw", "ivf", "ivf-sq8"):
@@ -223,11 +229,7 @@ def test_fault_matrix_incremental_index_runs(tmp_path, tiny_base):
 @pytest.mark.parametrize("command", ["compact", "rebuild"])
 def test_fault_matrix_maintenance(tmp_path, tiny_encoder, command):
     ix = tmp_path / "ix"
-    r = Retriever.open(ix, tiny_encoder)
-    rng = np.random.default_rng(0)
-    vecs = rng.standard_normal((3000, tiny_encoder.dim)).astype(np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    r.add([f"chunk {i}" for i in range(3000)], vectors=vecs)
+    r, vecs = _filled(ix, tiny_encoder)
     r.delete(list(range(0, 3000, 7)))  # tombstones for compact to fold
     want = sorted(h.text for h in r.get())
     delays, trials = random.Random(5), 0
