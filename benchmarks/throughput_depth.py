@@ -1,7 +1,8 @@
 """Encoder speed by depth and weight format, against all-MiniLM-L6-v2 in the same run; cold start.
 
-For each depth L (the first L layers of the shipped default, then its final norm; depths below
-the trained one are untrained there, which does not matter for speed) and each weight format
+For each depth L (the first L layers, then the final norm: the shipped default itself at its own
+depth, and the bundled base with the same memory-token count at every other depth -- untrained
+there, which does not matter for speed) and each weight format
 (the dtype ``Encoder.load`` picks on this machine, and per-channel dynamic int8), on the same real
 paragraphs: texts/s and text tokens/s of ``Encoder.encode`` (best of ``--repeats``), one-line
 query encode p50/p95, and the mean cosine to the same depth in fp32 (what int8 or bf16 costs in
@@ -200,8 +201,18 @@ def main(n, batch_size, repeats, n_queries, depths, cold_runs, model, no_minilm,
     queries = (QUERIES * (n_queries // len(QUERIES) + 1))[:n_queries]
     depth_list = [int(x) for x in depths.split(",") if x.strip()]
     t = time.perf_counter()
-    full = Encoder.load(model, dtype="float32")
+    shipped = Encoder.load(model, dtype="float32")
     load_s = time.perf_counter() - t
+    shipped_depth = shipped.model.config.num_hidden_layers
+    full = shipped
+    if max(depth_list) > shipped_depth:  # the sweep needs more layers than the shipped encoder has
+        full = Encoder.from_base(
+            shipped.config.base_model,
+            num_memory_tokens=shipped.config.num_memory_tokens,
+            max_length=shipped.config.max_length,
+            query_prompt=shipped.config.query_prompt,
+            dtype="float32",
+        )
     auto = pick_dtype(torch.device("cpu"))
     auto_name = str(auto).replace("torch.", "")
     tokens = sum(min(c, full.config.max_length) for c in full.count_tokens(texts))
@@ -213,7 +224,7 @@ def main(n, batch_size, repeats, n_queries, depths, cold_runs, model, no_minilm,
         for label, dtype, quantize in variants:
             if label == "float32" and depth != depth_list[0] and auto != torch.float32:
                 continue  # fp32 only at the first depth when another dtype is the default here
-            enc = truncated(full, depth, dtype, quantize)
+            enc = truncated(shipped if depth == shipped_depth else full, depth, dtype, quantize)
             seconds, vecs = _timed_batches(
                 lambda x, b: enc.encode(x, batch_size=b), texts, batch_size, repeats
             )
@@ -222,11 +233,14 @@ def main(n, batch_size, repeats, n_queries, depths, cold_runs, model, no_minilm,
                 fp32_ref[depth] = vecs
             ref = fp32_ref.get(depth)
             if ref is None and label != "float32":
-                ref_enc = truncated(full, depth, torch.float32, None)
+                ref_enc = truncated(
+                    shipped if depth == shipped_depth else full, depth, torch.float32, None
+                )
                 ref = fp32_ref[depth] = ref_enc.encode(texts, batch_size=batch_size)
                 del ref_enc
             row = {
                 "depth": depth,
+                "shipped": depth == shipped_depth,
                 "weights": label,
                 "texts_per_s": n / seconds,
                 "tokens_per_s": tokens / seconds,
@@ -273,9 +287,9 @@ def main(n, batch_size, repeats, n_queries, depths, cold_runs, model, no_minilm,
         }
         click.echo(f"MiniLM: {minilm['texts_per_s']:.2f} texts/s, query p50 {p50:.0f} ms", err=True)
 
-    # threads: the default configuration (trained depth, this machine's dtype), 1 vs 2 threads
+    # threads: the shipped configuration (its depth, this machine's dtype), 1 vs 2 threads
     threads = []
-    enc = truncated(full, depth_list[0], auto, None)
+    enc = truncated(shipped, shipped_depth, auto, None)
     before = torch.get_num_threads()
     for k in (1, 2):
         torch.set_num_threads(k)
@@ -297,8 +311,9 @@ def main(n, batch_size, repeats, n_queries, depths, cold_runs, model, no_minilm,
         )
     data = {
         "machine": machine_info(),
-        "encoder": full.name,
-        "fingerprint": full.fingerprint,
+        "encoder": shipped.name,
+        "fingerprint": shipped.fingerprint,
+        "shipped_depth": shipped_depth,
         "texts": n,
         "text_tokens": tokens,
         "batch_size": batch_size,
@@ -327,8 +342,10 @@ def report(d: dict) -> str:
         f"on {m['cpu']} ({m['cores']} cores shared with other jobs, {m['torch_threads']} torch threads), "
         f"{m['when']}. {d['texts']} real paragraphs from the Python standard library "
         f"({d['text_tokens']} SmolLM2 tokens); {d['queries']} one-line queries encoded one at a time. "
-        f"This machine's default dtype: {d['default_dtype']}. Depths below 30 are the shipped "
-        f"default cut (untrained there): speed only.\n",
+        f"This machine's default dtype: {d['default_dtype']}. The shipped encoder "
+        f"(`{d['fingerprint'][:12]}`) runs {d.get('shipped_depth', 30)} layers (rows marked **shipped**); "
+        "the other depths are the bundled base cut to that depth with fresh memory tokens "
+        "(untrained there): speed only.\n",
         "| depth | weights | texts/s | tokens/s | x MiniLM texts/s | query p50 ms | p95 ms | "
         "x MiniLM query p50 | cosine to fp32 |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -337,7 +354,7 @@ def report(d: dict) -> str:
         xt = f"{r['texts_per_s'] / mini['texts_per_s']:.2f}" if mini else "–"
         xq = f"{r['query_p50_ms'] / mini['query_p50_ms']:.1f}" if mini else "–"
         lines.append(
-            f"| {r['depth']} | {r['weights']} | {r['texts_per_s']:.2f} | {r['tokens_per_s']:.0f} | "
+            f"| {r['depth']}{' **shipped**' if r.get('shipped') else ''} | {r['weights']} | {r['texts_per_s']:.2f} | {r['tokens_per_s']:.0f} | "
             f"{xt} | {r['query_p50_ms']:.0f} | {r['query_p95_ms']:.0f} | {xq} | "
             f"{r['cosine_to_fp32']:.4f} |"
         )
@@ -348,7 +365,7 @@ def report(d: dict) -> str:
             f"{mini['query_p95_ms']:.0f} | 1.0 | – |"
         )
     lines.append(
-        "\nThreads (default depth and dtype): "
+        "\nThreads (the shipped depth and this machine's dtype): "
         + "; ".join(
             f"{t['threads']} thread(s): {t['texts_per_s']:.2f} texts/s, query p50 "
             f"{t['query_p50_ms']:.0f} ms"

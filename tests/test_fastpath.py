@@ -19,8 +19,9 @@ TEXTS = [
     "json",
     "parse http request header cookie value and return the response error",
 ]
-# the shipped default's identity before depth existed: indexes built with it must keep matching
-SHIPPED_FINGERPRINT = "8ea0c817939f560487e28be1594b316cfc88414707a9f1f8fb57c41bd312bb16"
+# the shipped default's identity (the 8-layer student, its model card names the same): a code change
+# that alters how fingerprints are computed would orphan every index users built with it
+SHIPPED_FINGERPRINT = "00222e84cc8f4e5ca08d9a304504dd77e2337b9a683d38e33f29792d66399e83"
 
 
 def test_shipped_default_keeps_its_fingerprint():
@@ -29,7 +30,8 @@ def test_shipped_default_keeps_its_fingerprint():
     from compsearch.encoder import ADAPTER_DIR, MEMORY_FILE, EncoderConfig, _read_adapter
 
     cfg = EncoderConfig.from_dict(json.loads((PACKAGED_DEFAULT / CONFIG_FILE).read_text()))
-    assert cfg.num_layers is None  # the shipped folder has no depth field: full depth
+    assert cfg.num_layers == 8  # the compact student: the first 8 of the base's 30 layers
+    assert SHIPPED_FINGERPRINT in (PACKAGED_DEFAULT / "README.md").read_text()
     memory = load_file(str(PACKAGED_DEFAULT / MEMORY_FILE))["memory"]
     adapter = _read_adapter(PACKAGED_DEFAULT / ADAPTER_DIR)
     assert encoder_fingerprint(cfg, memory, adapter) == SHIPPED_FINGERPRINT

@@ -248,8 +248,12 @@ def test_ship_exports_a_small_default_with_a_model_card(sharp_base, files, tmp_p
     info = ship(tmp_path / "arm", tmp_path / "default", report=None)
     card = (tmp_path / "default" / "README.md").read_text()
     assert (
-        "| scl | 3 |" in card and info["min_cosine_vs_fp32"] > 0.99 and info["fingerprint"] in card
+        "| 1 scl | all | 3 |" in card
+        and info["min_cosine_vs_fp32"] > 0.99
+        and info["fingerprint"] in card
     )
+    # what the stage read: its file, how much of it, its digest
+    assert "| 1 scl | `" in card and " of " in card.split("## Evaluation")[0]
     enc = Encoder.load(tmp_path / "default")
     assert (
         enc.fingerprint == info["fingerprint"]

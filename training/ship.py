@@ -118,14 +118,29 @@ def ship(
 
 
 def _data_lines(stages: list[dict]) -> list[str]:
-    lines, seen = [], set()
-    for st in stages:
+    """A table of what each stage read (file, selection, items used) and the source packages once."""
+    rows, sources = [], set()
+    for i, st in enumerate(stages, 1):
         for src in st.get("data") or []:
-            key = json.dumps(src, sort_keys=True)
-            if key in seen:
-                continue
-            seen.add(key)
-            lines.append(f"- {st['stage']}: `{json.dumps(src, sort_keys=True)[:400]}`")
+            spec = src.get("spec")
+            if isinstance(spec, dict):
+                sel = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "path")
+                name = spec.get("path", "?")
+            else:
+                sel, name = "", str(spec)
+            files = src.get("files") or []
+            digests = ", ".join(f"`{f.get('sha256', '')[:12]}`" for f in files)
+            for f in files:
+                sources.update((f.get("manifest") or {}).get("sources") or [])
+            rows.append(
+                f"| {i} {st['stage']} | `{name}` | {sel or 'all'} | {src.get('used', '?')} "
+                f"of {src.get('read', '?')} | {digests} |"
+            )
+    if not rows:
+        return ["(the training run recorded no data)"]
+    lines = ["| stage | file | selection | items used | sha256 |", "|---|---|---|---|---|"] + rows
+    if sources:
+        lines += ["", "Source packages: " + ", ".join(f"`{s}`" for s in sorted(sources)) + "."]
     return lines
 
 
@@ -166,10 +181,10 @@ def model_card(
         "",
         "## Training",
         "",
-        "| stage | steps | batch | samples | lr | wall | items in data |",
-        "|---|---|---|---|---|---|---|",
+        "| stage | student layers | steps | batch | samples | lr | wall | items in data |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for s in stages:
+    for i, s in enumerate(stages, 1):
         steps = (
             f"{s.get('steps')}"
             if s.get("steps") == s.get("max_steps") or not s.get("max_steps")
@@ -179,7 +194,7 @@ def model_card(
             s["steps"] * s["batch_size"] if s.get("steps") and s.get("batch_size") else "—"
         )
         L.append(
-            f"| {s['stage']} | {steps} | {s.get('batch_size')} | {samples} | "
+            f"| {i} {s['stage']} | {s.get('num_layers') or 'all'} | {steps} | {s.get('batch_size')} | {samples} | "
             f"{s.get('lr')} | {(s.get('wall_seconds') or 0) / 60:.0f} min | {s.get('items')} |"
         )
     if stages:
@@ -188,13 +203,13 @@ def model_card(
             "",
             f"One LoRA adapter (r={s0['lora']['r']}, alpha={s0['lora']['alpha']}, targets "
             f"{', '.join(s0['lora']['targets'])}) continued through all stages; memory tokens trained "
-            "in stage 1 only. Precision: "
+            f"in {_memory_stages(stages)} only. Precision: "
             + ", ".join(sorted({s["precision"] for s in stages}))
             + ".",
         ]
     L += [
         "",
-        "Data (files, sources and versions as the training run recorded them):",
+        "Data, as the training run recorded it (the full record is in `compsearch_encoder.json`):",
         "",
     ] + _data_lines(stages)
     if arm and report:
@@ -298,6 +313,13 @@ def eval_lines(evals: Sequence[str | Path]) -> list[str]:
             + " |"
         )
     return out
+
+
+def _memory_stages(stages: list[dict]) -> str:
+    on = [str(i) for i, s in enumerate(stages, 1) if s.get("train_memory")]
+    if not on:
+        return "no stage"
+    return f"stage {on[0]}" if len(on) == 1 else f"stages {', '.join(on[:-1])} and {on[-1]}"
 
 
 def _depth(cfg: dict) -> str:
