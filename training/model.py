@@ -318,7 +318,8 @@ class LLM2Comp(nn.Module):
             )
             if saved is not None and saved < depth:
                 raise TrainingError(
-                    f"{folder} is a {saved}-layer encoder; it cannot start a {depth}-layer student"
+                    f"{folder} is a {saved}-layer encoder; it cannot start a {depth}-layer student "
+                    "(set model.init_from to an encoder of at least that depth, or to null)"
                 )
             # a deeper encoder starts a shallow student: its memory tokens and its first L layers' LoRA
             kept = {
