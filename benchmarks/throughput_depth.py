@@ -343,7 +343,7 @@ def report(d: dict) -> str:
         f"{m['when']}. {d['texts']} real paragraphs from the Python standard library "
         f"({d['text_tokens']} SmolLM2 tokens); {d['queries']} one-line queries encoded one at a time. "
         f"This machine's default dtype: {d['default_dtype']}. The shipped encoder "
-        f"(`{d['fingerprint'][:12]}`) runs {d.get('shipped_depth', 30)} layers (rows marked **shipped**); "
+        f"(`{str(d.get('fingerprint'))[:12]}`) runs {d.get('shipped_depth', 30)} layers (rows marked **shipped**); "
         "the other depths are the bundled base cut to that depth with fresh memory tokens "
         "(untrained there): speed only.\n",
         "| depth | weights | texts/s | tokens/s | x MiniLM texts/s | query p50 ms | p95 ms | "

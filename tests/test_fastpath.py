@@ -230,7 +230,8 @@ def test_speed_benchmark_pieces(tiny_base, tiny_encoder, tmp_path):
         "queries": 1,
         "text_tokens": 50,
         "default_dtype": "float32",
-        "rows": [row, dict(row, weights="int8", depth=1)],
+        "rows": [row, dict(row, weights="int8", depth=1, shipped=True)],
+        "shipped_depth": 1,
         "minilm": {
             "texts_per_s": 4.0,
             "tokens_per_s": 80.0,
@@ -244,6 +245,7 @@ def test_speed_benchmark_pieces(tiny_base, tiny_encoder, tmp_path):
     }
     md = bench.report(data)
     assert "| 1 | float32 | 2.00 | 50 | 0.50 | 10 | 12 | 2.0 | 1.0000 |" in md
+    assert "| 1 **shipped** | int8 |" in md and "runs 1 layers" in md
     assert "`compsearch query` on a small existing index 1.00 s" in md
     bench.plot(data, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
