@@ -312,3 +312,44 @@ def test_cpu_continue_resumes_the_depth_run_on_the_question_mix(monkeypatch, tmp
     assert ("sections",) in kinds and ("code",) in kinds and len(set(kinds)) == len(kinds)
     with pytest.raises(TrainingError, match="SCL round only"):
         load_config("cpu-continue", "ucl")
+
+
+def test_the_depth_curve_gathers_equal_budget_points_only(tmp_path):
+    from training import depth_curve as dc
+
+    def suite(path, scores):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        res = {t: {"scores": {"main_score": v}} for t, v in scores.items()}
+        path.write_text(json.dumps({"results": {"compsearch:encoder": res}}))
+
+    quick = {t: 0.5 for t, _ in dc.TASKS if t != "FaqRetrieval"}
+    for depth, faq in ((8, 0.3), (10, None), (12, 0.2)):
+        folder = tmp_path / f"eval-depth{depth}"
+        suite(folder / "quality-quick.json", quick)
+        if faq is not None:
+            suite(folder / "faq" / "quality-full.json", {"FaqRetrieval": faq})
+        (folder / "scl-summary.json").write_text(json.dumps({"steps": depth * 10}))
+    suite(tmp_path / "eval-depth8-qa" / "quality-quick.json", quick)  # a later round: not a point
+    speed = tmp_path / "throughput-depth.json"
+    speed.write_text(
+        json.dumps(
+            {
+                "default_dtype": "bfloat16",
+                "minilm": {"texts_per_s": 20.0, "query_p50_ms": 10.0},
+                "rows": [
+                    {"depth": 8, "weights": "bfloat16", "texts_per_s": 18.0, "query_p50_ms": 15.0},
+                    {"depth": 8, "weights": "int8", "texts_per_s": 1.0, "query_p50_ms": 99.0},
+                ],
+            }
+        )
+    )
+    d = dc.gather(tmp_path, speed)
+    assert [r["depth"] for r in d["rows"]] == [8, 10, 12]
+    r8, r10, r12 = d["rows"]
+    assert r8["texts_per_s_x_minilm"] == 0.9 and r8["query_p50_x_minilm"] == 1.5
+    assert r8["mean"] == (0.5 * 5 + 0.3) / 6 and r8["scl_steps"] == 80
+    assert r10["mean"] is None and r10["scores"]["FaqRetrieval"] is None  # incomplete: no mean
+    assert r12["texts_per_s_x_minilm"] is None
+    md = dc.markdown(d)
+    assert "| 8 | 80 | .500 | .500 | .500 | .500 | .500 | .300 | .467 | 0.90 | 1.5 |" in md
+    assert "| 10 | 100 |" in md and "—" in md
