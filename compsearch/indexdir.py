@@ -418,6 +418,9 @@ def _end_write(store: Store, tx: Transaction | None) -> None:
     ``tx.committed``: a Ctrl-C can land between the COMMIT and the line after it."""
     try:
         store.rollback()
+        lists = getattr(tx.index, "lists", None) if tx is not None else None
+        if lists is not None and lists.parent.name.startswith(".tmp-"):  # built, not written
+            shutil.rmtree(lists.parent, ignore_errors=True)
         if tx is not None and tx.written:
             base = (store.manifest() or {}).get("base") or {}
             for path in tx.written:

@@ -249,3 +249,24 @@ def test_kill_9_during_an_on_disk_build_leaves_the_previous_index(tmp_path):
     after = read_manifest(ix)
     assert after["index"]["spec"]["kind"] == "ivf-sq8" and after["base"]["lists"]
     assert verify(ix) == [] and not [p for p in ix.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_failed_on_disk_build_leaves_the_index_as_it_was(tmp_path, monkeypatch):
+    """A full disk while the new base is written: one line, the old base answers, and neither
+    the build folder nor a half-written base is left."""
+    from compsearch import basefile
+
+    _pair(tmp_path, ondisk=True)
+    ix = tmp_path / "built"
+    before = read_manifest(ix)
+    listing = sorted(p.name for p in ix.iterdir())
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(basefile, "write", full)
+    with pytest.raises(CompsearchError, match="no space left") as err:
+        compact(ix)
+    assert "\n" not in str(err.value)
+    assert read_manifest(ix) == before and sorted(p.name for p in ix.iterdir()) == listing
+    assert verify(ix) == []
