@@ -10,8 +10,9 @@ parameters for that size: ``index.build_index`` (what a plain write does: train 
 sample, add every stored vector in id order, one process), ``shardindex.build_base`` in RAM
 (train on the same sample, each shard added to its own copy of the trained index on
 ``--threads`` threads, merged in shard order) and ``build_base`` with on-disk lists (blocks
-written and merged into one ``.ivfdata`` file). Reports seconds and peak RSS growth of each, file
-sizes, and whether the three return the same top-10 for 200 queries.
+written and merged into one ``.ivfdata`` file). Reports seconds and the growth of the process's
+peak RSS for each (a later build shows only what it adds above the earlier peaks), the lists'
+size, and whether the three return the same top-10 for 200 queries.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def main(n: int, dim: int, shards: int, threads: int, out_name: str) -> None:
     md = (
         f"# IVF base from shards vs single process ({n:,} x {dim}-d, {shards} shards, "
         f"{threads} threads, {data['spec']['nlist']} lists)\n\n"
-        "| build | seconds | peak RSS growth (MB) | queries with the same top-10 |\n"
+        "| build | seconds | growth of the process peak RSS (MB) | queries with the same top-10 |\n"
         "| --- | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n\n"
         f"`python -m benchmarks.shardbase --n {n} --dim {dim} --shards {shards} "
         f"--threads {threads}`; {data['machine']}\n"
