@@ -55,7 +55,9 @@ def run(n: int, dim: int, shards: int, threads: int, tmp: Path) -> dict:
         store.add(records[s : s + 10_000], vectors[s : s + 10_000])
     folder, listed = tmp / "shards", []
     for k, part in enumerate(np.array_split(np.arange(n), shards)):
-        write_shard(folder / f"s{k}.safetensors", [hashes[i] for i in part], vectors[part], "f" * 64)
+        write_shard(
+            folder / f"s{k}.safetensors", [hashes[i] for i in part], vectors[part], "f" * 64
+        )
         listed.append({"file": f"s{k}.safetensors", "count": len(part)})
     write_set(folder, {"fingerprint": "f" * 64, "name": "bench", "dim": dim}, None, listed)
     shard_set = ShardSet(folder)
@@ -67,8 +69,12 @@ def run(n: int, dim: int, shards: int, threads: int, tmp: Path) -> dict:
     for name, build in (
         ("single_process", lambda: build_index(spec, dim, n, lambda: store.iter_vectors(dim))),
         ("shards_ram", lambda: build_base(store, spec, dim, shards=shard_set, threads=threads)),
-        ("shards_ondisk", lambda: build_base(store, spec, dim, shards=shard_set,
-                                             threads=threads, ondisk_root=tmp)),  # fmt: skip
+        (
+            "shards_ondisk",
+            lambda: build_base(
+                store, spec, dim, shards=shard_set, threads=threads, ondisk_root=tmp
+            ),
+        ),  # fmt: skip
     ):
         before, t = _rss_mb(), time.perf_counter()
         index = build()

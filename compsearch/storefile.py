@@ -122,7 +122,10 @@ def full_digest(db: sqlite3.Connection, states: bool = True) -> int:
 
 def has_states(db: sqlite3.Connection) -> bool:
     """Whether the store has a ``memory_states`` table (``memstates``)."""
-    return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'memory_states'").fetchone() is not None
+    return (
+        db.execute("SELECT 1 FROM sqlite_master WHERE name = 'memory_states'").fetchone()
+        is not None
+    )
 
 
 def state_rows(db: sqlite3.Connection, chunk_ids: Sequence[int]) -> list:
