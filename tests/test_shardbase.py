@@ -280,3 +280,17 @@ def test_a_failed_on_disk_build_leaves_the_index_as_it_was(tmp_path, monkeypatch
     assert "\n" not in str(err.value)
     assert read_manifest(ix) == before and sorted(p.name for p in ix.iterdir()) == listing
     assert verify(ix) == []
+
+
+@pytest.mark.parametrize("lists", ["../outside.ivfdata", "base-000009.ivfdata", 7])
+def test_hostile_lists_entry_is_one_line(tmp_path, lists):
+    import json
+
+    _pair(tmp_path, ondisk=True)
+    ix = tmp_path / "built"
+    manifest = json.loads((ix / "manifest.json").read_text())
+    manifest["base"]["lists"] = lists
+    (ix / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CompsearchError) as err:
+        Retriever.open(ix, TextSeeded()).search("json", k=1)
+    assert "base.lists must name" in str(err.value) and "\n" not in str(err.value)
