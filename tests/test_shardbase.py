@@ -294,3 +294,12 @@ def test_hostile_lists_entry_is_one_line(tmp_path, lists):
     with pytest.raises(CompsearchError) as err:
         Retriever.open(ix, TextSeeded()).search("json", k=1)
     assert "base.lists must name" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_ondisk_lists_without_ray_is_one_line(tmp_path):
+    docs = _corpus(tmp_path / "docs", files=2)
+    out = CliRunner().invoke(main, ["index", str(docs), "--index", str(tmp_path / "ix"),
+                                    "--type", "ivf", "--ondisk-lists"])  # fmt: skip
+    lines = [ln for ln in out.output.splitlines() if ln.strip()]
+    assert out.exit_code == 1 and len(lines) == 1 and "--ray" in lines[0], out.output
+    assert not (tmp_path / "ix" / "manifest.json").exists()
