@@ -152,6 +152,8 @@ def main(threads):
 @click.option("--workers", type=click.IntRange(min=1), default=2, help="Ray encoder actors (2).")
 @click.option("--worker-gpus", type=float, default=0, help="GPUs per Ray actor (1: one per GPU).")
 @click.option("--shards", type=click.Path(), default=None, help="Keep Ray's vector shards here.")
+@click.option("--ondisk-lists", is_flag=True,
+              help="With --ray: an IVF base (--type ivf...) keeps its lists on disk, mmapped.")  # fmt: skip
 @click.option(
     "--memory-states",
     type=click.Choice(["fp16", "int8", "none"]),
@@ -179,6 +181,7 @@ def index(
     workers,
     worker_gpus,
     shards,
+    ondisk_lists,
     memory_states,
     as_json,
     verbose,
@@ -203,10 +206,13 @@ def index(
         max_file_bytes=int(max_file_mb * 1_000_000),
         memory_states=memory_states,
     )
+    if ondisk_lists and not (use_ray or ray_address):
+        raise CompsearchError("--ondisk-lists builds the base from Ray's shards: add --ray")
     if use_ray or ray_address:  # encode on Ray into shards; the normal write path indexes them
         from .cluster import embedded
 
-        ray_options = dict(address=ray_address, workers=workers, gpus_per_worker=worker_gpus)
+        ray_options = dict(address=ray_address, workers=workers, gpus_per_worker=worker_gpus,
+                           ondisk_lists=ondisk_lists)  # fmt: skip
         ray_run = embedded(retriever, paths, shards_dir=shards, **ray_options, **options)
         with ray_run as (retriever, ray_report):
             report = index_with_progress(retriever, paths, err, disable=as_json, **options)

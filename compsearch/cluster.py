@@ -12,7 +12,10 @@ content hash (``shards.ShardEncoder``) instead of encoding them::
            write one shard (safetensors, named by its content, so a re-run skips it)
       -> shards.json (the set's manifest, written last)
     driver: Retriever.index(paths) with ShardEncoder(encoder, shards): chunks again (cheap),
-            looks every vector up by content hash, encodes only what the shards miss.
+            looks every vector up by content hash, encodes only what the shards miss; when
+            the write builds an IVF-family base (``index_type="ivf"``, ``ivf-sq8``, ``ivf-pq``,
+            or ``auto`` at that size), ``shardindex.build_base`` fills it from the shards in
+            parallel, keyed by chunk id (``ondisk_lists``: FAISS on-disk inverted lists).
 
 The workers load the encoder from a folder the driver saves beside the shards (a compsearch
 encoder) or from its source (a sentence-transformers folder), in the driver's dtype, and refuse
@@ -357,6 +360,7 @@ def prepare(
     chunking=None,
     chunk_tokens: int | None = None,
     overlap: int | None = None,
+    ondisk_lists: bool = False,
     **options: Any,
 ) -> tuple[ShardEncoder, EmbedReport]:
     """Embed what ``retriever.index(paths)`` would encode into shards; returns the encoder that
@@ -372,7 +376,7 @@ def prepare(
         store, _ = retriever._open_read()
         skip = store.files()
     report = embed(paths, shards_dir, encoder, chunking=chunking, skip=skip, **options)
-    return ShardEncoder(encoder, report.shards_dir), report
+    return ShardEncoder(encoder, report.shards_dir, ondisk_lists=ondisk_lists), report
 
 
 @contextlib.contextmanager
@@ -385,13 +389,15 @@ def embedded(
     workers: int = 2,
     gpus_per_worker: float = 0,
     files_per_shard: int = FILES_PER_SHARD,
+    ondisk_lists: bool = False,
     **index_options: Any,
 ) -> Iterator[tuple[Any, EmbedReport]]:
     """Embed on Ray, then yield (a ``Retriever`` on the same index whose encoder serves the
     shards' vectors, the ``EmbedReport``): call its ``index(paths, **index_options)``.
 
     ``shards_dir``: where the shards go (kept, and reused by a later run); None: a temporary
-    folder beside the index, removed on exit. ``index_options``: ``Retriever.index``'s.
+    folder beside the index, removed on exit. ``ondisk_lists``: a new IVF base of this write
+    keeps its lists in ``base-<gen>.ivfdata`` (memory-mapped). ``index_options``: ``Retriever.index``'s.
     """
     from .retriever import Retriever
 
@@ -413,6 +419,7 @@ def embedded(
             workers=workers,
             gpus_per_worker=gpus_per_worker,
             files_per_shard=files_per_shard,
+            ondisk_lists=ondisk_lists,
             **discover_options,
         )
         retriever.close()
@@ -426,7 +433,8 @@ def embedded(
 
 def index(index_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], *, model=None,
           shards_dir=None, address=None, workers: int = 2, gpus_per_worker: float = 0,
-          files_per_shard: int = FILES_PER_SHARD, **index_options: Any):  # fmt: skip
+          files_per_shard: int = FILES_PER_SHARD, ondisk_lists: bool = False,
+          **index_options: Any):  # fmt: skip
     """``Retriever.open(index_dir, model).index(paths, **index_options)`` with the encoding done
     on a Ray cluster (see ``embedded``); returns (IndexReport, EmbedReport)."""
     from .retriever import Retriever
@@ -439,6 +447,7 @@ def index(index_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], *, m
         workers=workers,
         gpus_per_worker=gpus_per_worker,
         files_per_shard=files_per_shard,
+        ondisk_lists=ondisk_lists,
         **index_options,
     ) as (writer, report):
         result = writer.index(paths, **index_options)

@@ -64,6 +64,7 @@ class VectorIndex:
         self.index = index
         self.spec = spec
         self.dim = dim
+        self.lists: Path | None = None  # on-disk inverted lists (``basefile``): never changed
         self._gpu = None
 
     @classmethod
@@ -99,7 +100,8 @@ class VectorIndex:
 
     @property
     def supports_remove(self) -> bool:
-        return self.spec.kind != "hnsw"
+        """HNSW cannot remove; on-disk lists are an immutable file shared with readers."""
+        return self.spec.kind != "hnsw" and self.lists is None
 
     def remove(self, ids) -> int:
         if len(ids) == 0:
@@ -166,12 +168,13 @@ class VectorIndex:
             raise
 
     @classmethod
-    def load(cls, path: Path, spec: IndexSpec, dim: int) -> "VectorIndex":
+    def load(cls, path: Path, spec: IndexSpec, dim: int, flags: int = 0) -> "VectorIndex":
+        """``flags``: FAISS IO flags (``basefile`` reads on-disk lists with them)."""
         faiss = import_faiss()
         if not Path(path).is_file():
             raise CompsearchError(f"vector index {path} is missing")
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), flags)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
             raise CompsearchError(f"vector index {path} is corrupt ({first[:120]})") from None
@@ -380,11 +383,17 @@ def build_index(
 def _sample(
     batches: Iterator[tuple[np.ndarray, np.ndarray]], n: int, size: int, dim: int, seed: int
 ) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    keep = np.sort(rng.choice(n, size=size, replace=False)) if size < n else np.arange(n)
+    keep = sample_positions(n, size, seed)
     out, seen = [], 0
     for _, vecs in batches:
         lo, hi = np.searchsorted(keep, [seen, seen + len(vecs)])
         out.append(vecs[keep[lo:hi] - seen])
         seen += len(vecs)
     return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+
+
+def sample_positions(n: int, size: int, seed: int) -> np.ndarray:
+    """The sorted positions (in id order) of the seeded training sample of ``n`` vectors: the
+    one sampler of every build, so a build from shards trains on the write path's sample."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=size, replace=False)) if size < n else np.arange(n)

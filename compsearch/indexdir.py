@@ -6,6 +6,7 @@ Layout (format 2)::
       manifest.json          # a mirror of the store's committed manifest (format, encoder, counts)
       chunks.sqlite          # the live store, updated in place (WAL journal: -wal, -shm beside it)
       base-000003.faiss      # the FAISS base: immutable, written by generation 3
+      base-000003.ivfdata    # its on-disk inverted lists, when built so (``basefile``)
       encoder/               # the encoder that made the vectors (config, memory tokens, adapter)
       .lock                  # held by a writer
 
@@ -44,6 +45,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 
+from . import basefile
 from .errors import CompsearchError
 from .fsutil import atomic_write_text, fsync_dir
 from .index import LayeredIndex, VectorIndex
@@ -66,7 +68,7 @@ from .manifest import (  # noqa: F401  (re-exported: the names callers know inde
     now,
     show,
 )
-from .format1 import generation_dir, migrate, open_format_1, refuse_damaged
+from .format1 import generation_dir, migrate, open_format_1
 from .store import Store
 from .storefile import WAL_SUFFIXES
 
@@ -251,19 +253,10 @@ def refresh(root: Path, store: Store, index: LayeredIndex | None, check: bool = 
 
 
 def _load_base(root: Path, manifest: dict, check: bool) -> LayeredIndex:
-    spec = IndexSpec.from_dict(manifest["index"]["spec"])
-    dim, base = manifest["encoder"]["dim"], manifest["base"]
-    loaded = None
-    if base["file"]:
-        path = Path(root) / base["file"]
-        if not path.is_file():
-            raise FileNotFoundError(path)
-        if check:
-            refuse_damaged(root, differs(root, {base["file"]: manifest["files"][base["file"]]}))
-        loaded = VectorIndex.load(path, spec, dim)
-        spec = loaded.spec
-    index = LayeredIndex(loaded, spec, dim, base["last_id"])
-    index.base_file = base["file"]
+    loaded = basefile.load(root, manifest, check)
+    spec = loaded.spec if loaded else IndexSpec.from_dict(manifest["index"]["spec"])
+    index = LayeredIndex(loaded, spec, manifest["encoder"]["dim"], manifest["base"]["last_id"])
+    index.base_file = manifest["base"]["file"]
     return index
 
 
@@ -302,12 +295,10 @@ class Transaction:
         files, base = dict(old.get("files") or {}), old.get("base")
         if self.index is not None:
             name = base_name(generation)
-            path = self.root / name
-            self.written.append(path)
-            self.index.save(path)
-            fsync_dir(self.root)
-            files = {name: digest(path)}
+            files = basefile.write(self.root, name, self.index, self.written)
             base = {"file": name, "last_id": store.next_id() - 1, "ntotal": self.index.ntotal}
+            if self.index.lists is not None:
+                base["lists"] = basefile.lists_name(name)
             store.clear_tombstones()
         elif base is None:
             raise CompsearchError("nothing to commit: no vector index was built")
@@ -427,10 +418,13 @@ def _end_write(store: Store, tx: Transaction | None) -> None:
     ``tx.committed``: a Ctrl-C can land between the COMMIT and the line after it."""
     try:
         store.rollback()
+        lists = getattr(tx.index, "lists", None) if tx is not None else None
+        if lists is not None and lists.parent.name.startswith(".tmp-"):  # built, not written
+            shutil.rmtree(lists.parent, ignore_errors=True)
         if tx is not None and tx.written:
-            named = ((store.manifest() or {}).get("base") or {}).get("file")
+            base = (store.manifest() or {}).get("base") or {}
             for path in tx.written:
-                if path.name != named:
+                if path.name not in (base.get("file"), base.get("lists")):
                     path.unlink(missing_ok=True)
     finally:
         store.close()
@@ -478,15 +472,12 @@ def _remove_stale(root: Path, manifest: dict | None) -> None:
     generation = (manifest or {}).get("generation", 0)
     keep_dirs = {generation_dir(Path("."), g).name for g in (generation, generation - 1) if g >= 1}
     current = (manifest or {}).get("base", {}).get("file") if version >= 2 else None
-    older = sorted(
-        p.name for p in root.iterdir() if BASE_RE.fullmatch(p.name) and current and p.name < current
-    )
-    keep_files = {current, *older[-1:]}
+    keep_files = basefile.kept(root, current)
     for p in root.iterdir():
         if p.name.startswith(".tmp-") or (p.name.startswith(".") and p.name.endswith(".tmp")):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         elif p.is_dir() and p.name.startswith("g") and p.name[1:].isdigit():
             if p.name not in keep_dirs:
                 shutil.rmtree(p, ignore_errors=True)
-        elif BASE_RE.fullmatch(p.name) and p.name not in keep_files:
+        elif basefile.is_base(p.name) and p.name not in keep_files:
             p.unlink(missing_ok=True)

@@ -37,10 +37,11 @@ from .chunking import (  # noqa: F401  (max_length, check_chunk_budget: used fro
     max_length,
 )
 from .errors import CompsearchError
-from .index import VectorIndex, base_is_stale, build_index, choose_spec, fold
+from .index import VectorIndex, base_is_stale, choose_spec, fold
 from .indexdir import ENCODER_DIR, encoder_entry, now
 from .indexspec import AUTO
 from .ingest import Candidate, Skipped, content_hash, discover, display_path, parse, read_bytes
+from .shardindex import new_base
 from .store import ChunkRecord
 
 ENCODE_BATCH_CHUNKS = 256  # chunks encoded and written per step while indexing
@@ -353,14 +354,12 @@ def finish(
     requested = index_type or (old["index"].get("requested", AUTO) if old else AUTO)
     spec = choose_spec(n, encoder.dim, requested)
     if old_spec is None or old_spec.kind != spec.kind:
-        tx.index = build_index(spec, encoder.dim, n, lambda: store.iter_vectors(encoder.dim))
+        tx.index = new_base(tx, spec, encoder.dim, encoder)
         report.rebuilt = old is not None
     elif base_is_stale(old.get("base"), store.next_id(), store.tombstone_count()):
         tx.index = _folded(tx, encoder.dim)
-        if tx.index is None:  # HNSW cannot remove: build it again
-            tx.index = build_index(
-                old_spec, encoder.dim, n, lambda: store.iter_vectors(encoder.dim)
-            )
+        if tx.index is None:  # HNSW, on-disk lists: never changed, built again
+            tx.index = new_base(tx, old_spec, encoder.dim, encoder)
             report.rebuilt = True
     if tx.index is not None and tx.index.ntotal != n:
         raise CompsearchError(f"internal error: index holds {tx.index.ntotal} vectors, store {n}")
@@ -387,6 +386,8 @@ def _folded(tx, dim: int):
     from .indexdir import index_path
 
     last_id = tx.manifest["base"]["last_id"]
+    if tx.manifest["base"].get("lists"):
+        return None  # shared, immutable on-disk lists
     dead, _ = tx.store.tombstones_after(0)
     base = VectorIndex.load(index_path(tx.root, tx.manifest), tx.spec, dim)
     return fold(base, dead[dead <= last_id], tx.store.vectors_after(last_id, dim))

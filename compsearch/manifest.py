@@ -30,6 +30,7 @@ MANIFEST = "manifest.json"
 STORE_FILE = "chunks.sqlite"
 INDEX_FILE = "vectors.faiss"  # format 1: the vector index inside a generation folder
 BASE_RE = re.compile(r"base-\d{6}\.faiss")
+LISTS_RE = re.compile(r"base-\d{6}\.ivfdata")  # a base's on-disk inverted lists, beside it
 EDGE_BYTES = 1 << 20  # the cheap check on load hashes the first and last MiB of each file
 
 
@@ -93,7 +94,7 @@ def manifest_problem(m: dict) -> str | None:
     names = (STORE_FILE, INDEX_FILE) if version < 2 else ()
     files = m.get("files", {})
     if not isinstance(files, dict) or not all(
-        (name in names or BASE_RE.fullmatch(str(name)))
+        (name in names or BASE_RE.fullmatch(str(name)) or LISTS_RE.fullmatch(str(name)))
         and isinstance(d, dict)
         and is_int(d.get("bytes"))
         and isinstance(d.get("sha256"), str)
@@ -112,6 +113,13 @@ def manifest_problem(m: dict) -> str | None:
             return "base must be {file: base-NNNNNN.faiss or null, last_id, ntotal}"
         if base["file"] is not None and base["file"] not in files:
             return f"files has no digest of {base['file']}"
+        lists = base.get("lists")
+        if lists is not None and (
+            base["file"] is None
+            or lists != base["file"].replace(".faiss", ".ivfdata")
+            or lists not in files
+        ):
+            return "base.lists must name the base's base-NNNNNN.ivfdata, with its digest in files"
     return None
 
 

@@ -13,7 +13,9 @@ as ``fp16`` or ``int8`` (then ``scales`` holds one float32 symmetric scale per t
 int8 * scale); ``norms`` holds the k float32 norms so the raw state (what the decoder reads) is
 ``unit * norm``. A trigger removes a chunk's row with the chunk, so deletes and upserts cannot
 leave stale states. The option (``fp16``/``int8``) is kept in the store's ``meta`` table, which
-travels with every generation, so later writes keep storing states.
+travels with every generation, so later writes keep storing states. Every row is in the store's
+content digest (``Store``): given a ``Store``, ``write``/``record``/``finish`` keep it in step
+with each row they add, replace or drop, so ``verify`` finds a changed state byte.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import CompsearchError
+from .storefile import STATE_COLUMNS, state_rows
 
 DTYPES = ("fp16", "int8")
 META_KEY = "memory_states"
@@ -85,6 +88,12 @@ def unpack(dtype: str, k: int, dim: int, states: bytes, scales, norms: bytes):
 # ---------------------------------------------------------------------------- store
 
 
+def _digest(target, rows) -> None:
+    """XOR state rows into (or out of) a ``Store``'s content digest; nothing for a bare db."""
+    if hasattr(target, "_xor"):
+        target._xor("state", rows)
+
+
 def _has_table(db) -> bool:
     row = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'memory_states'").fetchone()
     return row is not None
@@ -134,11 +143,13 @@ def finish(store, encoder, requested: str | None) -> None:
     db = store.db
     try:
         if requested == "none":
+            if _has_table(db):
+                _digest(store, db.execute(f"SELECT {STATE_COLUMNS} FROM memory_states"))
             db.execute("DELETE FROM meta WHERE key = ?", (META_KEY,))
             db.execute("DROP TRIGGER IF EXISTS chunks_forget_memory_states")
             db.execute("DROP TABLE IF EXISTS memory_states")
         elif requested is not None:
-            record(db, requested)
+            record(store, requested)
         mode = setting(db)
         if mode is not None and (requested is not None or hasattr(encoder, "encode_states")):
             fill(store, encoder, None, mode)  # a foreign encoder asked to store states: an error
@@ -148,9 +159,13 @@ def finish(store, encoder, requested: str | None) -> None:
             encoder.last_states = {}
 
 
-def record(db, dtype: str) -> None:
-    """Turn the option on in store ``db`` (rows of another type are dropped, to be redone)."""
+def record(target, dtype: str) -> None:
+    """Turn the option on in a ``Store`` (or its connection; then its digest is not kept):
+    rows of another type are dropped, to be redone."""
+    db = getattr(target, "db", target)
     _create(db)
+    other = f"SELECT {STATE_COLUMNS} FROM memory_states WHERE dtype != ?"
+    _digest(target, db.execute(other, (dtype,)))
     db.execute("DELETE FROM memory_states WHERE dtype != ?", (dtype,))
     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (META_KEY, dtype))
 
@@ -193,7 +208,7 @@ def fill(store, encoder, ids: Sequence[int] | None, mode: str) -> int:
         batch = [texts[i] for i in todo[s : s + FILL_BATCH]]
         _, states = encoder.encode_states(batch, kind="document")
         computed.update(zip(batch, states))
-    write(db, [r[0] for r in rows], [computed.get(t, cached.get(t)) for t in texts], mode)
+    write(store, [r[0] for r in rows], [computed.get(t, cached.get(t)) for t in texts], mode)
     return len(rows)
 
 
@@ -223,12 +238,18 @@ def _present(db, ids: Sequence[int]) -> list[int]:
     return out
 
 
-def write(db, ids: Sequence[int], raw_states, dtype: str) -> None:
-    """Store raw (k, dim) states for chunk ``ids`` (replacing any)."""
+def write(target, ids: Sequence[int], raw_states, dtype: str) -> None:
+    """Store raw (k, dim) states for chunk ``ids`` (replacing any) in a ``Store`` (or its
+    connection; then its digest is not kept)."""
+    db = getattr(target, "db", target)
     rows = []
     for i, raw in zip(ids, raw_states):
         raw = np.asarray(raw, np.float32)
-        rows.append((int(i), dtype, raw.shape[0], raw.shape[1], *pack(raw, dtype)))
+        rows.append((int(i), dtype, int(raw.shape[0]), int(raw.shape[1]), *pack(raw, dtype)))
+    if hasattr(target, "_xor"):
+        for s in range(0, len(rows), 500):  # the rows replaced, then the new ones
+            _digest(target, state_rows(db, [r[0] for r in rows[s : s + 500]]))
+        _digest(target, rows)
     db.executemany(
         "INSERT OR REPLACE INTO memory_states (chunk_id, dtype, k, dim, states, scales, norms) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -19,6 +19,13 @@ shard set in ``shards.json`` order (``ShardSet.batches``); a shard's hashes name
 
 The on-disk form is a folder: ``index.faiss`` and ``lists.ivfdata``, read back with
 ``load_ondisk`` (FAISS finds the lists beside the index file, so the folder may move).
+
+``build_base`` is the same recipe for an index folder's FAISS base (the Ray path's write, and any
+new base of an index whose base has on-disk lists): ids are the store's chunk ids, training uses
+the write path's own sample read from the store, each shard contributes the chunks whose vectors
+it served to this write (so the base holds exactly the vectors the store holds), and the other
+chunks are added from the store; on-disk lists are built in a temp folder of the index folder
+and moved into place by ``basefile.write`` before the commit.
 """
 
 from __future__ import annotations
@@ -32,9 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CompsearchError
-from .index import VectorIndex, _sample, choose_spec, import_faiss, sample_size
+from .index import VectorIndex, _sample, build_index, choose_spec, import_faiss
+from .index import sample_positions, sample_size
 from .indexspec import IndexSpec
 from .shards import ShardSet
+
+STORE_BLOCK = 65_536  # chunks read from the store per block (those no shard served)
 
 INDEX_FILE = "index.faiss"
 LISTS_FILE = "lists.ivfdata"
@@ -116,8 +126,11 @@ def load_ondisk(folder: str | os.PathLike, spec: IndexSpec, dim: int) -> VectorI
     path = Path(folder) / INDEX_FILE
     if not path.is_file() or not (Path(folder) / LISTS_FILE).is_file():
         raise CompsearchError(f"no on-disk index in {folder}")
+    from .basefile import quiet_stdout
+
     try:
-        index = faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
+        with quiet_stdout():
+            index = faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
     except RuntimeError as exc:
         first = (str(exc).strip().splitlines() or ["unreadable"])[0][:120]
         raise CompsearchError(f"on-disk index {path} is unreadable ({first})") from None
@@ -126,12 +139,18 @@ def load_ondisk(folder: str | os.PathLike, spec: IndexSpec, dim: int) -> VectorI
     return VectorIndex(index, spec, dim)
 
 
-def _block(blob, shards: ShardSet, i: int, start: int):
-    """Shard ``i`` added to a copy of the trained index (ids ``start`` onwards)."""
-    faiss = import_faiss()
-    index = faiss.deserialize_index(blob)
+def _block(blob, shards: ShardSet, i: int, start: int, rows=None, ids=None):
+    """Shard ``i`` added to a copy of the trained index: every row with ids ``start`` onwards,
+    or the ``rows`` given with ``ids`` (a row may be given twice, for two chunks)."""
     vectors = shards.read(i)[1]
-    index.add_with_ids(vectors, np.arange(start, start + len(vectors), dtype=np.int64))
+    if rows is None:
+        return _filled(blob, np.arange(start, start + len(vectors), dtype=np.int64), vectors)
+    return _filled(blob, ids, vectors[rows])
+
+
+def _filled(blob, ids: np.ndarray, vectors: np.ndarray):
+    index = import_faiss().deserialize_index(blob)
+    index.add_with_ids(np.ascontiguousarray(vectors, np.float32), np.ascontiguousarray(ids))
     return index
 
 
@@ -162,13 +181,15 @@ def _merge_ondisk(trained: VectorIndex, names: list[str], out: Path, spec, dim) 
     """Merge block files into one on-disk list file; the folder appears whole or not at all."""
     from faiss.contrib.ondisk import merge_ondisk
 
+    from .basefile import quiet_stdout
     from .fsutil import fsync_tree
 
     faiss = import_faiss()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        merge_ondisk(trained.index, names, str(tmp / LISTS_FILE))
+        with quiet_stdout():
+            merge_ondisk(trained.index, names, str(tmp / LISTS_FILE))
         faiss.write_index(trained.index, str(tmp / INDEX_FILE))
         fsync_tree(tmp)
         os.replace(tmp, out)
@@ -176,3 +197,108 @@ def _merge_ondisk(trained: VectorIndex, names: list[str], out: Path, spec, dim) 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return load_ondisk(out, spec, dim)
+
+
+# ---------------------------------------------------------------- an index folder's base
+def new_base(tx, spec: IndexSpec, dim: int, encoder=None) -> VectorIndex:
+    """The FAISS base a write (``indexdir.Transaction`` ``tx``) builds for ``spec``: for an
+    IVF-family kind, from the shards a ``ShardEncoder`` served it from and/or with on-disk lists
+    (asked by the encoder's ``ondisk_lists``, or kept from the current base) by ``build_base``;
+    otherwise ``index.build_index`` over the stored vectors."""
+    store, n = tx.store, tx.store.count()
+    shards = getattr(encoder, "shards", None)
+    ondisk = bool(getattr(encoder, "ondisk_lists", False)) or bool(
+        ((tx.manifest or {}).get("base") or {}).get("lists")
+    )
+    if spec.needs_training and n >= spec.nlist and (shards is not None or ondisk):
+        return build_base(store, spec, dim, shards=shards, ondisk_root=tx.root if ondisk else None)
+    return build_index(spec, dim, n, lambda: store.iter_vectors(dim))
+
+
+def build_base(
+    store,
+    spec: IndexSpec,
+    dim: int,
+    *,
+    shards: ShardSet | None = None,
+    ondisk_root: Path | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+) -> VectorIndex:
+    """A new IVF-family base over every chunk of ``store`` (a write's, in its transaction), keyed
+    by chunk id (see the module docstring). ``shards``: the set a ``ShardEncoder`` served this
+    write from; ``ondisk_root``: build on-disk lists in a temp folder there (the returned index's
+    ``lists``), else in RAM. Threads add the blocks (FAISS releases the GIL)."""
+    from . import basefile
+
+    n = store.count()
+    if not spec.needs_training or n < spec.nlist:
+        raise CompsearchError("internal error: build_base needs an IVF spec and >= nlist chunks")
+    trained = VectorIndex.empty(spec, dim)
+    every = store.all_ids()
+    trained.train(store.vectors(every[sample_positions(n, sample_size(spec, n), seed)], dim))
+    blob = import_faiss().serialize_index(trained.index)
+    per_shard, rest = _assign(store, shards)
+    work = basefile.build_dir(ondisk_root) if ondisk_root is not None else None
+    try:
+        with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+            jobs = [
+                pool.submit(_block, blob, shards, i, 0, rows, ids)
+                for i, (ids, rows) in sorted(per_shard.items())
+            ]
+            for s in range(0, len(rest), STORE_BLOCK):  # read here, added in the pool
+                part = rest[s : s + STORE_BLOCK]
+                jobs.append(pool.submit(_filled, blob, part, store.vectors(part, dim)))
+            blocks = (job.result() for job in jobs)
+            if work is None:
+                for block in blocks:  # in order: shard blocks, then the store's
+                    trained.index.merge_from(block, 0)
+                return trained
+            names = []
+            for k, block in enumerate(blocks):
+                names.append(str(work / f"block{k:06d}.faiss"))
+                import_faiss().write_index(block, names[-1])
+        _merge_into(trained, names, work / basefile.LISTS_FILE)
+        for name in names:
+            os.unlink(name)
+        return trained
+    except BaseException:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _assign(store, shards: ShardSet | None) -> tuple[dict, np.ndarray]:
+    """({shard: (chunk ids, rows)} of the chunks whose vectors that shard served, the ids of
+    the others), reading the store's (id, content hash) column in id order."""
+    per: dict[int, tuple[list, list]] = {}
+    rest = []
+    cur = store.db.execute("SELECT id, content_hash FROM chunks ORDER BY id")
+    while rows := cur.fetchmany(STORE_BLOCK):
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        if shards is None:
+            rest.append(ids)
+            continue
+        shard, row = shards.served([r[1] for r in rows])
+        rest.append(ids[shard < 0])
+        for s in np.unique(shard[shard >= 0]):
+            mine = shard == s
+            got = per.setdefault(int(s), ([], []))
+            got[0].append(ids[mine])
+            got[1].append(row[mine])
+    out = {s: (np.concatenate(i), np.concatenate(r)) for s, (i, r) in per.items()}
+    return out, (np.concatenate(rest) if rest else np.zeros(0, np.int64))
+
+
+def _merge_into(trained: VectorIndex, names: list[str], lists: Path) -> None:
+    """Merge block files into the on-disk lists ``lists`` of the empty ``trained`` index."""
+    from faiss.contrib.ondisk import merge_ondisk
+
+    from .basefile import quiet_stdout
+
+    if not names:  # no block: one empty one, so the lists file exists
+        names = [str(lists.parent / "empty.faiss")]
+        import_faiss().write_index(trained.index, names[0])
+    with quiet_stdout():  # FAISS says "resizing ..." on the C stdout
+        merge_ondisk(trained.index, names, str(lists))
+    trained.lists = lists

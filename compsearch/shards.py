@@ -125,6 +125,7 @@ class _Located:
     row: np.ndarray  # int32 row in that shard
     full: np.ndarray  # (n, 32) uint8 hashes
     prefix: np.ndarray  # uint64, sorted
+    used: np.ndarray  # bool: served by ``lookup``
 
 
 class ShardSet:
@@ -214,32 +215,57 @@ class ShardSet:
                 row=np.concatenate(row)[order] if row else np.zeros(0, np.int32),
                 full=full_a[order],
                 prefix=prefix[order],
+                used=np.zeros(len(order), bool),
             )
         return self._located
 
-    def lookup(self, hex_hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Vectors for the given content hashes: (found mask, (n, dim) vectors, zeros if absent)."""
+    def find(self, hex_hashes: Sequence[str]) -> np.ndarray:
+        """Each content hash's position in the lookup (-1: in no shard). A text in several
+        shards is found in the first of them (``files`` order), the vector ``lookup`` serves."""
         loc = self._locate()
         want = hash_bytes(list(hex_hashes))
-        out = np.zeros((len(want), self.dim), np.float32)
-        found = np.zeros(len(want), bool)
+        out = np.full(len(want), -1, np.int64)
         if not len(want) or not len(loc.prefix):
-            return found, out
+            return out
         prefix = want[:, :8].copy().view(">u8").ravel().astype(np.uint64)
         lo = np.searchsorted(loc.prefix, prefix, "left")
         hi = np.searchsorted(loc.prefix, prefix, "right")
-        where: dict[int, list[tuple[int, int]]] = {}
-        for i in range(len(want)):
-            for j in range(lo[i], hi[i]):  # almost always zero or one candidate
+        some = np.flatnonzero(hi > lo)
+        first = some[(loc.full[lo[some]] == want[some]).all(axis=1)]
+        out[first] = lo[first]
+        for i in np.setdiff1d(some, first):  # a 64-bit prefix shared by two texts: rare
+            for j in range(lo[i] + 1, hi[i]):
                 if np.array_equal(loc.full[j], want[i]):
-                    where.setdefault(int(loc.shard[j]), []).append((i, int(loc.row[j])))
-                    found[i] = True
+                    out[i] = j
                     break
-        for s, pairs in where.items():
-            vectors = self.vectors(s)
-            idx = np.array(pairs)
-            out[idx[:, 0]] = vectors[idx[:, 1]]
+        return out
+
+    def lookup(self, hex_hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors for the given content hashes: (found mask, (n, dim) vectors, zeros if absent).
+        What it serves is remembered (``served``), for a base built from the shards."""
+        where = self.find(hex_hashes)
+        found = where >= 0
+        out = np.zeros((len(where), self.dim), np.float32)
+        if not found.any():
+            return found, out
+        loc = self._locate()
+        pos = where[found]
+        loc.used[pos] = True
+        shard, row, idx = loc.shard[pos], loc.row[pos], np.flatnonzero(found)
+        for s in np.unique(shard):
+            mine = shard == s
+            out[idx[mine]] = self.vectors(int(s))[row[mine]]
         return found, out
+
+    def served(self, hex_hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(shard, row) of each hash whose vector ``lookup`` served (-1, -1 for the others)."""
+        where = self.find(hex_hashes)
+        loc = self._locate()
+        ok = where >= 0
+        ok[ok] = loc.used[where[ok]]
+        shard, row = np.full(len(where), -1, np.int64), np.full(len(where), -1, np.int64)
+        shard[ok], row[ok] = loc.shard[where[ok]], loc.row[where[ok]]
+        return shard, row
 
 
 class ShardEncoder:
@@ -248,12 +274,18 @@ class ShardEncoder:
     Everything but ``encode(..., kind="document")`` is the wrapped encoder's (fingerprint, name,
     tokenizer, ``save``), so the index records the real encoder. ``served`` / ``encoded`` count
     vectors found in the shards and vectors that had to be encoded here.
+
+    When the write needs a new IVF-family base, it is built from the shards (``shardindex``:
+    the served vectors added shard by shard in parallel, keyed by store id); ``ondisk_lists``
+    asks for FAISS's on-disk inverted lists in the index folder (kept by later writes).
     """
 
-    def __init__(self, encoder: Any, shards: ShardSet | str | os.PathLike):
+    def __init__(self, encoder: Any, shards: ShardSet | str | os.PathLike, *,
+                 ondisk_lists: bool = False):  # fmt: skip
         self.inner = encoder
         self.shards = shards if isinstance(shards, ShardSet) else ShardSet(shards)
         self.shards.check(encoder)
+        self.ondisk_lists = ondisk_lists
         self.served = 0
         self.encoded = 0
         self.last_truncated: list[int] = []
@@ -285,7 +317,7 @@ class ShardEncoder:
         return self.inner.name
 
     def __getattr__(self, attr: str) -> Any:  # source, config, count_tokens, save, dtype, ...
-        if attr == "inner":
+        if attr in ("inner", "shards", "ondisk_lists"):
             raise AttributeError(attr)
         return getattr(self.inner, attr)
 

@@ -14,7 +14,9 @@ last commit), so what a write changes must be findable without reading everythin
   the whole table;
 - ``tombstones`` lists every chunk deleted since the FAISS base file was built (the base still
   holds their vectors; searches exclude them until the next base);
-- ``content_digest`` is the XOR of a 128-bit hash of every chunk, caller id and file row, updated
+- ``content_digest`` is the XOR of a 128-bit hash of every chunk, caller id, file and memory-state
+  row (``digest_covers``; digests of older stores, without the states, are kept until their next
+  write recomputes them, once), updated
   with each row a write adds or removes (O(what changed)); ``check`` recomputes it over the whole
   store, so ``verify`` finds a flipped byte inside a text or a vector that SQLite's structural
   ``integrity_check`` cannot see (a whole-file digest cannot exist for a file changed in place).
@@ -35,6 +37,8 @@ from .errors import CompsearchError
 from .storefile import (  # noqa: F401  (SCHEMA and REQUIRED_COLUMNS re-exported)
     CHUNK_COLUMNS,
     COUNT_KEY,
+    COVERS,
+    COVERS_KEY,
     DIGEST_KEY,
     GENERATION_KEY,
     MANIFEST_KEY,
@@ -44,6 +48,7 @@ from .storefile import (  # noqa: F401  (SCHEMA and REQUIRED_COLUMNS re-exported
     connect_readonly,
     full_digest,
     row_hash,
+    state_rows,
 )
 
 
@@ -106,12 +111,14 @@ class Store:
         if track:
             count, digest = self._meta(COUNT_KEY, ""), self._meta(DIGEST_KEY, "")
             self._count = int(count) if count else self._count_rows()
-            self._digest = int(digest, 16) if digest else self.full_digest()
+            covers = self._meta(COVERS_KEY, "") == COVERS  # older digests lack memory states
+            self._digest = int(digest, 16) if digest and covers else self.full_digest()
 
     def commit(self) -> None:
         """Store the counters and commit (the commit point of a write)."""
         if self._digest is not None:
             self._set_meta(DIGEST_KEY, f"{self._digest:032x}")
+            self._set_meta(COVERS_KEY, COVERS)
             self._set_meta(COUNT_KEY, str(self._count))
         if self.db.in_transaction:
             self.db.execute("COMMIT")
@@ -152,6 +159,7 @@ class Store:
             rows = self.db.execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id IN ({q})", part)
             rows = rows.fetchall()
             self._xor("chunk", rows)
+            self._xor("state", state_rows(self.db, part))  # their trigger deletes these
             self._xor(
                 "doc",
                 self.db.execute(
@@ -467,8 +475,9 @@ class Store:
         if counted and int(counted) != self._count_rows():
             problems.append(f"the store counts {counted} chunks but holds {self._count_rows()}")
         if recorded:
+            covers = self._meta(COVERS_KEY, "") == COVERS
             try:
-                same = int(recorded, 16) == self.full_digest()
+                same = int(recorded, 16) == full_digest(self.db, states=covers)
             except sqlite3.OperationalError:  # a text no longer valid UTF-8
                 same = False
             if not same:

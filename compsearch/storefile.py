@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS tombstones (id INTEGER NOT NULL);
 """
 CHUNK_COLUMNS = "id, source, start_line, end_line, section, text, content_hash, metadata, vector"
 DIGEST_KEY = "content_digest"
+COVERS_KEY = "digest_covers"  # "memory_states": the digest covers them too (older: it did not)
+COVERS = "memory_states"
+STATE_COLUMNS = "chunk_id, dtype, k, dim, states, scales, norms"
 COUNT_KEY = "chunk_count"
 MANIFEST_KEY = "manifest"
 GENERATION_KEY = "generation"
@@ -100,14 +103,35 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", **opts)
 
 
-def full_digest(db: sqlite3.Connection) -> int:
-    """The XOR digest recomputed over every chunk, caller id and file row."""
+def full_digest(db: sqlite3.Connection, states: bool = True) -> int:
+    """The XOR digest recomputed over every chunk, caller id, file and (``states``: as stores
+    digest since they were covered) memory-state row."""
     out = 0
-    for kind, sql in (
+    queries = [
         ("chunk", f"SELECT {CHUNK_COLUMNS} FROM chunks"),
         ("doc", "SELECT doc_id, chunk_id FROM doc_ids"),
         ("file", "SELECT * FROM files"),
-    ):
+    ]
+    if states and has_states(db):
+        queries.append(("state", f"SELECT {STATE_COLUMNS} FROM memory_states"))
+    for kind, sql in queries:
         for row in db.execute(sql):
             out ^= row_hash(kind, row)
     return out
+
+
+def has_states(db: sqlite3.Connection) -> bool:
+    """Whether the store has a ``memory_states`` table (``memstates``)."""
+    return (
+        db.execute("SELECT 1 FROM sqlite_master WHERE name = 'memory_states'").fetchone()
+        is not None
+    )
+
+
+def state_rows(db: sqlite3.Connection, chunk_ids: Sequence[int]) -> list:
+    """The memory-state rows of ``chunk_ids`` (at most SQLite's 999 variables at a time)."""
+    if not chunk_ids or not has_states(db):
+        return []
+    q = ",".join("?" * len(chunk_ids))
+    sql = f"SELECT {STATE_COLUMNS} FROM memory_states WHERE chunk_id IN ({q})"
+    return db.execute(sql, [int(i) for i in chunk_ids]).fetchall()

@@ -27,8 +27,10 @@ class TextSeeded:
             out[i] = v / np.linalg.norm(v)
         return out
 
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
+    def count_tokens(self, text):  # one text, or a list (what the chunker passes)
+        if isinstance(text, str):
+            return len(text.split())
+        return [len(t.split()) for t in text]
 
     def manifest_entry(self) -> dict:
         return {

@@ -285,3 +285,34 @@ def test_without_ray_installed_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without the extra has
     with pytest.raises(CompsearchError, match=r"pip install 'compsearch\[ray\]'"):
         cluster.import_ray()
+
+
+@pytest.mark.slow  # starts Ray (~10 s) and its workers
+def test_ray_ivf_base_from_shards_equals_single_process(local_ray, tiny_encoder, tmp_path):
+    """--type ivf on the Ray path: the base is built from the shards, keyed by chunk id, with
+    on-disk lists in the index folder, and answers as the single-process IVF index does."""
+    from compsearch.maintenance import verify
+
+    docs = _corpus(tmp_path / "docs")
+    single = Retriever.open(tmp_path / "single", tiny_encoder)
+    single.index([docs], chunking=SMALL, index_type="ivf")
+    report, embedded = cluster.index(
+        tmp_path / "ray", [docs], model=tiny_encoder, workers=2, files_per_shard=3,
+        chunking=SMALL, index_type="ivf", ondisk_lists=True,
+    )  # fmt: skip
+    assert embedded.served == report.chunks_added and report.index_type == "ivf"
+    ray_r = Retriever.open(tmp_path / "ray", tiny_encoder)
+    manifest = ray_r.manifest
+    assert manifest["base"]["lists"] in manifest["files"]
+    assert (tmp_path / "ray" / manifest["base"]["lists"]).is_file()
+    assert ray_r._open_read()[1].base.ntotal == single.count()
+    for q in QUERIES:
+        assert _hits(ray_r, q) == _hits(single, q)
+    assert verify(tmp_path / "ray") == []
+    # later writes on top of it: a changed file through the ordinary path
+    (docs / "notes.txt").write_text("json value key sort\n\nprint table data\n")
+    Retriever.open(tmp_path / "ray", tiny_encoder).index([docs])
+    single.index([docs])
+    for q in QUERIES:
+        assert _hits(Retriever.open(tmp_path / "ray", tiny_encoder), q) == _hits(single, q)
+    assert verify(tmp_path / "ray") == []

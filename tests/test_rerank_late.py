@@ -336,3 +336,69 @@ def test_a_maxsim_query_process_does_not_import_torch(tiny_encoder, tmp_path):
     hits = json.loads(proc.stdout)["results"]
     assert len(hits) == 3 and hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
     assert proc.stderr.strip().splitlines()[-1] == "NOTORCH", proc.stderr
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "int8"])
+def test_memory_states_are_in_the_store_digest(tmp_path, tiny_encoder, dtype):
+    """verify finds a flipped memory-state byte; adds, deletes, a type change and dropping the
+    states keep the digest in step (verify stays clean after each)."""
+    import sqlite3
+
+    from compsearch import Retriever
+    from compsearch.maintenance import verify
+
+    ix = tmp_path / "ix"
+    r = Retriever.open(ix, tiny_encoder)
+    r.add(TEXTS[:3], ids=["a", "b", "c"], memory_states=dtype)
+    r.delete(["b"])
+    r.add(TEXTS[3:4], ids=["d"])
+    assert verify(ix) == []
+    other = "int8" if dtype == "fp16" else "fp16"
+    r.add(TEXTS[4:5], ids=["e"], memory_states=other)  # every row redone in the other type
+    assert verify(ix) == []
+    r.close()
+    db = sqlite3.connect(ix / "chunks.sqlite")
+    cid, blob = db.execute("SELECT chunk_id, states FROM memory_states LIMIT 1").fetchone()
+    flipped = bytearray(blob)
+    flipped[3] ^= 0x01
+    db.execute("UPDATE memory_states SET states = ? WHERE chunk_id = ?", (bytes(flipped), cid))
+    db.commit()
+    problems = verify(ix)
+    assert len(problems) == 1 and "differs from the digest" in problems[0], problems
+    db.execute("UPDATE memory_states SET states = ? WHERE chunk_id = ?", (blob, cid))
+    db.commit()
+    db.close()
+    assert verify(ix) == []
+    r = Retriever.open(ix, tiny_encoder)
+    r.add(TEXTS[5:6], memory_states="none")  # dropped: out of the digest with the table
+    assert verify(ix) == []
+
+
+def test_a_digest_from_before_memory_states_were_covered(tmp_path, tiny_encoder):
+    """An index written before the digest covered memory states verifies as it was (states not
+    checked) until its next write, which recomputes the digest once, states included."""
+    import sqlite3
+
+    from compsearch import Retriever
+    from compsearch.maintenance import verify
+    from compsearch.storefile import COVERS_KEY, DIGEST_KEY, full_digest
+
+    ix = tmp_path / "ix"
+    r = Retriever.open(ix, tiny_encoder)
+    r.add(TEXTS[:3], memory_states="fp16")
+    r.close()
+    db = sqlite3.connect(ix / "chunks.sqlite")  # what an older compsearch left
+    db.execute("DELETE FROM meta WHERE key = ?", (COVERS_KEY,))
+    old = f"{full_digest(db, states=False):032x}"
+    db.execute("UPDATE meta SET value = ? WHERE key = ?", (old, DIGEST_KEY))
+    db.commit()
+    db.execute("UPDATE memory_states SET norms = zeroblob(length(norms))")  # unseen by it
+    db.commit()
+    assert verify(ix) == []
+    Retriever.open(ix, tiny_encoder).add(TEXTS[3:4])  # the next write covers them
+    covers = db.execute("SELECT value FROM meta WHERE key = ?", (COVERS_KEY,)).fetchone()
+    assert covers == ("memory_states",) and verify(ix) == []
+    db.execute("UPDATE memory_states SET norms = zeroblob(length(norms) + 4)")
+    db.commit()
+    db.close()
+    assert any("differs from the digest" in p for p in verify(ix))

@@ -204,16 +204,26 @@ def split_long_line(line: str, count_tokens: TokenCounter, budget: int) -> list[
     one character long even if that character alone is over budget.
     """
     pieces: list[str] = []
-    rest = line
-    while rest.strip():
-        n = _longest_fitting_prefix(rest, count_tokens, budget)
+    pos, last = 0, len(line.rstrip())  # line[pos:] holds more than whitespace while pos < last
+    first = max(64, budget * 8)  # the first probe of _longest_fitting_prefix
+    while pos < last:
+        # a window, not line[pos:]: copying the rest for every piece was quadratic (a 50 MB
+        # line ran for over ten minutes); its length is one of the search's own probes, so
+        # the cuts are those the whole rest would give
+        width = first * 64
+        while True:
+            window = line[pos : pos + width]
+            n = _longest_fitting_prefix(window, count_tokens, budget)
+            if n < len(window) or pos + width >= len(line):
+                break
+            width *= 4
         cut = n
-        if n < len(rest) and not rest[n].isspace():
-            space = max(rest.rfind(" ", 0, n), rest.rfind("\t", 0, n))
+        if n < len(window) and not window[n].isspace():
+            space = max(window.rfind(" ", 0, n), window.rfind("\t", 0, n))
             if space >= n // 2:
                 cut = space + 1
-        pieces.append(rest[:cut])
-        rest = rest[cut:]
+        pieces.append(window[:cut])
+        pos += cut
     return [p for p in pieces if p.strip()] or [line]
 
 

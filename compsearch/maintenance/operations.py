@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CompsearchError
-from ..index import build_index, choose_spec
+from ..index import choose_spec
 from ..indexdir import (
     ENCODER_DIR,
     check_files,
@@ -26,6 +26,7 @@ from ..indexdir import (
     writer_lock,
 )
 from ..indexspec import AUTO, IndexSpec
+from ..shardindex import new_base
 
 
 def _manifest(root: Path) -> dict:
@@ -41,6 +42,8 @@ def inspect(root: Path) -> dict:
     manifest = _manifest(root)
     faiss_file, store_file = index_path(root, manifest), store_path(root, manifest)
     faiss_bytes = faiss_file.stat().st_size if faiss_file else 0
+    lists = (manifest.get("base") or {}).get("lists")
+    faiss_bytes += (root / lists).stat().st_size if lists else 0  # on-disk lists
     store, index = open_generation(root, manifest)
     try:
         sources = store.sources()
@@ -84,7 +87,13 @@ def verify(root: Path, sample: int = 200, seed: int = 0) -> list[str]:
     """
     root = Path(root)
     manifest = _manifest(root)
-    store, index = open_generation(root, manifest, check=False)
+    try:
+        store, index = open_generation(root, manifest, check=False)
+    except CompsearchError:
+        damaged = check_files(root, manifest, full=True)
+        if damaged:  # e.g. truncated on-disk lists, which are never mapped
+            return damaged
+        raise
     problems: list[str] = []
     if manifest.get("format_version", 1) >= 2:  # the store's snapshot is what was opened
         committed = store.manifest() or {}
@@ -160,7 +169,7 @@ def _rebuild(root: Path, kind, manifest: dict, dim: int, params: dict) -> dict:
                     raise CompsearchError(f"unknown index parameter {key!r}")
                 setattr(spec, key, value)
         spec = IndexSpec.from_dict(spec.to_dict())  # validate
-        tx.index = build_index(spec, dim, n, lambda: tx.store.iter_vectors(dim))
+        tx.index = new_base(tx, spec, dim)  # on-disk lists stay on disk
         return tx.commit(requested=requested)
 
 
