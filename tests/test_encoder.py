@@ -245,7 +245,7 @@ def test_packaged_default_model_is_small_pickle_free_and_recorded():
     cfg = json.loads((PACKAGED_DEFAULT / "compsearch_encoder.json").read_text())
     assert cfg["num_memory_tokens"] == 8
     stages = [s["stage"] for s in cfg["training"]["stages"]]
-    assert stages[0] in ("ctkd", "nll", "rc") and stages[-2:] == ["ucl", "scl"]
+    assert stages[0] in ("ctkd", "nll", "rc") and stages[-1] == "scl" and "ucl" in stages
     card = (PACKAGED_DEFAULT / "README.md").read_text()
     assert cfg["base_fingerprint"] in card and "## Evaluation" in card
 
