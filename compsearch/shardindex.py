@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -240,24 +241,37 @@ def build_base(
     blob = import_faiss().serialize_index(trained.index)
     per_shard, rest = _assign(store, shards)
     work = basefile.build_dir(ondisk_root) if ondisk_root is not None else None
+    names: list[str] = []
+
+    def tasks():  # shard blocks, then the store's; store reads stay on this thread
+        for i, (ids, rows) in sorted(per_shard.items()):
+            yield lambda i=i, ids=ids, rows=rows: _block(blob, shards, i, 0, rows, ids)
+        for s in range(0, len(rest), STORE_BLOCK):
+            part = rest[s : s + STORE_BLOCK]
+            vecs = store.vectors(part, dim)
+            yield lambda part=part, vecs=vecs: _filled(blob, part, vecs)
+
+    def take(block):  # in order: merged in RAM, or written to a block file and dropped
+        if work is None:
+            trained.index.merge_from(block, 0)
+        else:
+            names.append(str(work / f"block{len(names):06d}.faiss"))
+            import_faiss().write_index(block, names[-1])
+
     try:
+        # a bounded window of blocks in flight, so an on-disk build holds a few blocks in RAM,
+        # not all of them (merge_ondisk then memory-maps the block files)
+        window = 2 * (threads or os.cpu_count() or 1)
+        inflight: deque = deque()
         with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
-            jobs = [
-                pool.submit(_block, blob, shards, i, 0, rows, ids)
-                for i, (ids, rows) in sorted(per_shard.items())
-            ]
-            for s in range(0, len(rest), STORE_BLOCK):  # read here, added in the pool
-                part = rest[s : s + STORE_BLOCK]
-                jobs.append(pool.submit(_filled, blob, part, store.vectors(part, dim)))
-            blocks = (job.result() for job in jobs)
-            if work is None:
-                for block in blocks:  # in order: shard blocks, then the store's
-                    trained.index.merge_from(block, 0)
-                return trained
-            names = []
-            for k, block in enumerate(blocks):
-                names.append(str(work / f"block{k:06d}.faiss"))
-                import_faiss().write_index(block, names[-1])
+            for make in tasks():
+                inflight.append(pool.submit(make))
+                if len(inflight) >= window:
+                    take(inflight.popleft().result())
+            while inflight:
+                take(inflight.popleft().result())
+        if work is None:
+            return trained
         _merge_into(trained, names, work / basefile.LISTS_FILE)
         for name in names:
             os.unlink(name)
