@@ -337,11 +337,9 @@ def generate_missing(
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from benchmarks.mteb_suite.sources import sha256_file  # the suite's file digest, one copy
+
+    return sha256_file(path)
 
 
 def build_outputs(
