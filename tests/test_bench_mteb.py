@@ -438,3 +438,52 @@ def test_package_mteb_adapter_scores_any_encoder_and_real_compsearch_encoders(su
     model = cmteb.from_pretrained(tiny_encoder)
     assert model.mteb_model_meta.embed_dim == tiny_encoder.dim
     assert 0.0 <= _score(model, make_task(suite / "TinyRetrieval", "quick"))["ndcg_at_10"] <= 1.0
+
+
+def test_per_query_scores_average_to_mteb_main_score_and_pair(suite, tmp_path):
+    from benchmarks.mteb_suite import paired as P
+
+    def loader(spec, threads=None, max_tokens=None):
+        enc = BagOfWords(scramble=spec == "scrambled")
+        return LoadedModel(
+            spec, spec, CompsearchMTEBEncoder(enc, label=spec), {"fingerprint": spec, "load_s": 0}
+        )
+
+    tasks = [t for t in load_suite(suite, profile="quick") if t.metadata.name == "TinyRetrieval"]
+    out = tmp_path / "pq"
+    RUN.evaluate_models(
+        tasks,
+        ["bow", "scrambled"],
+        profile="quick",
+        out_dir=out,
+        stem="q",
+        loader=loader,
+        echo=lambda s: None,
+        per_query=True,
+    )
+    data = json.loads((out / "q.json").read_text())["results"]
+    for label in ("bow", "scrambled"):
+        r = data[label]["TinyRetrieval"]
+        pq = r["per_query"]
+        assert len(pq) == len(P.task_qrels(tasks[0]))
+        assert sum(pq.values()) / len(pq) == pytest.approx(r["scores"]["main_score"], abs=1e-4)
+    a, b = P.per_query_scores(data, "bow"), P.per_query_scores(data, "scrambled")
+    cmp = P.paired_bootstrap(a, b, samples=2000)
+    assert cmp["diff"] == pytest.approx(
+        data["bow"]["TinyRetrieval"]["scores"]["main_score"]
+        - data["scrambled"]["TinyRetrieval"]["scores"]["main_score"],
+        abs=1e-3,
+    )
+    assert cmp["ci95"][0] <= cmp["diff"] <= cmp["ci95"][1]
+    # without the flag no per-query scores are kept
+    RUN.evaluate_models(
+        tasks,
+        ["bow"],
+        profile="quick",
+        out_dir=tmp_path / "plain",
+        stem="q",
+        loader=loader,
+        echo=lambda s: None,
+    )
+    plain = json.loads((tmp_path / "plain" / "q.json").read_text())["results"]
+    assert "per_query" not in plain["bow"]["TinyRetrieval"]

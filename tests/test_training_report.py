@@ -187,3 +187,43 @@ def test_report_merges_one_evaluation_file_per_arm(fake, capsys):
         "| compsearch default (untrained memory tokens) (baseline) | — | — | 0.100 |"
         in markdown(rep)
     )
+
+
+def test_seeded_arms_are_compared_query_by_query(tmp_path):
+    runs = tmp_path / "runs"
+    arms = ["ab-ctkd-s1", "ab-none-s1", "ab-nll-s1", "ab-ctkd-s2", "odd-name"]
+    for arm in arms:
+        if "none" not in arm:
+            _stage(runs, arm, "stage1", arm.split("-")[1], [3.0, 2.0], 3.0)
+        _stage(runs, arm, "scl", "scl", [2.0, 1.0], 2.0)
+    # ctkd finds every query's document, none finds none of them, nll half, seed 2 the same as seed 1
+    hits = {
+        "ab-ctkd-s1": 1.0,
+        "ab-none-s1": 0.0,
+        "ab-nll-s1": 0.5,
+        "ab-ctkd-s2": 1.0,
+        "odd-name": 1.0,
+    }
+    ev = {"profile": "quick", "models": {}, "results": {}}
+    for arm, h in hits.items():
+        pq = {f"q{i}": (h if h != 0.5 else float(i % 2)) for i in range(40)}
+        ev["results"][f"compsearch:{arm}"] = {
+            "FooRetrieval": {"scores": {"main_score": sum(pq.values()) / 40}, "per_query": pq}
+        }
+    (tmp_path / "eval.json").write_text(json.dumps(ev))
+    rep = build(arms, tmp_path / "eval.json", None, runs)
+    got = {(c["kind"], c["a"], c["b"]): c for c in rep["comparisons"]}
+    assert set(got) == {
+        ("stage 1 vs none", "ab-ctkd-s1", "ab-none-s1"),
+        ("stage 1 vs none", "ab-nll-s1", "ab-none-s1"),
+        ("objective vs ctkd", "ab-nll-s1", "ab-ctkd-s1"),
+        ("seed vs seed", "ab-ctkd-s2", "ab-ctkd-s1"),
+    }  # odd-name has no objective/seed; ctkd-s2 has no none-s2 to pair with
+    ctkd_none = got[("stage 1 vs none", "ab-ctkd-s1", "ab-none-s1")]
+    assert ctkd_none["diff"] == 1.0 and ctkd_none["ci95"] == [1.0, 1.0] and ctkd_none["p"] == 0
+    nll_ctkd = got[("objective vs ctkd", "ab-nll-s1", "ab-ctkd-s1")]
+    assert nll_ctkd["diff"] == -0.5 and nll_ctkd["ci95"][1] < 0
+    assert got[("seed vs seed", "ab-ctkd-s2", "ab-ctkd-s1")]["diff"] == 0
+    md = markdown(rep)
+    assert "| stage 1 vs none | ab-ctkd-s1 | ab-none-s1 | +1.000 | [+1.000, +1.000] | 0.000 |" in md
+    assert f"Runs: `{runs}/<arm>`" in md

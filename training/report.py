@@ -14,12 +14,21 @@ Reads (nothing is computed here that a run or an evaluation did not measure):
 
 Writes ``<out>.json`` (everything, singular values included, so the report survives the runs folder),
 ``<out>.md`` and ``<out>-spectra.png``.
+
+Where the evaluation kept per-query scores (``mteb_suite run --per-query``), arms named
+``<prefix>-<objective>-s<seed>`` (``training/ablation.sh``) are also compared query by query: each
+stage-1 objective against ``none`` and ``nll`` / ``rc`` against ``ctkd`` at the same seed (same data),
+and the seeds of one objective against each other (the noise a seed alone makes), each with a paired
+bootstrap over queries (``benchmarks/mteb_suite/paired.py``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+
+from benchmarks.mteb_suite import paired as P
 
 STAGE_DIRS = ("stage1", "ucl", "scl")
 BASELINES = ("BM25", "MiniLM-L6", "SmolLM2-135M-mean", "SmolLM2-135M-last", "compsearch")
@@ -125,22 +134,62 @@ def build(arms: list[str], eval_json, baselines_json: Path | None, runs: Path) -
         "profile": ev.get("profile"),
         "settings": ev.get("settings"),
         "machine": ev.get("machine"),
+        "runs": str(runs),
         "arms": [],
         "baselines": {},
     }
     tasks: list[str] = []
+    per_query: dict = {}
     for name in arms:
         arm = collect_arm(runs, name)
         arm["scores"] = _scores(ev["results"], f"compsearch:{name}")
         arm["model"] = ev.get("models", {}).get(f"compsearch:{name}", {})
         tasks += [t for t in arm["scores"] if t not in tasks]
         out["arms"].append(arm)
+        per_query[name] = P.per_query_scores(ev["results"], f"compsearch:{name}")
     for label in BASELINES:
         # from the baselines file, completed by the same label in the evaluation files (e.g. a rerun)
         scores = {**_scores(base["results"], label), **_scores(ev["results"], label)}
         if scores:
             out["baselines"][label] = {t: scores[t] for t in tasks if t in scores}
     out["tasks"] = tasks
+    out["comparisons"] = comparisons(out["arms"], per_query)
+    return out
+
+
+ARM_NAME = re.compile(r"^(?P<prefix>.+)-(?P<objective>ctkd|nll|rc|none)-s(?P<seed>\d+)$")
+
+
+def comparisons(arms: list[dict], per_query: dict) -> list[dict]:
+    """Paired bootstraps between arms of one ablation (see the module docstring); arms without
+    per-query scores or without the ``<prefix>-<objective>-s<seed>`` name are left out."""
+    parsed = {}
+    for arm in arms:
+        m = ARM_NAME.match(arm["name"])
+        if m and per_query.get(arm["name"]):
+            parsed[(m["objective"], int(m["seed"]))] = arm["name"]
+    pairs = []
+    for (obj, seed), name in sorted(parsed.items()):
+        if obj != "none" and ("none", seed) in parsed:
+            pairs.append(("stage 1 vs none", name, parsed[("none", seed)]))
+        if obj in ("nll", "rc") and ("ctkd", seed) in parsed:
+            pairs.append(("objective vs ctkd", name, parsed[("ctkd", seed)]))
+    by_obj: dict[str, list[int]] = {}
+    for obj, seed in parsed:
+        by_obj.setdefault(obj, []).append(seed)
+    for obj, seeds in sorted(by_obj.items()):
+        seeds.sort()
+        for other in seeds[1:]:
+            pairs.append(("seed vs seed", parsed[(obj, other)], parsed[(obj, seeds[0])]))
+    out = []
+    for kind, a, b in pairs:
+        cmp = P.paired_bootstrap(per_query[a], per_query[b])
+        tasks = sorted(set(per_query[a]) & set(per_query[b]))
+        task_diffs = [
+            _mean(list(per_query[a][t].values())) - _mean(list(per_query[b][t].values()))
+            for t in tasks
+        ]
+        out.append({"kind": kind, "a": a, "b": b, **cmp, "sign": P.sign_test(task_diffs)})
     return out
 
 
@@ -166,7 +215,7 @@ def markdown(rep: dict) -> str:
     short = {t: t.replace("Retrieval", "").replace("STS", " STS") for t in tasks}
     lines = [
         f"Offline suite, `{rep.get('profile')}` profile; main score per task (nDCG@10 for retrieval, Spearman for "
-        "STS). Runs: `training/runs/<arm>` (`training/arm.sh <stage 1> <config>`); evaluation files: "
+        f"STS). Runs: `{rep.get('runs', 'training/runs')}/<arm>` (`training/arm.sh <stage 1> <config>`); evaluation files: "
         + ", ".join(f"`{e}`" for e in rep.get("eval_files", []))
         + "; regenerate with `python -m training report "
         f"--arms {','.join(a['name'] for a in rep['arms'])} --eval <those files>`.",
@@ -218,6 +267,23 @@ def markdown(rep: dict) -> str:
             f"{_fmt(st.get('scl', {}).get('memory_offdiag_mean'), 2)} | {loss_s('stage1')} | {loss_s('scl')} | "
             f"{arm['wall_seconds'] / 60:.0f} min |"
         )
+    if rep.get("comparisons"):
+        lines += [
+            "",
+            "Paired comparisons over the same queries (mean over retrieval tasks of a − b in nDCG@10; 95% "
+            "interval and two-sided p from 10,000 bootstrap resamples of each task's queries; tasks where "
+            "a > b by the exact sign test):",
+            "",
+            "| comparison | a | b | a − b | 95% interval | p | tasks a > b | sign-test p |",
+            "|---|---|---|---:|---|---:|---|---:|",
+        ]
+        for c in rep["comparisons"]:
+            sign = c["sign"]
+            lines.append(
+                f"| {c['kind']} | {c['a']} | {c['b']} | {c['diff']:+.3f} | "
+                f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] | {c['p']:.3f} | "
+                f"{sign['positive']} of {sign['positive'] + sign['negative']} | {sign['p']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

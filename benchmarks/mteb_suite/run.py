@@ -19,11 +19,13 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 from . import build as BLD
+from . import paired as P
 from . import report as R
 from . import sources as S
 
@@ -108,12 +110,14 @@ def evaluate_models(
     settings: dict | None = None,
     echo=print,
     loader=None,
+    per_query: bool = False,
 ) -> dict:
     """Run every model on every task with ``mteb.evaluate``.
 
     Results merge into ``<out>/<stem>.json`` (unless ``fresh``): per model, the tasks run now replace
     earlier scores of the same weights; scores of other weights under the same label are dropped.
     The JSON is written after every task, the markdown after every model, the plot at the end.
+    ``per_query``: also keep each retrieval query's nDCG@10 (``paired.py``), for paired comparisons.
     """
     import mteb
 
@@ -174,6 +178,8 @@ def evaluate_models(
             if lm.retrieval_only and ttype not in ("Retrieval", "Reranking"):
                 continue
             t0 = time.perf_counter()
+            keep = per_query and ttype == "Retrieval"
+            preds = tempfile.TemporaryDirectory(prefix="compsearch-preds-") if keep else None
             try:
                 res = mteb.evaluate(
                     lm.mteb_model,
@@ -184,6 +190,7 @@ def evaluate_models(
                     show_progress_bar=False,
                     co2_tracker=False,
                     raise_error=True,
+                    prediction_folder=preds.name if preds else None,
                 )
                 tr = res.task_results[0]
                 split = "test" if "test" in tr.scores else next(iter(tr.scores))
@@ -201,6 +208,9 @@ def evaluate_models(
                     "scores": R.pick_scores(ttype, scores),
                     "eval_s": round(time.perf_counter() - t0, 1),
                 }
+                if preds:
+                    ranking = P.predictions_ranking(Path(preds.name) / t.prediction_file_name)
+                    per[name]["per_query"] = P.per_query_ndcg(P.task_qrels(t), ranking)
                 echo(
                     f"   {name:30s} {per[name]['scores'].get('main_score', float('nan')):.3f}  "
                     f"({per[name]['eval_s']:.0f}s)"
@@ -211,6 +221,9 @@ def evaluate_models(
                 msg = f"{type(e).__name__}: {e}".splitlines()[0][:300]
                 per[name] = {"error": msg, "eval_s": round(time.perf_counter() - t0, 1)}
                 echo(f"   {name:30s} ERROR {msg}")
+            finally:
+                if preds:
+                    preds.cleanup()
             R.write_json(
                 out_dir / f"{stem}.json", results
             )  # a long run keeps what it has done so far
@@ -339,6 +352,7 @@ def cmd_run(a) -> int:
         fresh=a.fresh,
         task_info=info,
         settings={**PROFILES[profile], "batch_size": a.batch_size},
+        per_query=a.per_query,
     )
     print(f"done in {time.time() - t0:.0f}s: {out}/quality-{profile}.json .md .png")
     return 0
@@ -470,6 +484,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--full", action="store_true", help="full profile")
     r.add_argument("--tasks", help="comma-separated task names (default: all)")
     r.add_argument("--no-build", action="store_true", help="fail instead of building missing tasks")
+    r.add_argument(
+        "--per-query",
+        action="store_true",
+        help="keep each retrieval query's nDCG@10 in the JSON (for paired comparisons)",
+    )
     common(r)
     r.set_defaults(func=cmd_run)
 

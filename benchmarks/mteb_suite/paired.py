@@ -1,0 +1,102 @@
+"""Per-query scores and paired comparisons: is a difference between two models more than noise?
+
+``run --per-query`` keeps, for every retrieval task, each query's nDCG@10 (computed by pytrec_eval
+from the ranking mteb saved, exactly as mteb computes its mean) under ``per_query`` in the results
+JSON. Two models evaluated on the same tasks are then compared query by query:
+
+- ``paired_bootstrap``: resample the queries of every task with replacement (the same draw for both
+  models) and recompute the difference of the mean over tasks; the 95% interval and the share of
+  resamples on the other side of zero (a two-sided p-value) say whether the difference is noise;
+- ``sign_test``: the exact two-sided sign test over tasks (how often the same direction would
+  happen under a fair coin).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+K = 10
+
+
+def per_query_ndcg(qrels: dict, ranking: dict, k: int = K) -> dict[str, float]:
+    """nDCG@k of every query with a relevant document; a query with no ranking scores 0."""
+    import pytrec_eval
+
+    qrels = {str(q): {str(d): int(r) for d, r in docs.items()} for q, docs in qrels.items() if docs}
+    run = {str(q): {str(d): float(s) for d, s in docs.items()} for q, docs in ranking.items()}
+    measure = f"ndcg_cut_{k}"
+    scores = pytrec_eval.RelevanceEvaluator(qrels, {f"ndcg_cut.{k}"}).evaluate(run)
+    return {q: round(float(scores.get(q, {}).get(measure, 0.0)), 6) for q in qrels}
+
+
+def task_qrels(task) -> dict:
+    """The relevance judgments of an offline retrieval task (loading its data if needed)."""
+    if not getattr(task, "data_loaded", False) or not task.dataset:
+        task.load_data()
+    split = task.dataset["default"]["test"]
+    return split["relevant_docs"]
+
+
+def predictions_ranking(path: Path) -> dict:
+    """The ranking mteb saved with ``prediction_folder`` (subset ``default``, split ``test``)."""
+    saved = json.loads(Path(path).read_text())
+    return saved["default"]["test"]
+
+
+def per_query_scores(results: dict, label: str) -> dict[str, dict[str, float]]:
+    """``{task: {query: nDCG@10}}`` of one model label in a results JSON from ``run --per-query``."""
+    return {
+        task: r["per_query"] for task, r in results.get(label, {}).items() if r.get("per_query")
+    }
+
+
+def paired_bootstrap(
+    a: dict[str, dict[str, float]],
+    b: dict[str, dict[str, float]],
+    samples: int = 10000,
+    seed: int = 0,
+) -> dict:
+    """Mean over tasks of (a - b), with a 95% bootstrap interval over queries resampled per task.
+
+    Only tasks and queries both models have count; an empty intersection is an error."""
+    tasks = sorted(set(a) & set(b))
+    diffs = []
+    for t in tasks:
+        qs = sorted(set(a[t]) & set(b[t]))
+        if qs:
+            diffs.append(np.array([a[t][q] - b[t][q] for q in qs]))
+    if not diffs:
+        raise ValueError("the two models share no task with per-query scores")
+    rng = np.random.default_rng(seed)
+    boot = np.zeros(samples)
+    for d in diffs:
+        idx = rng.integers(0, len(d), size=(samples, len(d)))
+        boot += d[idx].mean(axis=1)
+    boot /= len(diffs)
+    observed = float(np.mean([d.mean() for d in diffs]))
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    # two-sided: twice the smaller tail beyond zero, at most 1
+    p = min(1.0, 2 * min(float((boot <= 0).mean()), float((boot >= 0).mean())))
+    return {
+        "tasks": len(diffs),
+        "queries": int(sum(len(d) for d in diffs)),
+        "diff": round(observed, 4),
+        "ci95": [round(float(lo), 4), round(float(hi), 4)],
+        "p": round(p, 4),
+        "samples": samples,
+    }
+
+
+def sign_test(diffs: list[float]) -> dict:
+    """Exact two-sided sign test; ties are dropped."""
+    pos = sum(1 for d in diffs if d > 0)
+    neg = sum(1 for d in diffs if d < 0)
+    n = pos + neg
+    if n == 0:
+        return {"positive": 0, "negative": 0, "p": 1.0}
+    tail = sum(math.comb(n, i) for i in range(0, min(pos, neg) + 1)) / 2**n
+    return {"positive": pos, "negative": neg, "p": min(1.0, 2 * tail)}

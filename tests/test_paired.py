@@ -1,0 +1,58 @@
+"""Paired comparisons of per-query scores (benchmarks/mteb_suite/paired.py)."""
+
+import numpy as np
+import pytest
+
+from benchmarks.mteb_suite import paired as P
+
+
+def _scores(values, task="T"):
+    return {task: {f"q{i}": float(v) for i, v in enumerate(values)}}
+
+
+def test_identical_models_differ_by_nothing():
+    a = _scores(np.linspace(0, 1, 50))
+    cmp = P.paired_bootstrap(a, a, samples=500)
+    assert cmp["diff"] == 0 and cmp["ci95"] == [0, 0] and cmp["p"] == 1.0
+
+
+def test_a_consistent_gain_is_told_from_noise_and_a_tiny_one_is_not():
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0, 1, 200)
+    better = _scores(np.clip(base + 0.1, 0, 1.5))
+    noisy = _scores(base + rng.normal(0, 0.3, 200) * 0.01 + rng.normal(0, 0.3, 200))
+    strong = P.paired_bootstrap(better, _scores(base), samples=2000)
+    assert strong["diff"] == pytest.approx(0.1, abs=1e-3)
+    assert strong["ci95"][0] > 0 and strong["p"] < 0.01
+    weak = P.paired_bootstrap(noisy, _scores(base), samples=2000)
+    assert weak["ci95"][0] < 0 < weak["ci95"][1] and weak["p"] > 0.05
+
+
+def test_tasks_weigh_equally_and_only_shared_queries_count():
+    a = {"A": {"q1": 1.0, "q2": 1.0}, "B": {"x": 0.0, "only_a": 1.0}}
+    b = {"A": {"q1": 0.0, "q2": 0.0}, "B": {"x": 0.0}, "C": {"z": 1.0}}
+    cmp = P.paired_bootstrap(a, b, samples=200)
+    assert cmp["tasks"] == 2 and cmp["queries"] == 3
+    assert cmp["diff"] == pytest.approx(0.5)  # mean of task means: (1 + 0) / 2
+
+
+def test_no_shared_task_is_an_error():
+    with pytest.raises(ValueError, match="share no task"):
+        P.paired_bootstrap(_scores([1.0], "A"), _scores([1.0], "B"))
+
+
+def test_sign_test_is_exact():
+    assert P.sign_test([0.1] * 6)["p"] == pytest.approx(2 / 64)
+    assert P.sign_test([0.1, -0.1])["p"] == 1.0
+    assert P.sign_test([0.0, 0.0]) == {"positive": 0, "negative": 0, "p": 1.0}
+    assert P.sign_test([1, 1, 1, 1, -1])["p"] == pytest.approx(2 * 6 / 32)
+
+
+def test_per_query_ndcg_matches_hand_computation():
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1, "d3": 1}, "q3": {}}
+    ranking = {"q1": {"d9": 0.9, "d1": 0.5}, "q2": {"d2": 0.9, "d3": 0.8}}
+    got = P.per_query_ndcg(qrels, ranking)
+    assert set(got) == {"q1", "q2"}  # a query without relevant documents is not scored
+    assert got["q1"] == pytest.approx(1 / np.log2(3), abs=1e-6)
+    assert got["q2"] == pytest.approx(1.0)
+    assert P.per_query_ndcg({"q": {"d": 1}}, {})["q"] == 0.0
