@@ -351,5 +351,32 @@ def test_the_depth_curve_gathers_equal_budget_points_only(tmp_path):
     assert r10["mean"] is None and r10["scores"]["FaqRetrieval"] is None  # incomplete: no mean
     assert r12["texts_per_s_x_minilm"] is None
     md = dc.markdown(d)
-    assert "| 8 | 80 | .500 | .500 | .500 | .500 | .500 | .300 | .467 | 0.90 | 1.5 |" in md
+    assert "| 8 | 80 | .500 | .500 | .500 | .500 | .500 | .300 | .467 | — | 0.90 | 1.5 |" in md
     assert "| 10 | 100 |" in md and "—" in md
+    assert all(r["vs_reference"] is None for r in d["rows"])  # no per-query scores kept: no test
+
+
+def test_the_depth_curve_pairs_each_depth_with_the_reference_query_by_query(tmp_path):
+    from training import depth_curve as dc
+
+    def suite(path, per_query):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        res = {
+            t: {"scores": {"main_score": sum(q.values()) / len(q)}, "per_query": q}
+            for t, q in per_query.items()
+        }
+        path.write_text(json.dumps({"results": {"compsearch:encoder": res}}))
+
+    for depth, hit in ((8, 1.0), (12, 0.0), (15, 1.0)):
+        folder = tmp_path / f"eval-depth{depth}"
+        pq = {t: {f"q{i}": hit if i % 4 else 0.5 for i in range(20)} for t, _ in dc.TASKS}
+        suite(folder / "quality-quick.json", {t: q for t, q in pq.items() if t != "FaqRetrieval"})
+        if depth != 15:  # depth 15's FAQ file is missing: incomplete, not compared
+            suite(folder / "faq" / "quality-full.json", {"FaqRetrieval": pq["FaqRetrieval"]})
+    d = dc.gather(tmp_path, tmp_path / "none.json", reference=8)
+    r8, r12, r15 = d["rows"]
+    assert r8["vs_reference"] is None and r15["vs_reference"] is None
+    v = r12["vs_reference"]
+    assert v["tasks"] == 6 and v["queries"] == 120 and v["diff"] == pytest.approx(-0.75)
+    assert v["ci95"][1] < 0 and v["p"] == 0
+    assert "-0.750 [" in dc.markdown(d) and "vs depth 8" in dc.markdown(d)

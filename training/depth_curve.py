@@ -6,7 +6,10 @@ budget per stage at every depth, the same data, the same starting encoder) and e
 quick profile; ``faq/quality-full.json``: the FAQ dev task, full profile). Speed comes from
 ``benchmarks/results/throughput-depth.json`` (texts/s and query p50 against all-MiniLM-L6-v2 in
 the same run). This module only gathers those files into one table and one plot; it measures
-nothing itself, so a depth without its evaluation folder is listed as missing.
+nothing itself, so a depth without its evaluation folder is listed as missing. Where the evaluations
+kept per-query scores (``run --per-query``), every depth is also compared with the reference depth
+(``--reference``, the shipped 8) query by query: a paired bootstrap of the mean difference over the
+six tasks (``benchmarks/mteb_suite/paired.py``).
 
     python -m training.depth_curve            # -> training/results/depth-curve.{md,json,png}
 """
@@ -18,6 +21,8 @@ import re
 from pathlib import Path
 
 import click
+
+from benchmarks.mteb_suite import paired as P
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "training" / "results"
@@ -45,12 +50,25 @@ def _scores(path: Path) -> dict[str, float]:
     return out
 
 
+def _per_query(path: Path) -> dict[str, dict[str, float]]:
+    """task -> query -> nDCG@10 of the one model in a suite results file (empty without --per-query)."""
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return {
+        task: r["per_query"]
+        for per_task in data.get("results", {}).values()
+        for task, r in per_task.items()
+        if isinstance(r, dict) and r.get("per_query")
+    }
+
+
 def _steps(folder: Path) -> int | None:
     f = folder / "scl-summary.json"
     return json.loads(f.read_text()).get("steps") if f.is_file() else None
 
 
-def gather(results: Path = RESULTS, throughput: Path = THROUGHPUT) -> dict:
+def gather(results: Path = RESULTS, throughput: Path = THROUGHPUT, reference: int = 8) -> dict:
     """Rows per depth found under ``results`` (folders ``eval-depth<L>``, nothing after the L)."""
     speed: dict[int, dict] = {}
     mini = None
@@ -61,6 +79,7 @@ def gather(results: Path = RESULTS, throughput: Path = THROUGHPUT) -> dict:
             if r["weights"] == t.get("default_dtype"):
                 speed[int(r["depth"])] = r
     rows = []
+    per_query: dict[int, dict] = {}
     for folder in sorted(results.glob("eval-depth*")):
         m = re.fullmatch(r"eval-depth(\d+)", folder.name)
         if not m:
@@ -69,6 +88,10 @@ def gather(results: Path = RESULTS, throughput: Path = THROUGHPUT) -> dict:
         scores = {
             **_scores(folder / "quality-quick.json"),
             **_scores(folder / "faq" / "quality-full.json"),
+        }
+        per_query[depth] = {
+            **_per_query(folder / "quality-quick.json"),
+            **_per_query(folder / "faq" / "quality-full.json"),
         }
         sp = speed.get(depth)
         rows.append(
@@ -88,10 +111,15 @@ def gather(results: Path = RESULTS, throughput: Path = THROUGHPUT) -> dict:
     for r in rows:
         got = [v for v in r["scores"].values() if v is not None]
         r["mean"] = sum(got) / len(got) if len(got) == len(TASKS) else None
+        ref, mine = per_query.get(reference, {}), per_query[r["depth"]]
+        complete = all(t in ref and t in mine for t, _ in TASKS)
+        r["vs_reference"] = (
+            P.paired_bootstrap(mine, ref) if complete and r["depth"] != reference else None
+        )
     where = None
     if throughput.is_file():
         where = str(throughput.relative_to(ROOT) if throughput.is_relative_to(ROOT) else throughput)
-    return {"rows": rows, "throughput": where}
+    return {"rows": rows, "throughput": where, "reference": reference}
 
 
 def _f(v, fmt=".3f"):
@@ -102,14 +130,17 @@ def markdown(d: dict) -> str:
     head = (
         ["depth", "SCL steps"]
         + [name for _, name in TASKS]
-        + ["mean", "texts/s x MiniLM", "query x MiniLM"]
+        + ["mean", f"vs depth {d.get('reference', 8)}: mean diff [95% CI], p"]
+        + ["texts/s x MiniLM", "query x MiniLM"]
     )
     lines = [
         "# Quality and speed per student depth, at equal wall-clock budget",
         "",
         "`python -m training.depth_curve` from `training/results/eval-depth<L>/` (each made by "
         "`training/depth.sh L` and the suite commands in its README) and "
-        f"`{d['throughput']}`. Dense nDCG@10; quick profile but FAQ (full profile). One seed per depth.",
+        f"`{d['throughput']}`. Dense nDCG@10; quick profile but FAQ (full profile). One seed per depth; "
+        "the paired column bootstraps the queries of every task (10,000 resamples, the same draw for both "
+        "depths) where per-query scores were kept.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -117,8 +148,12 @@ def markdown(d: dict) -> str:
     for r in d["rows"]:
         cells = [str(r["depth"]), str(r["scl_steps"] or "—")]
         cells += [_f(r["scores"][t]) for t, _ in TASKS]
+        v = r.get("vs_reference")
         cells += [
             _f(r["mean"]),
+            f"{v['diff']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}], p {v['p']:.3f}"
+            if v
+            else "—",
             _f(r["texts_per_s_x_minilm"], ".2f"),
             _f(r["query_p50_x_minilm"], ".1f"),
         ]
@@ -154,8 +189,9 @@ def plot(d: dict, path: Path) -> None:
 
 @click.command()
 @click.option("--out", default=str(RESULTS / "depth-curve"), show_default=True, help="Path stem.")
-def main(out: str) -> None:
-    d = gather()
+@click.option("--reference", default=8, show_default=True, help="Depth the others are paired with.")
+def main(out: str, reference: int) -> None:
+    d = gather(reference=reference)
     if not d["rows"]:
         raise click.ClickException(f"no eval-depth<L> folders in {RESULTS}")
     stem = Path(out)
