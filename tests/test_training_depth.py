@@ -314,6 +314,25 @@ def test_cpu_continue_resumes_the_depth_run_on_the_question_mix(monkeypatch, tmp
         load_config("cpu-continue", "ucl")
 
 
+def test_cpu_long_continues_the_shipped_default_at_its_depth_with_a_fixed_schedule(
+    monkeypatch, tmp_path
+):
+    from training.checkpoint import resolve_init
+    from training.config import load_config
+
+    monkeypatch.setenv("COMPSEARCH_HOME", str(tmp_path))
+    cfg = load_config("cpu-long", "scl")
+    kind, folder = resolve_init(cfg.model.init_from)
+    shipped = json.loads((folder / "compsearch_encoder.json").read_text())
+    assert kind == "encoder" and cfg.model.num_layers == shipped["num_layers"] == 8
+    assert cfg.run_dir == tmp_path / "training-runs" / "long" / "scl"
+    assert cfg.optim.max_minutes == 0 and cfg.optim.max_steps == 1000  # resumable to the same end
+    assert cfg.seed != load_config("cpu-continue", "scl").seed  # a fresh sample of the mix
+    assert sum(spec.get("sample", 0) for spec in cfg.data.train) >= cfg.optim.max_steps
+    with pytest.raises(TrainingError, match="SCL round only"):
+        load_config("cpu-long", "ctkd")
+
+
 def test_the_depth_curve_gathers_equal_budget_points_only(tmp_path):
     from training import depth_curve as dc
 
