@@ -22,10 +22,15 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWa
 def test_cpu_ablation_arms_share_depth_steps_and_data_and_live_in_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("COMPSEARCH_HOME", str(tmp_path))
     runs = tmp_path / "training-runs" / "ablation"
-    s1 = {o: load_config("cpu-ablation", o, {"name": f"ablation-{o}-s1"}) for o in ("ctkd", "nll", "rc")}
+    s1 = {
+        o: load_config("cpu-ablation", o, {"name": f"ablation-{o}-s1"})
+        for o in ("ctkd", "nll", "rc")
+    }
     for objective, cfg in s1.items():
         assert cfg.run_dir == runs / f"ablation-{objective}-s1" / "stage1"
-        assert cfg.model.init_from is None  # the untrained base: the ablation measures stage 1 itself
+        assert (
+            cfg.model.init_from is None
+        )  # the untrained base: the ablation measures stage 1 itself
         assert cfg.model.num_layers == 8 and cfg.model.train_memory
     assert len({c.optim.max_steps for c in s1.values()}) == 1
     ucl = load_config("cpu-ablation", "ucl", {"name": "ablation-none-s2", "seed": 2})
@@ -122,7 +127,10 @@ def test_arm_sh_runs_seeded_arms_and_skips_finished_stages(tiny_base, tmp_path):
     assert none.returncode == 0, none.stderr[-2000:]
     assert not (runs / "tiny-none" / "stage1").exists()
     ucl = json.loads((runs / "tiny-none" / "ucl" / "config.json").read_text())
-    assert ucl["model"]["init_from"] is None and (runs / "tiny-none" / "scl" / "summary.json").is_file()
+    assert (
+        ucl["model"]["init_from"] is None
+        and (runs / "tiny-none" / "scl" / "summary.json").is_file()
+    )
 
 
 def test_arm_sh_refuses_an_unknown_config_in_one_line(tmp_path):

@@ -39,7 +39,9 @@ MIX = [
 
 def config(stage: str):
     if stage != "scl":
-        raise TrainingError("cpu-long is an SCL round only: python -m training scl --config cpu-long")
+        raise TrainingError(
+            "cpu-long is an SCL round only: python -m training scl --config cpu-long"
+        )
     return merge(
         cpu_small(stage),
         {
