@@ -137,3 +137,22 @@ def test_arm_sh_refuses_an_unknown_config_in_one_line(tmp_path):
     r = _arm("ctkd", tmp_path / "missing-config", "1", tmp_path)
     assert r.returncode != 0
     assert "Traceback" not in r.stderr and "no config" in r.stderr
+
+
+def test_eval_arm_sh_refuses_an_unfinished_arm_in_one_line(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "COMPSEARCH_HOME": str(tmp_path)}
+    r = subprocess.run(
+        ["bash", "training/eval_arm.sh", "ablation-ctkd-s9"],
+        cwd=ROOT,
+        env={**env, "EVAL_OUT": str(tmp_path / "out")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0
+    assert "ablation-ctkd-s9 has no finished SCL encoder" in r.stderr
+    assert not (tmp_path / "out" / "quality-quick.json").exists()
+    usage = subprocess.run(
+        ["bash", "training/eval_arm.sh"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert usage.returncode == 2 and "usage:" in usage.stderr
