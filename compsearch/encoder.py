@@ -257,8 +257,16 @@ class Encoder:
             )
         if merge:
             model = merge_adapter(model, path / ADAPTER_DIR)
-            write_merged(fingerprint, model)
-            model = model.to(pick_dtype(model.device, dtype))
+            cached = write_merged(fingerprint, model)
+            cached = read_merged(fingerprint) if cached is not None else None
+            if cached is not None:  # run exactly what every later load will run
+                model, tokenizer = _load_backbone(
+                    folder, device, dtype, config.num_layers, weights=cached
+                )
+            else:  # an unwritable cache: cast the weights only; RoPE's inv_freq stays fp32
+                target = pick_dtype(model.device, dtype)
+                for param in model.parameters():
+                    param.data = param.data.to(target)
         enc = cls(
             model,
             tokenizer,

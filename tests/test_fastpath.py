@@ -123,6 +123,27 @@ def test_merged_weights_are_cached_and_read_back(tiny_encoder, tmp_path, monkeyp
     np.testing.assert_allclose(second.encode(TEXTS), want, atol=1e-6)
 
 
+def test_a_first_bf16_load_runs_what_every_later_load_runs(tiny_encoder, tmp_path, monkeypatch):
+    """The load that merges and caches must give the vectors later loads give: once it cast the
+    whole merged model to bf16, RoPE's inv_freq included (cosine ~.9997 to later loads)."""
+    import compsearch.encoder as encmod
+
+    folder = _adapted(tiny_encoder, tmp_path / "lora")
+    first = Encoder.load(folder, dtype="bfloat16")
+    want = first.encode(TEXTS)
+    second = Encoder.load(folder, dtype="bfloat16")
+    np.testing.assert_allclose(second.encode(TEXTS), want, atol=1e-6)
+    # an unwritable cache: the merged transformers model runs, with only its weights in bf16
+    monkeypatch.setattr(encmod, "write_merged", lambda fingerprint, model: None)
+    monkeypatch.setattr(encmod, "read_merged", lambda fingerprint: None)
+    uncached = Encoder.load(folder, dtype="bfloat16")
+    assert {p.dtype for p in uncached.model.parameters()} == {torch.bfloat16}
+    inv = [b for n, b in uncached.model.named_buffers() if n.endswith("inv_freq")]
+    assert inv and all(b.dtype == torch.float32 for b in inv)
+    cos = (np.asarray(uncached.encode(TEXTS)) * np.asarray(want)).sum(1)
+    assert cos.min() > 0.999
+
+
 def test_damaged_cache_is_detected_and_rebuilt(tiny_encoder, tmp_path, caplog):
     from compsearch.fsutil import cache_home
 
