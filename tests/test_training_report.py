@@ -226,4 +226,12 @@ def test_seeded_arms_are_compared_query_by_query(tmp_path):
     assert got[("seed vs seed", "ab-ctkd-s2", "ab-ctkd-s1")]["diff"] == 0
     md = markdown(rep)
     assert "| stage 1 vs none | ab-ctkd-s1 | ab-none-s1 | +1.000 | [+1.000, +1.000] | 0.000 |" in md
-    assert f"Runs: `{runs}/<arm>`" in md
+    assert f"Runs: `{runs}/<arm>`" in md and f"report --runs {runs} --arms" in md
+    # a second evaluation file of another profile (the FAQ task, full): named in the header
+    faq = {
+        "profile": "full",
+        "results": {"compsearch:ab-ctkd-s1": {"FaqRetrieval": {"scores": {"main_score": 0.2}}}},
+    }
+    (tmp_path / "faq.json").write_text(json.dumps(faq))
+    both = build(arms, [tmp_path / "eval.json", tmp_path / "faq.json"], None, runs)
+    assert "`quick` profile (Faq: `full`)" in markdown(both)

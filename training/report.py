@@ -113,10 +113,12 @@ def load_evals(paths) -> dict:
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     ev = json.loads(paths[0].read_text())
     ev["results"], ev["models"] = dict(ev.get("results", {})), dict(ev.get("models", {}))
+    ev["task_profiles"] = {t: ev.get("profile") for r in ev["results"].values() for t in r}
     for p in paths[1:]:
         more = json.loads(p.read_text())
         for label, tasks in more.get("results", {}).items():
             ev["results"].setdefault(label, {}).update(tasks)
+            ev["task_profiles"].update({t: more.get("profile") for t in tasks})
         ev["models"].update(more.get("models", {}))
     ev["eval_files"] = [str(p) for p in paths]
     return ev
@@ -132,6 +134,7 @@ def build(arms: list[str], eval_json, baselines_json: Path | None, runs: Path) -
     out = {
         "eval_files": ev["eval_files"],
         "profile": ev.get("profile"),
+        "task_profiles": ev.get("task_profiles", {}),
         "settings": ev.get("settings"),
         "machine": ev.get("machine"),
         "runs": str(runs),
@@ -213,12 +216,23 @@ def markdown(rep: dict) -> str:
     tasks = rep["tasks"]
     retrieval = [t for t in tasks if t.endswith("Retrieval")]
     short = {t: t.replace("Retrieval", "").replace("STS", " STS") for t in tasks}
+    other = {
+        t: p
+        for t, p in (rep.get("task_profiles") or {}).items()
+        if t in tasks and p != rep.get("profile")
+    }
+    profile = f"`{rep.get('profile')}` profile" + (
+        " (" + ", ".join(f"{short[t].strip()}: `{p}`" for t, p in other.items()) + ")"
+        if other
+        else ""
+    )
     lines = [
-        f"Offline suite, `{rep.get('profile')}` profile; main score per task (nDCG@10 for retrieval, Spearman for "
+        f"Offline suite, {profile}; main score per task (nDCG@10 for retrieval, Spearman for "
         f"STS). Runs: `{rep.get('runs', 'training/runs')}/<arm>` (`training/arm.sh <stage 1> <config>`); evaluation files: "
         + ", ".join(f"`{e}`" for e in rep.get("eval_files", []))
         + "; regenerate with `python -m training report "
-        f"--arms {','.join(a['name'] for a in rep['arms'])} --eval <those files>`.",
+        + (f"--runs {rep['runs']} " if rep.get("runs", "training/runs") != "training/runs" else "")
+        + f"--arms {','.join(a['name'] for a in rep['arms'])} --eval <those files>`.",
         "",
         "| model | stage 1 | SCL data | "
         + " | ".join(short[t] for t in tasks)
