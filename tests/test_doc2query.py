@@ -281,3 +281,38 @@ def test_a_row_stops_at_its_first_question_mark_or_line_break():
     stop = D.stop_at_question(Tok(), start=3)
     done = stop(torch.zeros(4, 5, dtype=torch.long), None)
     assert done.tolist() == [True, False, True, False]
+
+
+def test_cpu_d2q_arms_see_the_same_items_of_each_kind(tmp_path, monkeypatch):
+    from training.config import load_config
+    from training.errors import TrainingError
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("COMPSEARCH_TRAIN_DATA", str(data))
+    monkeypatch.setenv("COMPSEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COMPSEARCH_D2Q_ARM", "d2q")
+    with pytest.raises(TrainingError, match="run python -m training.doc2query first"):
+        load_config("cpu-d2q", "scl")
+    (data / "doc2query").mkdir(parents=True)
+    rows = [{"source": "d2q:sections"}] * 3 + [{"source": "d2q:code:numpy"}] * 2
+    (data / "doc2query" / "doc2query-scl.jsonl").write_text(
+        "".join(json.dumps({"query": "q?", "positive": "p", **r}) + "\n" for r in rows)
+    )
+    d2q = load_config("cpu-d2q", "scl")
+    assert d2q.data.train == [{"path": "doc2query/doc2query-scl.jsonl"}]
+    assert d2q.model.init_from == "default" and d2q.model.num_layers == 8
+    monkeypatch.setenv("COMPSEARCH_D2Q_ARM", "real")
+    real = load_config("cpu-d2q", "scl")
+    assert real.data.train == [
+        {"path": "qdata/qdata-scl.jsonl", "sources": ["sections"], "sample": 3},
+        {"path": "qdata/qdata-scl.jsonl", "sources": ["code"], "sample": 2},
+    ]
+    assert (real.seed, real.optim.max_steps, real.optim.lr) == (
+        d2q.seed,
+        d2q.optim.max_steps,
+        d2q.optim.lr,
+    )
+    assert real.run_dir != d2q.run_dir and real.run_dir.parent == d2q.run_dir.parent
+    monkeypatch.setenv("COMPSEARCH_D2Q_ARM", "both")
+    with pytest.raises(TrainingError, match="set it to d2q or real"):
+        load_config("cpu-d2q", "scl")
