@@ -156,3 +156,15 @@ def test_eval_arm_sh_refuses_an_unfinished_arm_in_one_line(tmp_path):
         ["bash", "training/eval_arm.sh"], cwd=ROOT, capture_output=True, text=True
     )
     assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_cpu_ablation_long_changes_only_the_length_of_stage_1(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPSEARCH_HOME", str(tmp_path))
+    for stage in ("ctkd", "nll", "rc", "ucl", "scl"):
+        short = load_config("cpu-ablation", stage, {"name": "x"})
+        long = load_config("cpu-ablation-long", stage, {"name": "x"})
+        if stage in ("ucl", "scl"):
+            assert long.to_dict() == short.to_dict()
+        else:
+            assert long.optim.max_steps == 5 * short.optim.max_steps == 400
+            assert long.model == short.model and long.data == short.data

@@ -184,7 +184,7 @@ def test_report_merges_one_evaluation_file_per_arm(fake, capsys):
     )
     assert rep["baselines"]["compsearch"] == {"FooRetrieval": 0.1}
     assert (
-        "| compsearch default (untrained memory tokens) (baseline) | — | — | 0.100 |"
+        "| compsearch default (as shipped when the baselines were run) (baseline) | — | — | 0.100 |"
         in markdown(rep)
     )
 
@@ -235,3 +235,29 @@ def test_seeded_arms_are_compared_query_by_query(tmp_path):
     (tmp_path / "faq.json").write_text(json.dumps(faq))
     both = build(arms, [tmp_path / "eval.json", tmp_path / "faq.json"], None, runs)
     assert "`quick` profile (Faq: `full`)" in markdown(both)
+
+
+def test_a_longer_stage_1_config_pairs_with_the_shared_none_arm_and_its_short_twin(tmp_path):
+    runs = tmp_path / "runs"
+    arms = ["ab-ctkd-s1", "ab-none-s1", "ab-long-ctkd-s1", "ab-long-nll-s1"]
+    ev = {"profile": "quick", "models": {}, "results": {}}
+    for i, arm in enumerate(arms):
+        if "none" not in arm:
+            _stage(runs, arm, "stage1", arm.split("-")[-2], [3.0, 2.0], 3.0)
+        _stage(runs, arm, "scl", "scl", [2.0, 1.0], 2.0)
+        pq = {f"q{j}": i / 4 for j in range(10)}
+        ev["results"][f"compsearch:{arm}"] = {
+            "FooRetrieval": {"scores": {"main_score": i / 4}, "per_query": pq}
+        }
+    (tmp_path / "eval.json").write_text(json.dumps(ev))
+    got = {
+        (c["kind"], c["a"], c["b"])
+        for c in build(arms, tmp_path / "eval.json", None, runs)["comparisons"]
+    }
+    assert got == {
+        ("stage 1 vs none", "ab-ctkd-s1", "ab-none-s1"),
+        ("stage 1 vs none", "ab-long-ctkd-s1", "ab-none-s1"),  # no ab-long-none: the shared one
+        ("stage 1 vs none", "ab-long-nll-s1", "ab-none-s1"),
+        ("objective vs ctkd", "ab-long-nll-s1", "ab-long-ctkd-s1"),
+        ("config vs config", "ab-long-ctkd-s1", "ab-ctkd-s1"),
+    }

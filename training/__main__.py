@@ -135,7 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="quality JSON(s) from benchmarks.mteb_suite run (models compsearch:<arm>), merged",
     )
-    p.add_argument("--baselines", default="benchmarks/results/quality-quick.json")
+    p.add_argument(
+        "--baselines",
+        nargs="+",
+        default=[
+            "benchmarks/results/quality-quick.json",
+            "benchmarks/results/faq-dev/quality-full.json",
+        ],
+        help="results files with the baselines (BM25, MiniLM, ...), merged",
+    )
     p.add_argument("--runs", default="training/runs")
     p.add_argument(
         "--out",
@@ -278,7 +286,7 @@ def _dispatch(args) -> int:
         if missing_eval:
             raise TrainingError(f"no evaluation results at {', '.join(missing_eval)}")
         rep = build(
-            [a for a in args.arms.split(",") if a], args.eval, Path(args.baselines), Path(args.runs)
+            [a for a in args.arms.split(",") if a], args.eval, args.baselines, Path(args.runs)
         )
         missing = [a["name"] for a in rep["arms"] if not a["stages"] or not a["scores"]]
         if missing:

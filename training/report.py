@@ -32,7 +32,7 @@ from benchmarks.mteb_suite import paired as P
 
 STAGE_DIRS = ("stage1", "ucl", "scl")
 BASELINES = ("BM25", "MiniLM-L6", "SmolLM2-135M-mean", "SmolLM2-135M-last", "compsearch")
-BASELINE_NAMES = {"compsearch": "compsearch default (untrained memory tokens)"}
+BASELINE_NAMES = {"compsearch": "compsearch default (as shipped when the baselines were run)"}
 
 
 def _loss_window(metrics: Path, n: int = 5) -> dict:
@@ -124,13 +124,19 @@ def load_evals(paths) -> dict:
     return ev
 
 
-def build(arms: list[str], eval_json, baselines_json: Path | None, runs: Path) -> dict:
-    ev = load_evals(eval_json)
-    base = (
-        json.loads(baselines_json.read_text())
-        if baselines_json and baselines_json.is_file()
-        else {"results": {}}
+def build(arms: list[str], eval_json, baselines_json, runs: Path) -> dict:
+    """``baselines_json``: one results file, several (merged, e.g. the quick profile and the FAQ task's
+    full profile), or None; files that do not exist are skipped."""
+    files = (
+        []
+        if baselines_json is None
+        else [baselines_json]
+        if isinstance(baselines_json, (str, Path))
+        else list(baselines_json)
     )
+    files = [Path(f) for f in files if Path(f).is_file()]
+    base = load_evals(files) if files else {"results": {}}
+    ev = load_evals(eval_json)
     out = {
         "eval_files": ev["eval_files"],
         "profile": ev.get("profile"),
@@ -165,25 +171,39 @@ ARM_NAME = re.compile(r"^(?P<prefix>.+)-(?P<objective>ctkd|nll|rc|none)-s(?P<see
 
 def comparisons(arms: list[dict], per_query: dict) -> list[dict]:
     """Paired bootstraps between arms of one ablation (see the module docstring); arms without
-    per-query scores or without the ``<prefix>-<objective>-s<seed>`` name are left out."""
+    per-query scores or without the ``<prefix>-<objective>-s<seed>`` name are left out. Arms of
+    several configs (prefixes) can be reported together: ``none`` has no stage 1, so any prefix's
+    ``none`` of the same seed is the baseline of every stage-1 arm (its own prefix's first), and the
+    same objective and seed under two prefixes (e.g. a longer stage 1) are compared too."""
     parsed = {}
     for arm in arms:
         m = ARM_NAME.match(arm["name"])
         if m and per_query.get(arm["name"]):
-            parsed[(m["objective"], int(m["seed"]))] = arm["name"]
+            parsed[(m["prefix"], m["objective"], int(m["seed"]))] = arm["name"]
+    nones = {}
+    for (prefix, obj, seed), name in sorted(parsed.items()):
+        if obj == "none":
+            nones.setdefault(seed, {})[prefix] = name
     pairs = []
-    for (obj, seed), name in sorted(parsed.items()):
-        if obj != "none" and ("none", seed) in parsed:
-            pairs.append(("stage 1 vs none", name, parsed[("none", seed)]))
-        if obj in ("nll", "rc") and ("ctkd", seed) in parsed:
-            pairs.append(("objective vs ctkd", name, parsed[("ctkd", seed)]))
-    by_obj: dict[str, list[int]] = {}
-    for obj, seed in parsed:
-        by_obj.setdefault(obj, []).append(seed)
-    for obj, seeds in sorted(by_obj.items()):
+    for (prefix, obj, seed), name in sorted(parsed.items()):
+        base = nones.get(seed, {})
+        if obj != "none" and base:
+            pairs.append(("stage 1 vs none", name, base.get(prefix) or next(iter(base.values()))))
+        if obj in ("nll", "rc") and (prefix, "ctkd", seed) in parsed:
+            pairs.append(("objective vs ctkd", name, parsed[(prefix, "ctkd", seed)]))
+    by_obj: dict[tuple, list[int]] = {}
+    for prefix, obj, seed in parsed:
+        by_obj.setdefault((prefix, obj), []).append(seed)
+    for (prefix, obj), seeds in sorted(by_obj.items()):
         seeds.sort()
         for other in seeds[1:]:
-            pairs.append(("seed vs seed", parsed[(obj, other)], parsed[(obj, seeds[0])]))
+            pairs.append(
+                ("seed vs seed", parsed[(prefix, obj, other)], parsed[(prefix, obj, seeds[0])])
+            )
+    prefixes = sorted({p for p, _, _ in parsed}, key=len)
+    for (prefix, obj, seed), name in sorted(parsed.items()):
+        if obj != "none" and prefix != prefixes[0] and (prefixes[0], obj, seed) in parsed:
+            pairs.append(("config vs config", name, parsed[(prefixes[0], obj, seed)]))
     out = []
     for kind, a, b in pairs:
         cmp = P.paired_bootstrap(per_query[a], per_query[b])
@@ -219,7 +239,7 @@ def markdown(rep: dict) -> str:
     other = {
         t: p
         for t, p in (rep.get("task_profiles") or {}).items()
-        if t in tasks and p != rep.get("profile")
+        if t in tasks and p and p != rep.get("profile")
     }
     profile = f"`{rep.get('profile')}` profile" + (
         " (" + ", ".join(f"{short[t].strip()}: `{p}`" for t, p in other.items()) + ")"
