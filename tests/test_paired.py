@@ -56,3 +56,32 @@ def test_per_query_ndcg_matches_hand_computation():
     assert got["q1"] == pytest.approx(1 / np.log2(3), abs=1e-6)
     assert got["q2"] == pytest.approx(1.0)
     assert P.per_query_ndcg({"q": {"d": 1}}, {})["q"] == 0.0
+
+
+def test_cli_compares_labels_across_files_and_refuses_missing_scores(tmp_path, capsys):
+    import json
+
+    quick = {
+        "results": {
+            "m:a": {"T": {"per_query": {"q1": 1.0, "q2": 1.0}}},
+            "m:b": {"T": {"per_query": {"q1": 0.0, "q2": 1.0}}},
+        }
+    }
+    faq = {
+        "results": {
+            "m:a": {"F": {"per_query": {"x": 1.0}}},
+            "m:b": {"F": {"per_query": {"x": 0.0}}},
+        }
+    }
+    (tmp_path / "q.json").write_text(json.dumps(quick))
+    (tmp_path / "f.json").write_text(json.dumps(faq))
+    files = [str(tmp_path / "q.json"), str(tmp_path / "f.json")]
+    assert P.main(["--eval", *files, "--pair", "m:a", "m:b", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["tasks"] == 2 and row["diff"] == pytest.approx((0.5 + 1.0) / 2)
+    assert row["sign"]["positive"] == 2
+    assert P.main(["--eval", *files, "--pair", "m:a", "m:b"]) == 0
+    assert "| m:a | m:b | +0.750 |" in capsys.readouterr().out
+    assert P.main(["--eval", *files, "--pair", "m:a", "m:zzz"]) == 2
+    assert "no per-query scores for m:zzz" in capsys.readouterr().err
+    assert P.main(["--eval", str(tmp_path / "nope.json"), "--pair", "m:a", "m:b"]) == 2

@@ -100,3 +100,68 @@ def sign_test(diffs: list[float]) -> dict:
         return {"positive": 0, "negative": 0, "p": 1.0}
     tail = sum(math.comb(n, i) for i in range(0, min(pos, neg) + 1)) / 2**n
     return {"positive": pos, "negative": neg, "p": min(1.0, 2 * tail)}
+
+
+def load_per_query(paths) -> dict[str, dict[str, dict[str, float]]]:
+    """``{label: {task: {query: nDCG@10}}}`` merged from results files of ``run --per-query``."""
+    out: dict = {}
+    for p in paths:
+        results = json.loads(Path(p).read_text()).get("results", {})
+        for label in results:
+            out.setdefault(label, {}).update(per_query_scores(results, label))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Compare model labels pairwise on the queries they share:
+
+    python -m benchmarks.mteb_suite.paired --eval quality-quick.json faq/quality-full.json \\
+        --pair compsearch:a compsearch:b [--pair ...]
+    """
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.mteb_suite.paired", description=main.__doc__
+    )
+    ap.add_argument("--eval", nargs="+", required=True, help="results JSONs from run --per-query")
+    ap.add_argument("--pair", nargs=2, action="append", required=True, metavar=("A", "B"))
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    a = ap.parse_args(argv)
+    missing = [p for p in a.eval if not Path(p).is_file()]
+    if missing:
+        print(f"error: no results file at {', '.join(missing)}", file=sys.stderr)
+        return 2
+    scores = load_per_query(a.eval)
+    rows = []
+    for x, y in a.pair:
+        lost = [label for label in (x, y) if not scores.get(label)]
+        if lost:
+            print(
+                f"error: no per-query scores for {', '.join(lost)} (run --per-query)",
+                file=sys.stderr,
+            )
+            return 2
+        cmp = paired_bootstrap(scores[x], scores[y])
+        tasks = sorted(set(scores[x]) & set(scores[y]))
+        diffs = [
+            float(np.mean(list(scores[x][t].values())) - np.mean(list(scores[y][t].values())))
+            for t in tasks
+        ]
+        rows.append({"a": x, "b": y, **cmp, "sign": sign_test(diffs)})
+    if a.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print("| a | b | a − b | 95% interval | p | tasks a > b | sign-test p |")
+    print("|---|---|---:|---|---:|---|---:|")
+    for r in rows:
+        s = r["sign"]
+        print(
+            f"| {r['a']} | {r['b']} | {r['diff']:+.3f} | [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | "
+            f"{r['p']:.3f} | {s['positive']} of {s['positive'] + s['negative']} | {s['p']:.3f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
