@@ -11,8 +11,8 @@ same UCL and SCL steps and items, and ``none`` skips stage 1. The SCL data is cp
 order, the question sample) and ``model.memory_seed`` come from ``--set`` (``arm.sh`` sets both from
 ``SEED``), so the arms of one seed see identical data, which is what makes a paired comparison fair.
 
-At depth 8 a step takes ~9 s (stage 1), ~9 s (UCL) and ~8 s (SCL) on one core here (depth-8 run,
-2026-12-02), so an arm with stage 1 takes ~42 minutes and ``none`` ~30. Runs live outside the
+Measured on one core beside a second job (2026-12-02): ctkd 43 minutes an arm (its stage 1 runs the
+full-depth teacher), rc 27, nll 24, none 21. Runs live outside the
 repository, in ``<cache>/training-runs/ablation/<name>/{stage1,ucl,scl}`` (``$COMPSEARCH_HOME`` or
 ``~/.cache/compsearch``), and resume from their latest checkpoint when the same command runs again.
 """
