@@ -257,16 +257,12 @@ class Encoder:
             )
         if merge:
             model = merge_adapter(model, path / ADAPTER_DIR)
-            cached = write_merged(fingerprint, model)
-            cached = read_merged(fingerprint) if cached is not None else None
-            if cached is not None:  # run exactly what every later load will run
-                model, tokenizer = _load_backbone(
-                    folder, device, dtype, config.num_layers, weights=cached
-                )
+            cached = write_merged(fingerprint, model) and read_merged(fingerprint)
+            if cached:  # run exactly what every later load will run
+                model, tokenizer = _load_backbone(folder, device, dtype, config.num_layers, cached)
             else:  # an unwritable cache: cast the weights only; RoPE's inv_freq stays fp32
-                target = pick_dtype(model.device, dtype)
                 for param in model.parameters():
-                    param.data = param.data.to(target)
+                    param.data = param.data.to(pick_dtype(model.device, dtype))
         enc = cls(
             model,
             tokenizer,
