@@ -261,8 +261,9 @@ class Encoder:
             if cached:  # run exactly what every later load will run
                 model, tokenizer = _load_backbone(folder, device, dtype, config.num_layers, cached)
             else:  # an unwritable cache: cast the weights only; RoPE's inv_freq stays fp32
+                target = pick_dtype(model.device, dtype)
                 for param in model.parameters():
-                    param.data = param.data.to(pick_dtype(model.device, dtype))
+                    param.data = param.data.to(target)
         enc = cls(
             model,
             tokenizer,

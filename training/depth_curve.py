@@ -54,13 +54,7 @@ def _per_query(path: Path) -> dict[str, dict[str, float]]:
     """task -> query -> nDCG@10 of the one model in a suite results file (empty without --per-query)."""
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
-    return {
-        task: r["per_query"]
-        for per_task in data.get("results", {}).values()
-        for task, r in per_task.items()
-        if isinstance(r, dict) and r.get("per_query")
-    }
+    return {t: q for tasks in P.load_per_query([path]).values() for t, q in tasks.items()}
 
 
 def _steps(folder: Path) -> int | None:

@@ -204,16 +204,9 @@ def comparisons(arms: list[dict], per_query: dict) -> list[dict]:
     for (prefix, obj, seed), name in sorted(parsed.items()):
         if obj != "none" and prefix != prefixes[0] and (prefixes[0], obj, seed) in parsed:
             pairs.append(("config vs config", name, parsed[(prefixes[0], obj, seed)]))
-    out = []
-    for kind, a, b in pairs:
-        cmp = P.paired_bootstrap(per_query[a], per_query[b])
-        tasks = sorted(set(per_query[a]) & set(per_query[b]))
-        task_diffs = [
-            _mean(list(per_query[a][t].values())) - _mean(list(per_query[b][t].values()))
-            for t in tasks
-        ]
-        out.append({"kind": kind, "a": a, "b": b, **cmp, "sign": P.sign_test(task_diffs)})
-    return out
+    return [
+        {"kind": k, "a": a, "b": b, **P.compare(per_query[a], per_query[b])} for k, a, b in pairs
+    ]
 
 
 def _data_name(spec) -> str:

@@ -102,6 +102,13 @@ def sign_test(diffs: list[float]) -> dict:
     return {"positive": pos, "negative": neg, "p": min(1.0, 2 * tail)}
 
 
+def compare(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> dict:
+    """``paired_bootstrap(a, b)`` plus ``sign``: the sign test over the shared tasks' mean differences."""
+    tasks = sorted(set(a) & set(b))
+    diffs = [float(np.mean(list(a[t].values())) - np.mean(list(b[t].values()))) for t in tasks]
+    return {**paired_bootstrap(a, b), "sign": sign_test(diffs)}
+
+
 def load_per_query(paths) -> dict[str, dict[str, dict[str, float]]]:
     """``{label: {task: {query: nDCG@10}}}`` merged from results files of ``run --per-query``."""
     out: dict = {}
@@ -142,13 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        cmp = paired_bootstrap(scores[x], scores[y])
-        tasks = sorted(set(scores[x]) & set(scores[y]))
-        diffs = [
-            float(np.mean(list(scores[x][t].values())) - np.mean(list(scores[y][t].values())))
-            for t in tasks
-        ]
-        rows.append({"a": x, "b": y, **cmp, "sign": sign_test(diffs)})
+        rows.append({"a": x, "b": y, **compare(scores[x], scores[y])})
     if a.json:
         print(json.dumps(rows, indent=1))
         return 0

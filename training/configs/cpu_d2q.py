@@ -20,11 +20,10 @@ from collections import Counter
 from pathlib import Path
 
 from compsearch.fsutil import cache_home
-from training.config import default_data_dir, merge
-from training.configs.cpu_small import config as cpu_small
+from training.config import default_data_dir
+from training.configs.cpu_long import from_default
 from training.errors import TrainingError
 
-LAYERS = 8  # the shipped default's depth
 STEPS = 100
 D2Q = "doc2query/doc2query-scl.jsonl"
 KINDS = ("sections", "manopt", "code")
@@ -43,7 +42,7 @@ def kind_counts(path: Path) -> Counter:
 
 def config(stage: str):
     if stage != "scl":
-        raise TrainingError("cpu-d2q is an SCL round only: python -m training scl --config cpu-d2q")
+        return from_default(stage, "cpu-d2q", {})  # the one-line refusal
     arm = os.environ.get("COMPSEARCH_D2Q_ARM", "")
     if arm not in ("d2q", "real"):
         raise TrainingError(f"COMPSEARCH_D2Q_ARM={arm!r}: set it to d2q or real")
@@ -61,20 +60,14 @@ def config(stage: str):
             for k in KINDS
             if counts[k]
         ]
-    return merge(
-        cpu_small(stage),
+    return from_default(
+        stage,
+        "cpu-d2q",
         {
             "name": f"d2q-{arm}",
             "out_dir": str(cache_home() / "training-runs" / "d2q" / arm),
-            "save_every": 10,
-            "keep_checkpoints": 2,
-            "model.num_layers": LAYERS,
-            "model.init_from": "default",
-            "model.max_length": 256,
-            "data.heldout_limit": 256,
             "data.train": data,
             "optim.max_steps": STEPS,
             "optim.warmup_steps": 10,
         },
-        "cpu-d2q",
     )

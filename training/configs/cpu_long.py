@@ -37,26 +37,34 @@ MIX = [
 ]
 
 
-def config(stage: str):
+def from_default(stage: str, where: str, overrides: dict):
+    """An SCL round continuing the shipped default at its depth (256-token documents, a checkpoint
+    every 10 steps), with ``overrides`` (name, out_dir, data, steps...); cpu-long's and cpu-d2q's base."""
     if stage != "scl":
         raise TrainingError(
-            "cpu-long is an SCL round only: python -m training scl --config cpu-long"
+            f"{where} is an SCL round only: python -m training scl --config {where}"
         )
-    return merge(
-        cpu_small(stage),
+    common = {
+        "save_every": 10,
+        "keep_checkpoints": 2,
+        "model.num_layers": LAYERS,
+        "model.init_from": "default",
+        "model.max_length": 256,
+        "data.heldout_limit": 256,
+    }
+    return merge(cpu_small(stage), {**common, **overrides}, where)
+
+
+def config(stage: str):
+    return from_default(
+        stage,
+        "cpu-long",
         {
             "name": "long",
             "seed": 2026,
             "out_dir": str(cache_home() / "training-runs" / "long" / "scl"),
-            "save_every": 10,
-            "keep_checkpoints": 2,
-            "model.num_layers": LAYERS,
-            "model.init_from": "default",
-            "model.max_length": 256,
-            "data.heldout_limit": 256,
             "data.train": MIX,
             "optim.max_steps": STEPS,
             "optim.warmup_steps": 25,
         },
-        "cpu-long",
     )
