@@ -85,3 +85,35 @@ def test_cli_compares_labels_across_files_and_refuses_missing_scores(tmp_path, c
     assert P.main(["--eval", *files, "--pair", "m:a", "m:zzz"]) == 2
     assert "no per-query scores for m:zzz" in capsys.readouterr().err
     assert P.main(["--eval", str(tmp_path / "nope.json"), "--pair", "m:a", "m:b"]) == 2
+
+
+def test_seed_bootstrap_with_one_seed_each_is_the_paired_difference():
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0, 1, 120)
+    a, b = _scores(np.clip(base + 0.05, 0, 1)), _scores(base)
+    one = P.seed_bootstrap([a], [b], samples=2000)
+    plain = P.paired_bootstrap(a, b, samples=2000)
+    assert one["seeds"] == [1, 1] and one["diff"] == plain["diff"]
+    assert one["ci95"] == pytest.approx(plain["ci95"], abs=0.01)
+
+
+def test_seeds_that_disagree_widen_the_interval_past_zero():
+    # seed 1 of recipe a is far better than b on every query, seed 2 far worse: query noise alone
+    # would call either seed's difference certain, the seed means differ by nothing
+    rng = np.random.default_rng(4)
+    base = rng.uniform(0.3, 0.7, 200)
+    a1, a2, b = _scores(base + 0.2), _scores(base - 0.2), _scores(base)
+    assert P.paired_bootstrap(a1, b, samples=1000)["ci95"][0] > 0.19
+    both = P.seed_bootstrap([a1, a2], [b], samples=4000)
+    assert both["seeds"] == [2, 1] and both["diff"] == pytest.approx(0, abs=1e-9)
+    assert both["ci95"][0] <= -0.19 and both["ci95"][1] >= 0.19 and both["p"] > 0.4
+    # seeds that agree keep a real difference certain
+    agree = P.seed_bootstrap([a1, _scores(base + 0.15)], [b, _scores(base + 0.01)], samples=2000)
+    assert agree["diff"] == pytest.approx(0.17, abs=1e-6) and agree["ci95"][0] > 0.1
+
+
+def test_seed_bootstrap_needs_runs_that_share_a_task():
+    with pytest.raises(ValueError, match="share no task"):
+        P.seed_bootstrap([_scores([1.0], "A")], [_scores([1.0], "B")])
+    with pytest.raises(ValueError, match="at least one run"):
+        P.seed_bootstrap([], [_scores([1.0])])

@@ -261,3 +261,47 @@ def test_a_longer_stage_1_config_pairs_with_the_shared_none_arm_and_its_short_tw
         ("objective vs ctkd", "ab-long-nll-s1", "ab-long-ctkd-s1"),
         ("config vs config", "ab-long-ctkd-s1", "ab-ctkd-s1"),
     }
+
+
+def test_objectives_with_several_seeds_are_compared_by_seed_means(tmp_path):
+    runs = tmp_path / "runs"
+    # none: seeds .2 and .6 (a big seed spread); ctkd: .5 and .5; rc: one seed at .9
+    level = {
+        "ab-none-s1": 0.2,
+        "ab-none-s2": 0.6,
+        "ab-ctkd-s1": 0.5,
+        "ab-ctkd-s2": 0.5,
+        "ab-rc-s1": 0.9,
+    }
+    ev = {"profile": "quick", "models": {}, "results": {}}
+    for arm, v in level.items():
+        if "none" not in arm:
+            _stage(runs, arm, "stage1", arm.split("-")[1], [3.0, 2.0], 3.0)
+        _stage(runs, arm, "scl", "scl", [2.0, 1.0], 2.0)
+        pq = {f"q{i}": v for i in range(30)}
+        ev["results"][f"compsearch:{arm}"] = {
+            "FooRetrieval": {"scores": {"main_score": v}, "per_query": pq}
+        }
+    (tmp_path / "eval.json").write_text(json.dumps(ev))
+    rep = build(list(level), tmp_path / "eval.json", None, runs)
+    rows = {r["objective"]: r for r in rep["seed_means"]["rows"]}
+    assert rows["none"]["seeds"] == pytest.approx({1: 0.2, 2: 0.6})
+    assert rows["none"]["mean"] == pytest.approx(0.4) and rows["none"]["spread"] == pytest.approx(
+        0.4
+    )
+    got = {(c["kind"], c["a"], c["b"]): c for c in rep["seed_means"]["comparisons"]}
+    assert set(got) == {
+        ("stage 1 vs none", "ab-ctkd", "ab-none"),
+        ("stage 1 vs none", "ab-rc", "ab-none"),
+        ("objective vs ctkd", "ab-rc", "ab-ctkd"),
+    }
+    ctkd = got[("stage 1 vs none", "ab-ctkd", "ab-none")]
+    # +.1 over none's seed mean, but one of none's seeds alone is above ctkd: not established
+    assert ctkd["diff"] == pytest.approx(0.1) and ctkd["ci95"][0] < 0 < ctkd["ci95"][1]
+    assert got[("objective vs ctkd", "ab-rc", "ab-ctkd")]["ci95"] == [0.4, 0.4]
+    md = markdown(rep)
+    assert "| ab | none | s1: 0.200, s2: 0.600 | 0.400 | 0.400 |" in md
+    assert "| stage 1 vs none | ab-ctkd | ab-none | 2 / 2 | +0.100 |" in md
+    # with one seed per objective there is no seed table (the paired comparisons say it all)
+    single = build(["ab-none-s1", "ab-rc-s1"], tmp_path / "eval.json", None, runs)
+    assert single["seed_means"]["comparisons"] == [] and "Over seeds" not in markdown(single)

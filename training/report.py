@@ -19,7 +19,9 @@ Where the evaluation kept per-query scores (``mteb_suite run --per-query``), arm
 ``<prefix>-<objective>-s<seed>`` (``training/ablation.sh``) are also compared query by query: each
 stage-1 objective against ``none`` and ``nll`` / ``rc`` against ``ctkd`` at the same seed (same data),
 and the seeds of one objective against each other (the noise a seed alone makes), each with a paired
-bootstrap over queries (``benchmarks/mteb_suite/paired.py``).
+bootstrap over queries (``benchmarks/mteb_suite/paired.py``). Where an objective has several seeds,
+the objectives are also compared by their seed means, with an interval that resamples seeds as well as
+queries (``paired.seed_bootstrap``): the comparison that can tell a stage-1 effect from seed noise.
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ def build(arms: list[str], eval_json, baselines_json, runs: Path) -> dict:
             out["baselines"][label] = {t: scores[t] for t in tasks if t in scores}
     out["tasks"] = tasks
     out["comparisons"] = comparisons(out["arms"], per_query)
+    out["seed_means"] = seed_means(out["arms"], per_query)
     return out
 
 
@@ -207,6 +210,50 @@ def comparisons(arms: list[dict], per_query: dict) -> list[dict]:
     return [
         {"kind": k, "a": a, "b": b, **P.compare(per_query[a], per_query[b])} for k, a, b in pairs
     ]
+
+
+def seed_means(arms: list[dict], per_query: dict) -> dict:
+    """Each objective's runs over seeds (``rows``: per-seed mean nDCG@10 over the per-query tasks, the
+    seed mean and the spread) and, where a recipe has more than one seed, each stage-1 objective against
+    ``none`` and ``nll`` / ``rc`` against ``ctkd`` by seed means (``paired.seed_bootstrap``)."""
+    groups: dict[tuple, dict[int, str]] = {}
+    for arm in arms:
+        m = ARM_NAME.match(arm["name"])
+        if m and per_query.get(arm["name"]):
+            groups.setdefault((m["prefix"], m["objective"]), {})[int(m["seed"])] = arm["name"]
+    rows = []
+    for (prefix, obj), by_seed in sorted(groups.items()):
+        scores = {
+            s: sum(sum(q.values()) / len(q) for q in per_query[n].values()) / len(per_query[n])
+            for s, n in sorted(by_seed.items())
+        }
+        rows.append(
+            {
+                "prefix": prefix,
+                "objective": obj,
+                "seeds": scores,
+                "mean": sum(scores.values()) / len(scores),
+                "spread": max(scores.values()) - min(scores.values()),
+            }
+        )
+    nones = [k for k in sorted(groups, key=lambda k: len(k[0])) if k[1] == "none"]
+    pairs = []
+    for prefix, obj in sorted(groups):
+        base = [k for k in nones if k[0] == prefix] or nones
+        if obj != "none" and base:
+            pairs.append(("stage 1 vs none", (prefix, obj), base[0]))
+        if obj in ("nll", "rc") and (prefix, "ctkd") in groups:
+            pairs.append(("objective vs ctkd", (prefix, obj), (prefix, "ctkd")))
+    comps = []
+    for kind, a, b in pairs:
+        if len(groups[a]) + len(groups[b]) < 3:
+            continue  # one seed each: the paired comparisons above already say it
+        runs_a = [per_query[n] for _, n in sorted(groups[a].items())]
+        runs_b = [per_query[n] for _, n in sorted(groups[b].items())]
+        comps.append(
+            {"kind": kind, "a": "-".join(a), "b": "-".join(b), **P.seed_bootstrap(runs_a, runs_b)}
+        )
+    return {"rows": rows, "comparisons": comps}
 
 
 def _data_name(spec) -> str:
@@ -311,6 +358,35 @@ def markdown(rep: dict) -> str:
                 f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] | {c['p']:.3f} | "
                 f"{sign['positive']} of {sign['positive'] + sign['negative']} | {sign['p']:.3f} |"
             )
+    sm = rep.get("seed_means") or {}
+    if any(len(r["seeds"]) > 1 for r in sm.get("rows", [])):
+        lines += [
+            "",
+            "Over seeds (each run's mean nDCG@10 over the tasks with per-query scores; spread = highest "
+            "minus lowest seed):",
+            "",
+            "| config | stage 1 | per seed | seed mean | spread |",
+            "|---|---|---|---:|---:|",
+        ]
+        for r in sm["rows"]:
+            per = ", ".join(f"s{s}: {v:.3f}" for s, v in r["seeds"].items())
+            lines.append(
+                f"| {r['prefix']} | {r['objective']} | {per} | {r['mean']:.3f} | {r['spread']:.3f} |"
+            )
+        if sm.get("comparisons"):
+            lines += [
+                "",
+                "By seed means (a − b of the means over seeds; 95% interval and p from 10,000 resamples "
+                "of each recipe's seeds and of each task's queries, so seed noise counts):",
+                "",
+                "| comparison | a | b | seeds a / b | a − b | 95% interval | p |",
+                "|---|---|---|---|---:|---|---:|",
+            ]
+            for c in sm["comparisons"]:
+                lines.append(
+                    f"| {c['kind']} | {c['a']} | {c['b']} | {c['seeds'][0]} / {c['seeds'][1]} | "
+                    f"{c['diff']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] | {c['p']:.3f} |"
+                )
     return "\n".join(lines) + "\n"
 
 

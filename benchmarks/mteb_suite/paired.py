@@ -8,7 +8,10 @@ JSON. Two models evaluated on the same tasks are then compared query by query:
   models) and recompute the difference of the mean over tasks; the 95% interval and the share of
   resamples on the other side of zero (a two-sided p-value) say whether the difference is noise;
 - ``sign_test``: the exact two-sided sign test over tasks (how often the same direction would
-  happen under a fair coin).
+  happen under a fair coin);
+- ``seed_bootstrap``: two training recipes, each run with several seeds: the difference of their seed
+  means, with an interval that resamples the seeds of each recipe as well as the queries, so that the
+  noise a seed makes counts as well as the noise of the query sample.
 """
 
 from __future__ import annotations
@@ -85,6 +88,57 @@ def paired_bootstrap(
         "tasks": len(diffs),
         "queries": int(sum(len(d) for d in diffs)),
         "diff": round(observed, 4),
+        "ci95": [round(float(lo), 4), round(float(hi), 4)],
+        "p": round(p, 4),
+        "samples": samples,
+    }
+
+
+def seed_bootstrap(
+    a_runs: list[dict[str, dict[str, float]]],
+    b_runs: list[dict[str, dict[str, float]]],
+    samples: int = 10000,
+    seed: int = 0,
+) -> dict:
+    """Mean over seeds of recipe a minus that of recipe b (each seed's score: the mean over tasks of its
+    per-task mean nDCG@10), with a 95% interval from a two-level bootstrap: every resample draws each
+    recipe's seeds with replacement and each task's queries with replacement (one query draw shared by
+    all runs, since they answer the same queries). With one seed per recipe it is ``paired_bootstrap``;
+    with two, the seed level has few distinct draws, so the interval is wide where seeds disagree.
+
+    Only tasks and queries every run has count; none in common is an error."""
+    runs = list(a_runs) + list(b_runs)
+    if not a_runs or not b_runs:
+        raise ValueError("each recipe needs at least one run")
+    tasks = sorted(set.intersection(*(set(r) for r in runs)))
+    rng = np.random.default_rng(seed)
+    na, nb = len(a_runs), len(b_runs)
+    pick_a = rng.integers(0, na, size=(samples, na))
+    pick_b = rng.integers(0, nb, size=(samples, nb))
+    boot, observed, queries, used = np.zeros(samples), 0.0, 0, 0
+    for t in tasks:
+        qs = sorted(set.intersection(*(set(r[t]) for r in runs)))
+        if not qs:
+            continue
+        m = np.array([[r[t][q] for q in qs] for r in runs])  # runs x queries
+        w = rng.multinomial(len(qs), np.full(len(qs), 1 / len(qs)), size=samples) / len(qs)
+        per_run = w @ m.T  # samples x runs: each run's task mean under the query draw
+        a_mean = np.take_along_axis(per_run[:, :na], pick_a, axis=1).mean(axis=1)
+        b_mean = np.take_along_axis(per_run[:, na:], pick_b, axis=1).mean(axis=1)
+        boot += a_mean - b_mean
+        observed += m[:na].mean() - m[na:].mean()
+        queries += len(qs)
+        used += 1
+    if not used:
+        raise ValueError("the runs share no task with per-query scores")
+    boot /= used
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    p = min(1.0, 2 * min(float((boot <= 0).mean()), float((boot >= 0).mean())))
+    return {
+        "tasks": used,
+        "queries": queries,
+        "seeds": [na, nb],
+        "diff": round(float(observed / used), 4),
         "ci95": [round(float(lo), 4), round(float(hi), 4)],
         "p": round(p, 4),
         "samples": samples,
