@@ -41,8 +41,15 @@ import numpy as np
 
 from . import builders as B
 from . import sources as S
-from .search_modes import RETRIEVAL_TASKS, _doc_text, _encode_cached, ndcg10
-from .tasks import PROFILES, _subsample_retrieval
+from .search_modes import (
+    RETRIEVAL_TASKS,
+    _doc_text,
+    _encode_cached,
+    cached_vectors_path,
+    ndcg10,
+    retrieval_sample,
+)
+from .tasks import PROFILES
 
 TASKS = RETRIEVAL_TASKS + ["FaqRetrieval"]
 BASES = {"dense": "dense", "hybrid": None}  # None: the default mode (hybrid, score fusion, w .3)
@@ -66,14 +73,6 @@ def _states_cached(enc, texts: list[str], kind: str, cache: Path, tag: str):
     np.save(vpath, vecs)
     np.save(spath, states)
     return vecs, states
-
-
-def _cached_path(enc, texts, kind, cache: Path, tag: str) -> Path:
-    """Where ``search_modes._encode_cached`` keeps these vectors."""
-    key = hashlib.sha256(
-        json.dumps([enc.fingerprint, enc.config.max_length, kind, texts]).encode()
-    ).hexdigest()[:20]
-    return cache / f"{tag}-{kind}-{key}.npy"
 
 
 def _with_states(r, ids: list[int], states, dtype: str) -> None:
@@ -100,11 +99,7 @@ def evaluate_task(name, enc, profile, cache, work, seed=B.SEED, max_queries=None
     from compsearch.fusion import score_fusion
     from compsearch.rerank_late import RERANK_DEPTH, LikelihoodReranker, MaxSimReranker
 
-    _meta, files, _units = B.read_task(S.cache_dir() / "tasks" / name)
-    settings = PROFILES[profile]
-    queries, corpus, qrels = _subsample_retrieval(
-        files, settings["retrieval_queries"], settings["retrieval_corpus"], seed
-    )
+    queries, corpus, qrels = retrieval_sample(name, profile, seed)
     if max_queries:
         queries = queries[:max_queries]
         qrels = {q["id"]: qrels[q["id"]] for q in queries if q["id"] in qrels}
@@ -115,7 +110,7 @@ def evaluate_task(name, enc, profile, cache, work, seed=B.SEED, max_queries=None
     # document vectors: search_modes' cache when it has them; else one forward for all the
     # documents gives their vectors and states
     all_states = None
-    if _cached_path(enc, texts, "document", cache / "search-modes", name).is_file():
+    if cached_vectors_path(enc, texts, "document", cache / "search-modes", name).is_file():
         dvecs = _encode_cached(enc, texts, "document", cache / "search-modes", name)
     else:
         dvecs, all_states = _states_cached(enc, texts, "document", mcache, name)

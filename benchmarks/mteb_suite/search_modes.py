@@ -57,11 +57,25 @@ def _doc_text(c: dict) -> str:
     return f"{title} {c['text']}".strip() if title else c["text"]
 
 
-def _encode_cached(enc, texts: list[str], kind: str, cache: Path, tag: str) -> np.ndarray:
+def retrieval_sample(name: str, profile: str, seed: int = B.SEED, tasks_root: Path | None = None):
+    """``(queries, corpus, qrels)`` of a built retrieval task, drawn as the suite draws it for ``profile``."""
+    _meta, files, _units = B.read_task((tasks_root or S.cache_dir() / "tasks") / name)
+    settings = PROFILES[profile]
+    return _subsample_retrieval(
+        files, settings["retrieval_queries"], settings["retrieval_corpus"], seed
+    )
+
+
+def cached_vectors_path(enc, texts: list[str], kind: str, cache: Path, tag: str) -> Path:
+    """Where ``_encode_cached`` keeps the vectors of ``texts`` for this encoder."""
     key = hashlib.sha256(
         json.dumps([enc.fingerprint, enc.config.max_length, kind, texts]).encode()
     ).hexdigest()[:20]
-    path = cache / f"{tag}-{kind}-{key}.npy"
+    return cache / f"{tag}-{kind}-{key}.npy"
+
+
+def _encode_cached(enc, texts: list[str], kind: str, cache: Path, tag: str) -> np.ndarray:
+    path = cached_vectors_path(enc, texts, kind, cache, tag)
     if path.is_file():
         return np.load(path)
     vecs = enc.encode(texts, kind=kind)
@@ -89,11 +103,7 @@ def evaluate_task(
 ) -> dict:
     from compsearch import Retriever
 
-    _meta, files, _units = B.read_task((tasks_root or S.cache_dir() / "tasks") / name)
-    settings = PROFILES[profile]
-    queries, corpus, qrels = _subsample_retrieval(
-        files, settings["retrieval_queries"], settings["retrieval_corpus"], seed
-    )
+    queries, corpus, qrels = retrieval_sample(name, profile, seed, tasks_root)
     t0 = time.perf_counter()
     dvecs = _encode_cached(enc, [_doc_text(c) for c in corpus], "document", cache, name)
     qtexts = [q["text"] for q in queries]
