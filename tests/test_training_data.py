@@ -476,7 +476,7 @@ def test_model_mined_negatives(tiny_encoder, tmp_path):
             zip(T.word_texts(WORDS, 8, 2, 4, 1), T.word_texts(WORDS, 8, 6, 12, 2))
         )
     ]
-    rows, stats = mine_with_encoder(pairs, tiny_encoder, pool=2)
+    rows, stats = mine_with_encoder(pairs, tiny_encoder, pool=2, max_ratio=None)
     assert len(rows) == 8 and stats["model"] == 8
     by_unit = {}
     for p in pairs:
@@ -624,3 +624,39 @@ def test_diagnose_cli_on_an_encoder_folder(tiny_base, tmp_path, capsys):
     )
     out = json.loads(capsys.readouterr().out)
     assert out["texts"] == 12 and (tmp_path / "diag" / "spectrum.png").is_file()
+
+
+def test_model_mining_skips_candidates_scored_like_the_positive():
+    import numpy as np
+
+    from training.builders import mine_with_encoder
+
+    # one query; its positive scores 1.0, a near-copy in another unit .99 (a false negative), a
+    # related passage .8 and an unrelated one .1
+    vec = {
+        "q": [1.0, 0.0],
+        "answer": [1.0, 0.0],
+        "the same answer, copied": [0.99, (1 - 0.99**2) ** 0.5],
+        "related": [0.8, 0.6],
+        "unrelated": [0.1, (1 - 0.01) ** 0.5],
+    }
+
+    class Fixed:
+        fingerprint = "f" * 16
+
+        def encode(self, texts, kind, batch_size=32):
+            return np.array([vec[t] for t in texts], dtype=np.float32)
+
+    pairs = [{"query": "q", "positive": "answer", "unit": "u0", "source": "s"}] + [
+        {"query": "unrelated", "positive": t, "unit": f"u{i}", "source": "s"}
+        for i, t in enumerate(["the same answer, copied", "related", "unrelated"], 1)
+    ]
+    for seed in range(4):  # pool 1: the hardest candidate left
+        rows, stats = mine_with_encoder(pairs, Fixed(), pool=1, seed=seed)
+        assert rows[0]["query"] == "q" and rows[0]["negative"] == "related"
+        assert stats["false_negatives"] >= 1
+    drawn = {
+        mine_with_encoder(pairs, Fixed(), pool=1, seed=s, max_ratio=None)[0][0]["negative"]
+        for s in range(8)
+    }
+    assert drawn == {"the same answer, copied"}  # without the filter: the copy, every time

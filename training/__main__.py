@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--corpus", default=None, help="JSONL of extra candidate documents ('text')")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument(
+        "--max-ratio",
+        type=float,
+        default=0.95,
+        help="with --encoder: skip candidates scored above this times the positive (false negatives); 0: keep all",
+    )
 
     p = sub.add_parser("export", help="export a run / checkpoint as a compsearch encoder folder")
     p.add_argument("source", help="run dir (its latest checkpoint) or a checkpoint folder")
@@ -237,7 +243,12 @@ def _dispatch(args) -> int:
         print(
             json.dumps(
                 mine_file(
-                    args.pairs, args.out, encoder=args.encoder, corpus=args.corpus, seed=args.seed
+                    args.pairs,
+                    args.out,
+                    encoder=args.encoder,
+                    corpus=args.corpus,
+                    seed=args.seed,
+                    max_ratio=args.max_ratio or None,
                 ),
                 indent=1,
             )

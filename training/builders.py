@@ -536,8 +536,14 @@ def mine_with_encoder(
     pool: int = 5,
     seed: int = SEED,
     batch_size: int = 32,
+    max_ratio: float | None = 0.95,
 ) -> tuple[list[dict], Counter]:
-    """Hard negatives ranked by a compsearch encoder (query embedding vs document embeddings)."""
+    """Hard negatives ranked by a compsearch encoder (query embedding vs document embeddings).
+
+    A candidate that the encoder scores above ``max_ratio`` times the positive's own score is taken
+    for a false negative (another passage that answers the query, e.g. a near-copy in another unit)
+    and skipped (counted in ``false_negatives``); None keeps every candidate. 0.95 is the positive-aware
+    threshold NV-Retriever (Moreira et al., 2024) found best."""
     import numpy as np
 
     rng = random.Random(seed)
@@ -559,11 +565,20 @@ def mine_with_encoder(
         d = encoder.encode(docs, kind="document", batch_size=batch_size)
         q = encoder.encode([p["query"] for p in group], kind="query", batch_size=batch_size)
         kk = min(k, len(docs))
+        row_of = {text: n for n, text in enumerate(docs)}
         for start in range(0, len(group), 1024):
             scores = q[start : start + 1024] @ d.T
             top = np.argsort(-scores, axis=1)[:, :kk]
             for j, row in enumerate(top, start):
-                got = _pick(list(row), j, group, docs, doc_units, pool, rng)
+                pos = row_of[group[j]["positive"]]
+                cands = [c for c in row if c != pos]
+                if max_ratio is not None:
+                    s_row, s_pos = scores[j - start], scores[j - start, pos]
+                    limit = s_pos - (1 - max_ratio) * abs(s_pos)  # max_ratio * s_pos when s_pos > 0
+                    kept = [c for c in cands if s_row[c] <= limit]
+                    stats["false_negatives"] += len(cands) - len(kept)
+                    cands = kept
+                got = _pick(cands, j, group, docs, doc_units, pool, rng)
                 if got is None:
                     stats["no_candidates"] += 1
                     continue
@@ -586,6 +601,7 @@ def mine_file(
     encoder: str | None = None,
     corpus: str | None = None,
     seed: int = SEED,
+    max_ratio: float | None = 0.95,
 ) -> dict:
     """``python -m training mine``: read pairs JSONL, add hard negatives, write JSONL."""
     from collections import Counter as C
@@ -601,7 +617,9 @@ def mine_file(
     if encoder:
         from compsearch import Encoder
 
-        rows, stats = mine_with_encoder(pairs, Encoder.load(encoder), seed=seed)
+        rows, stats = mine_with_encoder(
+            pairs, Encoder.load(encoder), seed=seed, max_ratio=max_ratio
+        )
     else:
         rows, stats = mine_bm25(pairs, seed=seed, extra_docs=extra)
     _write_jsonl(Path(out_path), rows)
