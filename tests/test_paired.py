@@ -117,3 +117,18 @@ def test_seed_bootstrap_needs_runs_that_share_a_task():
         P.seed_bootstrap([_scores([1.0], "A")], [_scores([1.0], "B")])
     with pytest.raises(ValueError, match="at least one run"):
         P.seed_bootstrap([], [_scores([1.0])])
+
+
+def test_matched_seeds_cancel_a_seed_effect_both_recipes_share():
+    # seed 2 lifts both recipes by .3 (its data suits the task); a is .05 above b at either seed
+    rng = np.random.default_rng(5)
+    base = rng.uniform(0.1, 0.5, 150)
+    b1, b2 = _scores(base), _scores(base + 0.3)
+    a1, a2 = _scores(base + 0.05), _scores(base + 0.35)
+    free = P.seed_bootstrap([a1, a2], [b1, b2], samples=4000)
+    assert not free["matched"] and free["ci95"][0] < 0 < free["ci95"][1]
+    paired = P.seed_bootstrap([a1, a2], [b1, b2], samples=4000, matched=True)
+    assert paired["matched"] and paired["diff"] == pytest.approx(0.05, abs=1e-6)
+    assert paired["ci95"] == pytest.approx([0.05, 0.05], abs=1e-6)
+    with pytest.raises(ValueError, match="as many runs"):
+        P.seed_bootstrap([a1, a2], [b1], matched=True)

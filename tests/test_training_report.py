@@ -265,12 +265,15 @@ def test_a_longer_stage_1_config_pairs_with_the_shared_none_arm_and_its_short_tw
 
 def test_objectives_with_several_seeds_are_compared_by_seed_means(tmp_path):
     runs = tmp_path / "runs"
-    # none: seeds .2 and .6 (a big seed spread); ctkd: .5 and .5; rc: one seed at .9
+    # none: seeds .2 and .6 (a big seed spread); ctkd: .5 and .5 at the same seeds; nll: .4 and .4 at
+    # other seeds; rc: one seed at .9
     level = {
         "ab-none-s1": 0.2,
         "ab-none-s2": 0.6,
         "ab-ctkd-s1": 0.5,
         "ab-ctkd-s2": 0.5,
+        "ab-nll-s3": 0.4,
+        "ab-nll-s4": 0.4,
         "ab-rc-s1": 0.9,
     }
     ev = {"profile": "quick", "models": {}, "results": {}}
@@ -292,16 +295,19 @@ def test_objectives_with_several_seeds_are_compared_by_seed_means(tmp_path):
     got = {(c["kind"], c["a"], c["b"]): c for c in rep["seed_means"]["comparisons"]}
     assert set(got) == {
         ("stage 1 vs none", "ab-ctkd", "ab-none"),
-        ("stage 1 vs none", "ab-rc", "ab-none"),
-        ("objective vs ctkd", "ab-rc", "ab-ctkd"),
-    }
+        ("stage 1 vs none", "ab-nll", "ab-none"),
+        ("objective vs ctkd", "ab-nll", "ab-ctkd"),
+    }  # rc has one seed: only the paired rows compare it
     ctkd = got[("stage 1 vs none", "ab-ctkd", "ab-none")]
-    # +.1 over none's seed mean, but one of none's seeds alone is above ctkd: not established
-    assert ctkd["diff"] == pytest.approx(0.1) and ctkd["ci95"][0] < 0 < ctkd["ci95"][1]
-    assert got[("objective vs ctkd", "ab-rc", "ab-ctkd")]["ci95"] == [0.4, 0.4]
+    # matched seed by seed: +.3 at seed 1, -.1 at seed 2; the mean +.1 is not established
+    assert ctkd["matched"] and ctkd["diff"] == pytest.approx(0.1)
+    assert ctkd["ci95"][0] < 0 < ctkd["ci95"][1]
+    nll = got[("stage 1 vs none", "ab-nll", "ab-none")]
+    assert not nll["matched"] and nll["ci95"][0] < 0 < nll["ci95"][1]
+    assert got[("objective vs ctkd", "ab-nll", "ab-ctkd")]["ci95"] == [-0.1, -0.1]
     md = markdown(rep)
     assert "| ab | none | s1: 0.200, s2: 0.600 | 0.400 | 0.400 |" in md
-    assert "| stage 1 vs none | ab-ctkd | ab-none | 2 / 2 | +0.100 |" in md
+    assert "| stage 1 vs none | ab-ctkd | ab-none | 2 / 2 matched | +0.100 |" in md
     # with one seed per objective there is no seed table (the paired comparisons say it all)
     single = build(["ab-none-s1", "ab-rc-s1"], tmp_path / "eval.json", None, runs)
     assert single["seed_means"]["comparisons"] == [] and "Over seeds" not in markdown(single)

@@ -214,8 +214,9 @@ def comparisons(arms: list[dict], per_query: dict) -> list[dict]:
 
 def seed_means(arms: list[dict], per_query: dict) -> dict:
     """Each objective's runs over seeds (``rows``: per-seed mean nDCG@10 over the per-query tasks, the
-    seed mean and the spread) and, where a recipe has more than one seed, each stage-1 objective against
-    ``none`` and ``nll`` / ``rc`` against ``ctkd`` by seed means (``paired.seed_bootstrap``)."""
+    seed mean and the spread) and, where both recipes have at least two seeds, each stage-1 objective
+    against ``none`` and ``nll`` / ``rc`` against ``ctkd`` by seed means (``paired.seed_bootstrap``,
+    seeds matched where both ran them)."""
     groups: dict[tuple, dict[int, str]] = {}
     for arm in arms:
         m = ARM_NAME.match(arm["name"])
@@ -246,13 +247,18 @@ def seed_means(arms: list[dict], per_query: dict) -> dict:
             pairs.append(("objective vs ctkd", (prefix, obj), (prefix, "ctkd")))
     comps = []
     for kind, a, b in pairs:
-        if len(groups[a]) + len(groups[b]) < 3:
-            continue  # one seed each: the paired comparisons above already say it
-        runs_a = [per_query[n] for _, n in sorted(groups[a].items())]
-        runs_b = [per_query[n] for _, n in sorted(groups[b].items())]
-        comps.append(
-            {"kind": kind, "a": "-".join(a), "b": "-".join(b), **P.seed_bootstrap(runs_a, runs_b)}
-        )
+        shared = sorted(set(groups[a]) & set(groups[b]))
+        if len(shared) >= 2:  # the arms of one seed share data and order: compare seed by seed
+            runs_a = [per_query[groups[a][s]] for s in shared]
+            runs_b = [per_query[groups[b][s]] for s in shared]
+            cmp = P.seed_bootstrap(runs_a, runs_b, matched=True)
+        elif min(len(groups[a]), len(groups[b])) >= 2:  # no common seeds: independent draws
+            runs_a = [per_query[n] for _, n in sorted(groups[a].items())]
+            runs_b = [per_query[n] for _, n in sorted(groups[b].items())]
+            cmp = P.seed_bootstrap(runs_a, runs_b)
+        else:
+            continue  # a single run on one side: its seed decides, so only the paired rows above
+        comps.append({"kind": kind, "a": "-".join(a), "b": "-".join(b), **cmp})
     return {"rows": rows, "comparisons": comps}
 
 
@@ -377,14 +383,19 @@ def markdown(rep: dict) -> str:
             lines += [
                 "",
                 "By seed means (a − b of the means over seeds; 95% interval and p from 10,000 resamples "
-                "of each recipe's seeds and of each task's queries, so seed noise counts):",
+                "of the seeds and of each task's queries, so seed noise counts). Where both recipes ran "
+                "the same seeds (which fix the data and its order) the seeds are drawn as pairs "
+                "(matched); otherwise each recipe's seeds are drawn on their own:",
                 "",
                 "| comparison | a | b | seeds a / b | a − b | 95% interval | p |",
                 "|---|---|---|---|---:|---|---:|",
             ]
             for c in sm["comparisons"]:
+                seeds = f"{c['seeds'][0]} / {c['seeds'][1]}" + (
+                    " matched" if c.get("matched") else ""
+                )
                 lines.append(
-                    f"| {c['kind']} | {c['a']} | {c['b']} | {c['seeds'][0]} / {c['seeds'][1]} | "
+                    f"| {c['kind']} | {c['a']} | {c['b']} | {seeds} | "
                     f"{c['diff']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] | {c['p']:.3f} |"
                 )
     return "\n".join(lines) + "\n"

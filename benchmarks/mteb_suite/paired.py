@@ -99,6 +99,7 @@ def seed_bootstrap(
     b_runs: list[dict[str, dict[str, float]]],
     samples: int = 10000,
     seed: int = 0,
+    matched: bool = False,
 ) -> dict:
     """Mean over seeds of recipe a minus that of recipe b (each seed's score: the mean over tasks of its
     per-task mean nDCG@10), with a 95% interval from a two-level bootstrap: every resample draws each
@@ -106,15 +107,21 @@ def seed_bootstrap(
     all runs, since they answer the same queries). With one seed per recipe it is ``paired_bootstrap``;
     with two, the seed level has few distinct draws, so the interval is wide where seeds disagree.
 
+    ``matched``: ``a_runs[i]`` and ``b_runs[i]`` share seed i (the same data and order, as the arms of
+    one ablation seed do), so seeds are drawn as pairs and a seed effect common to both recipes cancels;
+    otherwise each recipe's seeds are drawn on their own.
+
     Only tasks and queries every run has count; none in common is an error."""
     runs = list(a_runs) + list(b_runs)
     if not a_runs or not b_runs:
         raise ValueError("each recipe needs at least one run")
+    if matched and len(a_runs) != len(b_runs):
+        raise ValueError("matched seeds need as many runs of a as of b")
     tasks = sorted(set.intersection(*(set(r) for r in runs)))
     rng = np.random.default_rng(seed)
     na, nb = len(a_runs), len(b_runs)
     pick_a = rng.integers(0, na, size=(samples, na))
-    pick_b = rng.integers(0, nb, size=(samples, nb))
+    pick_b = pick_a if matched else rng.integers(0, nb, size=(samples, nb))
     boot, observed, queries, used = np.zeros(samples), 0.0, 0, 0
     for t in tasks:
         qs = sorted(set.intersection(*(set(r[t]) for r in runs)))
@@ -138,6 +145,7 @@ def seed_bootstrap(
         "tasks": used,
         "queries": queries,
         "seeds": [na, nb],
+        "matched": matched,
         "diff": round(float(observed / used), 4),
         "ci95": [round(float(lo), 4), round(float(hi), 4)],
         "p": round(p, 4),
