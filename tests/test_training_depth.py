@@ -331,6 +331,20 @@ def test_cpu_long_continues_the_shipped_default_at_its_depth_with_a_fixed_schedu
     assert sum(spec.get("sample", 0) for spec in cfg.data.train) >= cfg.optim.max_steps
     with pytest.raises(TrainingError, match="SCL round only"):
         load_config("cpu-long", "ctkd")
+    # cpu-long-lr: the same run at 5x the learning rate, in its own folder
+    fast = load_config("cpu-long-lr", "scl")
+    assert (
+        fast.optim.lr == 5 * cfg.optim.lr
+        and fast.run_dir == tmp_path / "training-runs" / "long-lr" / "scl"
+    )
+    for same in ("seed", "data", "model"):
+        assert getattr(fast, same) == getattr(cfg, same), same
+    assert (fast.optim.max_steps, fast.optim.warmup_steps) == (
+        cfg.optim.max_steps,
+        cfg.optim.warmup_steps,
+    )
+    with pytest.raises(TrainingError, match="SCL round only"):
+        load_config("cpu-long-lr", "ucl")
 
 
 def test_the_depth_curve_gathers_equal_budget_points_only(tmp_path):
