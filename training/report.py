@@ -19,9 +19,10 @@ Where the evaluation kept per-query scores (``mteb_suite run --per-query``), arm
 ``<prefix>-<objective>-s<seed>`` (``training/ablation.sh``) are also compared query by query: each
 stage-1 objective against ``none`` and ``nll`` / ``rc`` against ``ctkd`` at the same seed (same data),
 and the seeds of one objective against each other (the noise a seed alone makes), each with a paired
-bootstrap over queries (``benchmarks/mteb_suite/paired.py``). Where an objective has several seeds,
-the objectives are also compared by their seed means, with an interval that resamples seeds as well as
-queries (``paired.seed_bootstrap``): the comparison that can tell a stage-1 effect from seed noise.
+bootstrap over queries (``benchmarks/mteb_suite/paired.py``). Where two objectives both have at least
+two seeds, they are also compared by their seed means, with an interval that resamples seeds (as
+matched pairs where both ran the same seeds) as well as queries (``paired.seed_bootstrap``): the
+comparison that can tell a stage-1 effect from seed noise.
 """
 
 from __future__ import annotations
