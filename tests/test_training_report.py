@@ -189,6 +189,20 @@ def test_report_merges_one_evaluation_file_per_arm(fake, capsys):
     )
 
 
+def _seeded_ablation(tmp_path, per_query: dict) -> None:
+    """Runs (stage 1 unless ``none``, then SCL) under ``tmp_path/runs`` and ``tmp_path/eval.json`` with
+    each arm's per-query nDCG@10 on one task."""
+    ev = {"profile": "quick", "models": {}, "results": {}}
+    for arm, pq in per_query.items():
+        if "none" not in arm:
+            _stage(tmp_path / "runs", arm, "stage1", arm.split("-")[-2], [3.0, 2.0], 3.0)
+        _stage(tmp_path / "runs", arm, "scl", "scl", [2.0, 1.0], 2.0)
+        ev["results"][f"compsearch:{arm}"] = {
+            "FooRetrieval": {"scores": {"main_score": sum(pq.values()) / len(pq)}, "per_query": pq}
+        }
+    (tmp_path / "eval.json").write_text(json.dumps(ev))
+
+
 def test_seeded_arms_are_compared_query_by_query(tmp_path):
     runs = tmp_path / "runs"
     arms = ["ab-ctkd-s1", "ab-none-s1", "ab-nll-s1", "ab-ctkd-s2", "odd-name"]
@@ -276,16 +290,7 @@ def test_objectives_with_several_seeds_are_compared_by_seed_means(tmp_path):
         "ab-nll-s4": 0.4,
         "ab-rc-s1": 0.9,
     }
-    ev = {"profile": "quick", "models": {}, "results": {}}
-    for arm, v in level.items():
-        if "none" not in arm:
-            _stage(runs, arm, "stage1", arm.split("-")[1], [3.0, 2.0], 3.0)
-        _stage(runs, arm, "scl", "scl", [2.0, 1.0], 2.0)
-        pq = {f"q{i}": v for i in range(30)}
-        ev["results"][f"compsearch:{arm}"] = {
-            "FooRetrieval": {"scores": {"main_score": v}, "per_query": pq}
-        }
-    (tmp_path / "eval.json").write_text(json.dumps(ev))
+    _seeded_ablation(tmp_path, {arm: {f"q{i}": v for i in range(30)} for arm, v in level.items()})
     rep = build(list(level), tmp_path / "eval.json", None, runs)
     rows = {r["objective"]: r for r in rep["seed_means"]["rows"]}
     assert rows["none"]["seeds"] == pytest.approx({1: 0.2, 2: 0.6})
