@@ -173,28 +173,45 @@ def build(arms: list[str], eval_json, baselines_json, runs: Path) -> dict:
 ARM_NAME = re.compile(r"^(?P<prefix>.+)-(?P<objective>ctkd|nll|rc|none)-s(?P<seed>\d+)$")
 
 
+def _parse_arms(arms: list[dict], per_query: dict) -> dict[tuple[str, str, int], str]:
+    """``(prefix, objective, seed) -> arm name`` for the arms named ``<prefix>-<objective>-s<seed>``
+    that have per-query scores."""
+    parsed = {}
+    for arm in arms:
+        m = ARM_NAME.match(arm["name"])
+        if m and per_query.get(arm["name"]):
+            parsed[(m["prefix"], m["objective"], int(m["seed"]))] = arm["name"]
+    return parsed
+
+
+def _objective_pairs(recipes) -> list[tuple[str, tuple, tuple]]:
+    """The objective comparisons among ``(prefix, objective)`` recipes: each stage-1 objective against
+    ``none`` (its own prefix's, else the shortest prefix's: ``none`` has no stage 1, so a longer stage 1
+    shares it) and ``nll`` / ``rc`` against the same prefix's ``ctkd``."""
+    recipes = set(recipes)
+    nones = sorted((r for r in recipes if r[1] == "none"), key=lambda r: (len(r[0]), r[0]))
+    pairs = []
+    for prefix, obj in sorted(recipes):
+        base = [r for r in nones if r[0] == prefix] or nones
+        if obj != "none" and base:
+            pairs.append(("stage 1 vs none", (prefix, obj), base[0]))
+        if obj in ("nll", "rc") and (prefix, "ctkd") in recipes:
+            pairs.append(("objective vs ctkd", (prefix, obj), (prefix, "ctkd")))
+    return pairs
+
+
 def comparisons(arms: list[dict], per_query: dict) -> list[dict]:
     """Paired bootstraps between arms of one ablation (see the module docstring); arms without
     per-query scores or without the ``<prefix>-<objective>-s<seed>`` name are left out. Arms of
     several configs (prefixes) can be reported together: ``none`` has no stage 1, so any prefix's
     ``none`` of the same seed is the baseline of every stage-1 arm (its own prefix's first), and the
     same objective and seed under two prefixes (e.g. a longer stage 1) are compared too."""
-    parsed = {}
-    for arm in arms:
-        m = ARM_NAME.match(arm["name"])
-        if m and per_query.get(arm["name"]):
-            parsed[(m["prefix"], m["objective"], int(m["seed"]))] = arm["name"]
-    nones = {}
-    for (prefix, obj, seed), name in sorted(parsed.items()):
-        if obj == "none":
-            nones.setdefault(seed, {})[prefix] = name
-    pairs = []
-    for (prefix, obj, seed), name in sorted(parsed.items()):
-        base = nones.get(seed, {})
-        if obj != "none" and base:
-            pairs.append(("stage 1 vs none", name, base.get(prefix) or next(iter(base.values()))))
-        if obj in ("nll", "rc") and (prefix, "ctkd", seed) in parsed:
-            pairs.append(("objective vs ctkd", name, parsed[(prefix, "ctkd", seed)]))
+    parsed = _parse_arms(arms, per_query)
+    by_arm = []  # the same seed's objectives against each other, listed arm by arm
+    for seed in sorted({s for _, _, s in parsed}):
+        for kind, a, b in _objective_pairs((p, o) for p, o, s in parsed if s == seed):
+            by_arm.append(((*a, seed), kind, parsed[(*a, seed)], parsed[(*b, seed)]))
+    pairs = [p[1:] for p in sorted(by_arm, key=lambda p: p[0])]  # stable: vs none, then vs ctkd
     by_obj: dict[tuple, list[int]] = {}
     for prefix, obj, seed in parsed:
         by_obj.setdefault((prefix, obj), []).append(seed)
@@ -219,10 +236,8 @@ def seed_means(arms: list[dict], per_query: dict) -> dict:
     against ``none`` and ``nll`` / ``rc`` against ``ctkd`` by seed means (``paired.seed_bootstrap``,
     seeds matched where both ran them)."""
     groups: dict[tuple, dict[int, str]] = {}
-    for arm in arms:
-        m = ARM_NAME.match(arm["name"])
-        if m and per_query.get(arm["name"]):
-            groups.setdefault((m["prefix"], m["objective"]), {})[int(m["seed"])] = arm["name"]
+    for (prefix, obj, seed), name in _parse_arms(arms, per_query).items():
+        groups.setdefault((prefix, obj), {})[seed] = name
     rows = []
     for (prefix, obj), by_seed in sorted(groups.items()):
         scores = {
@@ -238,16 +253,8 @@ def seed_means(arms: list[dict], per_query: dict) -> dict:
                 "spread": max(scores.values()) - min(scores.values()),
             }
         )
-    nones = [k for k in sorted(groups, key=lambda k: len(k[0])) if k[1] == "none"]
-    pairs = []
-    for prefix, obj in sorted(groups):
-        base = [k for k in nones if k[0] == prefix] or nones
-        if obj != "none" and base:
-            pairs.append(("stage 1 vs none", (prefix, obj), base[0]))
-        if obj in ("nll", "rc") and (prefix, "ctkd") in groups:
-            pairs.append(("objective vs ctkd", (prefix, obj), (prefix, "ctkd")))
     comps = []
-    for kind, a, b in pairs:
+    for kind, a, b in _objective_pairs(groups):
         shared = sorted(set(groups[a]) & set(groups[b]))
         if len(shared) >= 2:  # the arms of one seed share data and order: compare seed by seed
             runs_a = [per_query[groups[a][s]] for s in shared]
