@@ -149,6 +149,18 @@ def write_encoder_folder(
     return path
 
 
+def read_fingerprint(folder: str | os.PathLike) -> str:
+    """The fingerprint of a saved encoder folder (as ``Encoder.load(folder).fingerprint``), read from
+    its files alone: no base model is loaded."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config = EncoderConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
+    memory = load_file(str(folder / MEMORY_FILE))["memory"].float()
+    adapter = _read_adapter(folder / ADAPTER_DIR) if (folder / ADAPTER_DIR).is_dir() else None
+    return encoder_fingerprint(config, memory, adapter)
+
+
 def _read_adapter(folder: Path) -> tuple[dict, dict]:
     from safetensors.torch import load_file
 

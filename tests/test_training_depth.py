@@ -270,6 +270,23 @@ def test_a_shallow_student_trains_every_stage_and_ships_its_depth(base4, tmp_pat
     ]
     assert enc.config.training["stages"][-1]["num_layers"] == 2
     assert Encoder.load(out1["encoder"]).fingerprint != enc.fingerprint
+    # a stage pinned to another encoder than the one it would continue stops before training
+    pinned = T.tiny_config(
+        "scl",
+        base4,
+        [trip],
+        tmp_path / "s3-pinned",
+        optim={"max_steps": 2},
+        model={
+            "num_layers": 2,
+            "init_from": str(tmp_path / "s1"),
+            "train_memory": False,
+            "init_fingerprint": "f" * 64,
+        },
+    )
+    with pytest.raises(TrainingError, match="but this config continues encoder ffffffff"):
+        train(pinned)
+    assert not (tmp_path / "s3-pinned" / "metrics.jsonl").exists()
 
 
 def test_cpu_depth_config_follows_the_depth_and_lives_in_the_cache(monkeypatch):
@@ -319,12 +336,15 @@ def test_cpu_long_continues_the_shipped_default_at_its_depth_with_a_fixed_schedu
 ):
     from training.checkpoint import resolve_init
     from training.config import load_config
+    from training.configs.cpu_long import CONTINUES
 
     monkeypatch.setenv("COMPSEARCH_HOME", str(tmp_path))
     cfg = load_config("cpu-long", "scl")
     kind, folder = resolve_init(cfg.model.init_from)
     shipped = json.loads((folder / "compsearch_encoder.json").read_text())
     assert kind == "encoder" and cfg.model.num_layers == shipped["num_layers"] == 8
+    # it continues one particular default (00222e84), whatever ships after it
+    assert cfg.model.init_fingerprint == CONTINUES and CONTINUES.startswith("00222e84")
     assert cfg.run_dir == tmp_path / "training-runs" / "long" / "scl"
     assert cfg.optim.max_minutes == 0 and cfg.optim.max_steps == 1000  # resumable to the same end
     assert cfg.seed != load_config("cpu-continue", "scl").seed  # a fresh sample of the mix
@@ -413,3 +433,20 @@ def test_the_depth_curve_pairs_each_depth_with_the_reference_query_by_query(tmp_
     assert v["tasks"] == 6 and v["queries"] == 120 and v["diff"] == pytest.approx(-0.75)
     assert v["ci95"][1] < 0 and v["p"] == 0
     assert "-0.750 [" in dc.markdown(d) and "vs depth 8" in dc.markdown(d)
+
+
+def test_a_config_pinned_to_one_encoder_refuses_another(tiny_encoder, tmp_path):
+    from compsearch.encoderfolder import read_fingerprint
+    from training.checkpoint import check_init_fingerprint
+
+    folder = tiny_encoder.save(tmp_path / "enc")
+    fp = read_fingerprint(folder)
+    assert fp == tiny_encoder.fingerprint  # from the files alone, as Encoder.load computes it
+    check_init_fingerprint("encoder", folder, None)  # not pinned: anything goes
+    check_init_fingerprint("encoder", folder, fp)
+    check_init_fingerprint("encoder", folder, fp[:8].upper())  # a prefix, any case
+    with pytest.raises(TrainingError, match=f"is encoder {fp[:8]}, but this config continues") as e:
+        check_init_fingerprint("encoder", folder, "0" * 64 if fp[0] != "0" else "f" * 64)
+    assert "\n" not in str(e.value)
+    with pytest.raises(TrainingError, match="needs an encoder folder"):
+        check_init_fingerprint("checkpoint", tmp_path, fp)

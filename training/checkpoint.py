@@ -200,6 +200,27 @@ def resolve_init(path: str) -> tuple[str, Path]:
     )
 
 
+def check_init_fingerprint(kind: str, folder: Path, want: str | None) -> None:
+    """Refuse an init encoder other than the one a config continues (``model.init_fingerprint``, a
+    full sha256 or a prefix of it): a config written to continue one shipped default must not silently
+    continue the next one."""
+    if not want:
+        return
+    if kind != "encoder":
+        raise TrainingError(
+            f"model.init_fingerprint={want[:12]} needs an encoder folder, but {folder} is a checkpoint"
+        )
+    from compsearch.encoderfolder import read_fingerprint
+
+    got = read_fingerprint(folder)
+    if not got.startswith(want.lower()):
+        raise TrainingError(
+            f"{folder} is encoder {got[:8]}, but this config continues encoder {want[:8]}: set "
+            "model.init_from to that encoder (the compsearch/default_model of the commit that shipped "
+            "it), or model.init_fingerprint=null to continue this one instead"
+        )
+
+
 def previous_stages(kind: str, folder: Path) -> list[dict]:
     """The provenance records of the stages an encoder folder or a checkpoint went through."""
     if kind == "encoder":

@@ -54,6 +54,9 @@ class ModelConfig:
     attention_dropout: float = 0.0  # authors: 0.2 in UCL (the SimCSE views)
     train_memory: bool = True  # authors freeze embeddings after stage 1
     init_from: str | None = None  # previous stage: a run dir, a checkpoint or an encoder folder
+    # the fingerprint (or a prefix of it) the init_from encoder must have; None: any. A config that
+    # continues one particular encoder (e.g. a shipped default) refuses another one in its place.
+    init_fingerprint: str | None = None
     base_dtype: str = "auto"  # auto: bf16 when training in bf16, else fp32
     forward_chunk: int = 0  # >0: run forwards in length-sorted chunks of this many rows
     export_max_length: int = (

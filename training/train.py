@@ -32,6 +32,7 @@ from .checkpoint import (
     CKPT_DIR,
     METRICS_FILE,
     MODEL_FILE,
+    check_init_fingerprint,
     find_checkpoint,
     load_checkpoint,
     previous_stages,
@@ -90,6 +91,7 @@ def train(cfg: TrainConfig, *, resume: str = "auto", stop_after: int | None = No
     init_from = cfg.model.init_from.format(name=cfg.name) if cfg.model.init_from else None
     if init_from:
         kind, folder = resolve_init(init_from)
+        check_init_fingerprint(kind, folder, cfg.model.init_fingerprint)
         if kind == "encoder":
             model.load_encoder_folder(folder)
         else:

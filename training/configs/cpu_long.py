@@ -12,8 +12,11 @@ to zero at step 1,000. With the shipped default's 317 minutes it brings the ship
 eight CPU hours. The sample seed (``seed`` 2026) differs from ``cpu-continue``'s, so most pairs are
 new; the FAQ dev task and every evaluation test unit stay excluded, as for all qdata and scl data.
 
-It starts from the shipped default (``model.init_from=default``: ``compsearch/default_model``), so it
-needs no earlier run and works on a new machine. The step count is fixed (no ``max_minutes``): a run
+It starts from the default shipped when it was written, encoder ``00222e84`` (``model.init_from=default``,
+``compsearch/default_model``, pinned by ``model.init_fingerprint``), so it needs no earlier run. Once a
+newer default has shipped, the same command refuses in one line; reproduce or resume it from that
+encoder's commit: ``git worktree add /tmp/prev e33d193`` and ``--set
+model.init_from=/tmp/prev/compsearch/default_model``. The step count is fixed (no ``max_minutes``): a run
 that spans sessions ends at the same step with the same schedule, however often it was interrupted.
 Runs, checkpoints (every 10 steps) and the export live in ``<cache>/training-runs/long/scl``.
 """
@@ -24,6 +27,7 @@ from training.configs.cpu_small import config as cpu_small
 from training.errors import TrainingError
 
 LAYERS = 8  # the shipped default's depth
+CONTINUES = "00222e84cc8f4e5ca08d9a304504dd77e2337b9a683d38e33f29792d66399e83"  # shipped in e33d193
 STEPS = 1000
 MIX = [
     {"path": "qdata/qdata-scl.jsonl", "sources": ["sections"], "sample": 11000},
@@ -38,8 +42,9 @@ MIX = [
 
 
 def from_default(stage: str, where: str, overrides: dict):
-    """An SCL round continuing the shipped default at its depth (256-token documents, a checkpoint
-    every 10 steps), with ``overrides`` (name, out_dir, data, steps...); cpu-long's and cpu-d2q's base."""
+    """An SCL round continuing the default encoder ``CONTINUES`` at its depth (256-token documents, a
+    checkpoint every 10 steps), with ``overrides`` (name, out_dir, data, steps...); cpu-long's,
+    cpu-long-lr's and cpu-d2q's base."""
     if stage != "scl":
         raise TrainingError(
             f"{where} is an SCL round only: python -m training scl --config {where}"
@@ -49,6 +54,7 @@ def from_default(stage: str, where: str, overrides: dict):
         "keep_checkpoints": 2,
         "model.num_layers": LAYERS,
         "model.init_from": "default",
+        "model.init_fingerprint": CONTINUES,
         "model.max_length": 256,
         "data.heldout_limit": 256,
     }
