@@ -21,7 +21,7 @@ TEXTS = [
 ]
 # the shipped default's identity (the 8-layer student, its model card names the same): a code change
 # that alters how fingerprints are computed would orphan every index users built with it
-SHIPPED_FINGERPRINT = "00222e84cc8f4e5ca08d9a304504dd77e2337b9a683d38e33f29792d66399e83"
+SHIPPED_FINGERPRINT = "a45d244d27aff2077eae8c0c7efca9a39eb4f1e196210fe6d961013547c63a2e"
 
 
 def test_shipped_default_keeps_its_fingerprint():
