@@ -257,3 +257,16 @@ def test_search_modes_benchmark_on_a_tiny_task(tiny_encoder, tmp_path):
         }
     )
     assert "| TinyRetrieval |" in md and "0.500" in md
+
+
+def test_search_modes_report_keeps_its_hand_written_notes(tmp_path):
+    from benchmarks.mteb_suite import search_modes as SM
+
+    report = tmp_path / "search-modes.md"
+    SM.write_report(report, "# tables, first run\n")
+    assert report.read_text() == "# tables, first run\n"  # no notes yet: the tables alone
+    report.write_text(report.read_text() + f"\n{SM.NOTES}\n## Reading\n- a note\n")
+    SM.write_report(report, "# tables, second run\n")
+    text = report.read_text()
+    assert text.startswith("# tables, second run\n") and "first run" not in text
+    assert text.endswith(f"{SM.NOTES}\n## Reading\n- a note\n")
