@@ -365,6 +365,15 @@ def test_cpu_long_continues_the_shipped_default_at_its_depth_with_a_fixed_schedu
     )
     with pytest.raises(TrainingError, match="SCL round only"):
         load_config("cpu-long-lr", "ucl")
+    # cpu-long-lr-400 (the round that shipped a45d244d): the same run, its schedule ended at 400
+    shipped = load_config("cpu-long-lr-400", "scl")
+    assert (shipped.optim.max_steps, shipped.cpu_threads) == (400, 2)
+    assert shipped.run_dir == tmp_path / "training-runs" / "long-lr-400" / "scl"
+    assert (shipped.optim.lr, shipped.optim.warmup_steps) == (fast.optim.lr, fast.optim.warmup_steps)
+    for same in ("seed", "data", "model"):
+        assert getattr(shipped, same) == getattr(fast, same), same
+    with pytest.raises(TrainingError, match="SCL round only"):
+        load_config("cpu-long-lr-400", "ctkd")
 
 
 def test_the_depth_curve_gathers_equal_budget_points_only(tmp_path):

@@ -9,15 +9,8 @@ step 30 on. If the recipe is learning-rate bound, the long run should be too. Sa
 sample, order, warmup and schedule as ``cpu-long``, so the two long runs compare query by query and the
 better one ships. Runs and checkpoints (every 10 steps): ``<cache>/training-runs/long-lr/scl``.
 
-The run that fits one session, shipped as the default ``a45d244d`` on 2026-12-03: the same config with
-the schedule ended at step 400 and two threads, in its own folder so that it never resumes the
-1,000-step run's checkpoints (the machine holding those, at step 480, was replaced; a session ends every
-process it started after three hours). 400 steps took 63 minutes of both cores (why two threads:
-``training/README.md``, "when the second core is idle")::
-
-    R=~/.cache/compsearch/training-runs
-    OMP_NUM_THREADS=2 python -m training scl --config cpu-long-lr --set optim.max_steps=400 \
-        --set cpu_threads=2 --set name=long-lr-400 --set out_dir=$R/long-lr-400/scl
+The run that shipped as the default ``a45d244d`` on 2026-12-03 is this config with the schedule ended
+at step 400 and two threads: ``cpu-long-lr-400`` (``configs/cpu_long_lr_400.py``).
 """
 
 from compsearch.fsutil import cache_home
