@@ -299,9 +299,12 @@ def _dispatch(args) -> int:
         rep = build(
             [a for a in args.arms.split(",") if a], args.eval, args.baselines, Path(args.runs)
         )
-        missing = [a["name"] for a in rep["arms"] if not a["stages"] or not a["scores"]]
+        missing = [a["name"] for a in rep["arms"] if not a["scores"]]
         if missing:
-            raise TrainingError(f"no finished stages or no scores for: {', '.join(missing)}")
+            raise TrainingError(f"no scores for: {', '.join(missing)}")
+        gone = [a["name"] for a in rep["arms"] if not a["stages"]]
+        if gone:  # scored earlier, run folder since lost: scores and comparisons only
+            print(f"note: no run folder under {args.runs} for {', '.join(gone)}", file=sys.stderr)
         paths = write(rep, Path(args.out))
         print(json.dumps({k: str(v) for k, v in paths.items()}, indent=1))
         return 0

@@ -353,7 +353,7 @@ def markdown(rep: dict) -> str:
         lines.append(
             f"| {arm['name']} | {ed('stage1')} | {ed('ucl')} | {ed('scl')} | "
             f"{_fmt(st.get('scl', {}).get('memory_offdiag_mean'), 2)} | {loss_s('stage1')} | {loss_s('scl')} | "
-            f"{arm['wall_seconds'] / 60:.0f} min |"
+            + (f"{arm['wall_seconds'] / 60:.0f} min |" if st else "— |")
         )
     if rep.get("comparisons"):
         lines += [
