@@ -102,7 +102,9 @@ def collect_arm(runs: Path, name: str) -> dict:
                 **arm["stages"],
             }
     s1 = arm["stages"].get("stage1")
-    arm["objective"] = s1["stage"] if s1 else "none"
+    named = ARM_NAME.match(name)  # a run folder since lost: the name still says its stage 1
+    lost = named and not arm["stages"]
+    arm["objective"] = s1["stage"] if s1 else (named["objective"] if lost else "none")
     arm["wall_seconds"] = round(sum(s.get("wall_seconds") or 0 for s in arm["stages"].values()), 1)
     return arm
 
