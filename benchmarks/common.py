@@ -45,8 +45,9 @@ def machine_info() -> dict:
     info = {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": f"{_cpu_name()} ({_vector_isa()})",
         "cores": os.cpu_count(),
+        "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -71,6 +72,27 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+def _vector_isa() -> str:
+    """The CPU's widest vector / matrix extensions, which decide the encoder's dtype and speed here.
+
+    Two machines can both call themselves "AMD EPYC" and differ threefold in this library's speed:
+    one with AVX512-BF16 runs the encoder in bf16, one with AVX2 only runs it in fp32.
+    """
+    try:
+        flags = set()
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        return platform.machine()
+    if not flags:
+        return platform.machine()
+    found = [name for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"),
+                                     ("avx512f", "AVX512"), ("avx2", "AVX2")) if flag in flags]
+    return ", ".join(found[:2]) if found else "no AVX2"
 
 
 def matmul_tflops(dtype_name: str, n: int = 1024, reps: int = 3) -> float:

@@ -136,7 +136,7 @@ def _plot(rows: dict, title: str, path: Path) -> Path | None:
     return path
 
 
-def run_index_only(n: int, queries: int, k: int, types: list[str], encoded: int, model) -> None:
+def run_index_only(n: int, queries: int, k: int, types: list[str], encoded: int, model, stem=None) -> None:
     from compsearch import Encoder
     from compsearch.index import build_index, choose_spec
 
@@ -209,7 +209,8 @@ def run_index_only(n: int, queries: int, k: int, types: list[str], encoded: int,
     m = data["machine"]
     md = [
         f"# FAISS index only: {n:,} vectors\n",
-        f"`python -m benchmarks.latency --index-only {n} --encoded {encoded} --queries {queries}` on "
+        f"`python -m benchmarks.latency --index-only {n} --encoded {encoded} --queries {queries}"
+        f"{' --stem ' + stem if stem else ''}` on "
         f"{m['cpu']} ({m['cores']} cores, {m.get('faiss_threads', '?')} FAISS threads), {m['when']}. "
         f"Vectors: mixtures of {encoded} real embeddings (synthetic, see module docstring). Peak RSS {data['peak_rss_mb']:,.0f} MB. Latency: one query per "
         f"call; 'batched' is one call with all {queries} queries.\n",
@@ -230,12 +231,12 @@ def run_index_only(n: int, queries: int, k: int, types: list[str], encoded: int,
             f" | {r['bytes_per_vector']:.0f} | {r['build_s']:.1f} |"
         )
     md += _sweep_tables(rows)
-    png = _plot(rows, f"{n:,} vectors, dim {enc.dim}", RESULTS / f"index-only-{n}.png")
+    png = _plot(rows, f"{n:,} vectors, dim {enc.dim}", RESULTS / f"{stem or f'index-only-{n}'}.png")
     if png:
         md.append(f"\n![recall vs latency]({png.name})\n")
     md = "\n".join(md) + "\n"
     print(md)
-    print(f"written to {save(f'index-only-{n}', data, md)}")
+    print(f"written to {save(stem or f'index-only-{n}', data, md)}")
 
 
 def _index_bytes(index) -> int:
@@ -313,9 +314,11 @@ def minilm_reference(docs, qtexts, k, store_ids_fetch) -> dict:
     help="Also measure all-MiniLM-L6-v2 + FAISS flat (needs the bench extra).",
 )
 @click.option("--model", default=None)
-def main(chunks, encoded, queries, k, types, index_only, minilm, model):
+@click.option("--stem", default=None,
+              help="Report name under benchmarks/results/ (default latency-<chunks> or index-only-<n>).")
+def main(chunks, encoded, queries, k, types, index_only, minilm, model, stem):
     if index_only:
-        return run_index_only(index_only, queries, k, types.split(","), encoded, model)
+        return run_index_only(index_only, queries, k, types.split(","), encoded, model, stem)
     from compsearch import Encoder, Retriever
     from compsearch.indexdir import index_path, read_manifest, store_path
     from compsearch.maintenance import rebuild
@@ -406,7 +409,8 @@ def main(chunks, encoded, queries, k, types, index_only, minilm, model):
     md = [
         f"# Query latency on a {chunks:,}-chunk index\n",
         f"`python -m benchmarks.latency --chunks {chunks} --encoded {encoded} --queries {queries}"
-        f"{'' if minilm else ' --no-minilm'}{'' if types == DEFAULT_TYPES else ' --types ' + types}` "
+        f"{'' if minilm else ' --no-minilm'}{'' if types == DEFAULT_TYPES else ' --types ' + types}"
+        f"{' --stem ' + stem if stem else ''}` "
         f"on {m['cpu']} ({m['cores']} cores), {m['when']}. {encoded:,} chunks embedded by "
         f"{enc.name} ({doc_rate:.1f} chunks/s), {chunks - encoded:,} synthetic vectors (see module "
         f"docstring). Peak RSS {data['peak_rss_mb']:,.0f} MB.\n",
@@ -434,12 +438,12 @@ def main(chunks, encoded, queries, k, types, index_only, minilm, model):
             f"{ref['bytes_per_vector']} bytes/vector."
         )
     md += _sweep_tables(rows)
-    png = _plot(rows, f"{chunks:,} chunks, dim {enc.dim}", RESULTS / f"latency-{chunks}.png")
+    png = _plot(rows, f"{chunks:,} chunks, dim {enc.dim}", RESULTS / f"{stem or f'latency-{chunks}'}.png")
     if png:
         md.append(f"\n![recall vs latency]({png.name})\n")
     md = "\n".join(md) + "\n"
     print(md)
-    print(f"written to {save(f'latency-{chunks}', data, md)}")
+    print(f"written to {save(stem or f'latency-{chunks}', data, md)}")
 
 
 if __name__ == "__main__":

@@ -86,7 +86,9 @@ def _merged(backbone, adapter_config: dict, tensors: dict):
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--repeats", default=2, show_default=True, help="Interleaved runs; best time kept.")
 @click.option("--model", default=None, help="Encoder (default: compsearch's default).")
-def main(n, batch_size, repeats, model):
+@click.option("--stem", default="throughput", show_default=True,
+              help="Report name under benchmarks/results/ (one per machine kind, e.g. throughput-fp32).")
+def main(n, batch_size, repeats, model, stem):
     from compsearch import Encoder
 
     texts = stdlib_paragraphs(n)
@@ -154,7 +156,8 @@ def main(n, batch_size, repeats, model):
         "mfu_vs_bf16": achieved / peak_bf16,
     }
     md = (
-        f"# Encoder throughput\n\n`python -m benchmarks.throughput --texts {n} --batch-size {batch_size} --repeats {repeats}`"
+        f"# Encoder throughput\n\n`python -m benchmarks.throughput --texts {n} --batch-size {batch_size} --repeats {repeats}"
+        f"{'' if stem == 'throughput' else ' --stem ' + stem}`"
         f" on {data['machine']['cpu']} ({data['machine']['cores']} cores, "
         f"{data['machine']['torch_threads']} torch threads), "
         f"{data['machine']['when']}\n\n"
@@ -190,7 +193,7 @@ def main(n, batch_size, repeats, model):
         + "\n"
     )
     print(md)
-    print(f"written to {save('throughput', data, md)}")
+    print(f"written to {save(stem, data, md)}")
 
 
 if __name__ == "__main__":

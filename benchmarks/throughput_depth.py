@@ -339,7 +339,7 @@ def report(d: dict) -> str:
         "# Encoder speed by depth (and int8), with all-MiniLM-L6-v2 in the same run\n",
         f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python -m benchmarks.throughput_depth "
         f"--texts {d['texts']} --batch-size {d['batch_size']} --repeats {d['repeats']} --queries {d['queries']}` "
-        f"on {m['cpu']} ({m['cores']} cores shared with other jobs, {m['torch_threads']} torch threads), "
+        f"on {m['cpu']} ({m['cores']} cores, load average {m.get('loadavg_1min', '?')} at the start, {m['torch_threads']} torch threads), "
         f"{m['when']}. {d['texts']} real paragraphs from the Python standard library "
         f"({d['text_tokens']} SmolLM2 tokens); {d['queries']} one-line queries encoded one at a time. "
         f"This machine's default dtype: {d['default_dtype']}. The shipped encoder "

@@ -61,17 +61,35 @@ def test_throughput_report(tiny_encoder, tmp_path, monkeypatch):
     monkeypatch.setattr(throughput, "matmul_tflops", lambda dtype, n=1024: rates[dtype])
     res = CliRunner().invoke(
         throughput.main,
-        ["--texts", "6", "--batch-size", "4", "--repeats", "1", "--model", str(folder)],
+        ["--texts", "6", "--batch-size", "4", "--repeats", "1", "--model", str(folder),
+         "--stem", "throughput-here"],
     )
     assert res.exit_code == 0, res.output
-    data = json.loads((tmp_path / "results" / "throughput.json").read_text())
+    assert not (tmp_path / "results" / "throughput.json").exists()  # --stem names the report
+    data = json.loads((tmp_path / "results" / "throughput-here.json").read_text())
     assert data["mean_cosine_agreement"] > 0.999  # the naive loop and Encoder.encode agree
     assert data["compsearch"]["tokens_per_s"] > 0 and data["naive_fp32_hf"]["tokens_per_s"] > 0
-    md = (tmp_path / "results" / "throughput.md").read_text()
+    md = (tmp_path / "results" / "throughput-here.md").read_text()
     assert "torch threads" in md
+    assert data["machine"]["cpu"].endswith(")")  # the CPU's vector extensions, e.g. "AMD EPYC (AVX2)"
     assert "mean cosine 1.0000" in md
     if data["compsearch"]["dtype"] == "float32":  # a CPU without native bf16: both rates reported
         assert abs(data["mfu"] / data["mfu_vs_bf16"] - rates["bfloat16"] / rates["float32"]) < 1e-9
         assert "Measured bf16 matmul rate" in md
     else:
         assert data["mfu"] == data["mfu_vs_bf16"] and "Measured bf16 matmul rate" not in md
+
+
+def test_machine_info_names_the_vector_extensions(monkeypatch, tmp_path):
+    """Two CPUs with one model name can differ threefold in speed; the report must tell them apart."""
+    cpuinfo = tmp_path / "cpuinfo"
+    real_open = open
+
+    def fake_open(path, *a, **kw):
+        return real_open(cpuinfo if path == "/proc/cpuinfo" else path, *a, **kw)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    cpuinfo.write_text("model name\t: AMD EPYC\nflags\t\t: fpu sse avx avx2 fma\n")
+    assert common.machine_info()["cpu"] == "AMD EPYC (AVX2)"
+    cpuinfo.write_text("model name\t: AMD EPYC\nflags\t\t: avx2 avx512f avx512_bf16\n")
+    assert common.machine_info()["cpu"] == "AMD EPYC (AVX512-BF16, AVX512)"
