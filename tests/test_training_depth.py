@@ -334,7 +334,7 @@ def test_cpu_continue_resumes_the_depth_run_on_the_question_mix(monkeypatch, tmp
 def test_cpu_long_continues_the_shipped_default_at_its_depth_with_a_fixed_schedule(
     monkeypatch, tmp_path
 ):
-    from training.checkpoint import resolve_init
+    from training.checkpoint import check_init_fingerprint, resolve_init
     from training.config import load_config
     from training.configs.cpu_long import CONTINUES
 
@@ -374,6 +374,21 @@ def test_cpu_long_continues_the_shipped_default_at_its_depth_with_a_fixed_schedu
         assert getattr(shipped, same) == getattr(fast, same), same
     with pytest.raises(TrainingError, match="SCL round only"):
         load_config("cpu-long-lr-400", "ctkd")
+    # cpu-long-lr-2: the next round continues what cpu-long-lr-400 shipped, on a fresh sample
+    nxt = load_config("cpu-long-lr-2", "scl")
+    assert nxt.model.init_fingerprint.startswith("a45d244d") and nxt.model.init_from == "default"
+    assert nxt.seed != shipped.seed and nxt.data == shipped.data
+    assert (nxt.optim.lr, nxt.cpu_threads, nxt.model.max_length) == (
+        shipped.optim.lr,
+        shipped.cpu_threads,
+        shipped.model.max_length,
+    )
+    assert nxt.run_dir == tmp_path / "training-runs" / "long-lr-2" / "scl"
+    check_init_fingerprint(*resolve_init(nxt.model.init_from), nxt.model.init_fingerprint)
+    with pytest.raises(TrainingError, match="continues encoder 00222e84"):  # today's default is newer
+        check_init_fingerprint(*resolve_init(cfg.model.init_from), cfg.model.init_fingerprint)
+    with pytest.raises(TrainingError, match="SCL round only"):
+        load_config("cpu-long-lr-2", "ucl")
 
 
 def test_the_depth_curve_gathers_equal_budget_points_only(tmp_path):
